@@ -1,0 +1,420 @@
+"""The one configuration model: defaults < YAML file < SEG_* env vars < CLI overrides, validated once.
+
+Env vars: ``SEG_CONFIG`` names the YAML file; ``SEG_<KEY>`` overrides a key, with ``__`` between nested
+keys (``SEG_AS_OF=2024-06-30``, ``SEG_SEGMENTATION__K_MAX=8``, ``SEG_SOURCES__ORDERS__PATH=x.csv``).
+CLI: ``--set segmentation.k_max=8`` (any key) and the named flags ``--home`` / ``--as-of``.
+Relative paths in the YAML file are relative to the file; others to the working directory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from seg_pipeline.errors import SegPipelineError
+from seg_pipeline.sources.contracts import CONTRACTS, SOURCE_NAMES
+
+ENV_PREFIX = "SEG_"
+CONFIG_ENV = "SEG_CONFIG"
+SOURCE_EXTENSIONS = (".csv", ".csv.gz", ".tsv", ".txt", ".parquet", ".pq")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Model):
+    path: Path | None = Field(None, description="extract file; default: <landing>/<source>.csv|.parquet")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="column mapping, canonical name -> name in your file"
+    )
+    format: Literal["csv", "parquet"] | None = Field(None, description="default: from the file extension")
+    delimiter: str | None = Field(None, description="CSV delimiter; default: sniffed")
+    encoding: str = "utf-8"
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _mapping_is_flat(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ValueError("must be a mapping of canonical column -> your column name")
+        for canonical, theirs in value.items():
+            if not isinstance(theirs, str) or not theirs.strip():
+                raise ValueError(f"'{canonical}' must map to a non-empty column name, got {theirs!r}")
+        return value
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_char(cls, value: str | None) -> str | None:
+        if value is not None and len(value) != 1:
+            raise ValueError(f"must be a single character, got {value!r}")
+        return value
+
+
+class CustomerAttributes(_Model):
+    numeric: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> CustomerAttributes:
+        both = set(self.numeric) & set(self.categorical)
+        if both:
+            raise ValueError(f"listed as both numeric and categorical: {sorted(both)}")
+        clash = (set(self.numeric) | set(self.categorical)) & set(CONTRACTS["crm_customers"].column_names)
+        if clash:
+            raise ValueError(f"{sorted(clash)} are canonical CRM columns already, not extra attributes")
+        return self
+
+    @property
+    def names(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+class ChurnConfig(_Model):
+    label: Literal["activity", "explicit"] = "activity"
+    horizon_days: int = Field(90, ge=7, le=730)
+    explicit_column: str = "churned"
+
+
+class SegmentationConfig(_Model):
+    k_min: int = Field(3, ge=2, le=30)
+    k_max: int = Field(10, ge=2, le=30)
+    micro_segments: int = Field(60, ge=50, le=100)
+
+    @model_validator(mode="after")
+    def _range(self) -> SegmentationConfig:
+        if self.k_min > self.k_max:
+            raise ValueError(f"k_min ({self.k_min}) must not exceed k_max ({self.k_max})")
+        return self
+
+
+class PublishConfig(_Model):
+    postgres_dsn: SecretStr | None = Field(None, description="or env SEG_PUBLISH_DSN; null = warehouse only")
+
+
+class PrivacyConfig(_Model):
+    pseudonymization_key_env: str = "SEG_PSEUDO_KEY"
+    retention_days: int = Field(1095, ge=30)
+    default_consent: bool = True
+
+
+class Settings(_Model):
+    home: Path = Field(Path(".seg"), description="warehouse, Dagster instance, MLflow store, reports")
+    landing: Path | None = Field(None, description="folder of the extracts; default <home>/landing")
+    as_of: dt.date | None = Field(None, description="scoring date; default: the run's date (UTC)")
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    customer_attributes: CustomerAttributes = Field(default_factory=CustomerAttributes)
+    churn: ChurnConfig = Field(default_factory=ChurnConfig)
+    segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
+    publish: PublishConfig = Field(default_factory=PublishConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+
+    @field_validator("as_of", mode="before")
+    @classmethod
+    def _strict_date(cls, value: Any) -> Any:
+        # YAML turns 2024-06-30 into a date; strings must be exactly ISO so 06/30/2024 is not guessed at.
+        if isinstance(value, dt.datetime):
+            return value.date()
+        if isinstance(value, str):
+            try:
+                return dt.date.fromisoformat(value.strip())
+            except ValueError:
+                raise ValueError(f"invalid date {value!r}, expected YYYY-MM-DD") from None
+        return value
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _known_sources(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ValueError("must be a mapping of source name -> {path, columns}")
+        unknown = [k for k in value if k not in SOURCE_NAMES]
+        if unknown:
+            raise ValueError(f"unknown source {unknown[0]!r}; known sources: {', '.join(SOURCE_NAMES)}")
+        return {k: ({} if v is None else v) for k, v in value.items()}
+
+    @model_validator(mode="after")
+    def _mappings_name_known_columns(self) -> Settings:
+        for name, source in self.sources.items():
+            known = set(CONTRACTS[name].column_names)
+            if name == "crm_customers":
+                known |= set(self.customer_attributes.names)
+            for canonical in source.columns:
+                if canonical not in known:
+                    raise _KeyError(
+                        f"sources.{name}.columns.{canonical}",
+                        f"unknown canonical column {canonical!r} for {name}; known: {', '.join(sorted(known))}",
+                    )
+            theirs = list(source.columns.values())
+            doubled = {c for c in theirs if theirs.count(c) > 1}
+            if doubled:
+                raise _KeyError(
+                    f"sources.{name}.columns",
+                    f"column {sorted(doubled)[0]!r} is mapped to more than one canonical column",
+                )
+        return self
+
+    # --- derived locations -------------------------------------------------------------------------
+    @property
+    def warehouse_path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.landing if self.landing is not None else self.home / "landing"
+
+    def source(self, name: str) -> SourceConfig:
+        return self.sources.get(name) or SourceConfig()
+
+    def source_path(self, name: str) -> Path | None:
+        """The configured path, else the first ``<landing>/<name>.<ext>`` that exists, else None."""
+        configured = self.source(name).path
+        if configured is not None:
+            return configured
+        for ext in SOURCE_EXTENSIONS:
+            candidate = self.landing_dir / f"{name}{ext}"
+            if candidate.exists():
+                return candidate
+        return None
+
+    def check_sources(self) -> None:
+        """Fail with the config key named when a configured file is missing or the CRM extract is absent."""
+        for name in SOURCE_NAMES:
+            configured = self.source(name).path
+            if configured is not None and not configured.exists():
+                raise SegPipelineError(
+                    f"config key sources.{name}.path: file not found: {configured}. "
+                    "Fix the path or remove the key to use the landing folder."
+                )
+        if self.source_path("crm_customers") is None:
+            raise SegPipelineError(
+                "config key sources.crm_customers.path: the CRM extract is required but none is configured "
+                f"and no crm_customers.csv or .parquet is in the landing folder {self.landing_dir}. "
+                "Set sources.crm_customers.path, or generate demo data with `seg-pipeline generate`."
+            )
+
+    def to_json(self) -> str:
+        """Resolved settings for a Dagster resource; secrets are left out (they come from env vars)."""
+        data = self.model_dump(mode="json")
+        data["publish"]["postgres_dsn"] = None
+        return json.dumps(data, sort_keys=True)
+
+
+class _KeyError(ValueError):
+    """Raised inside validators that know the exact dotted key at fault."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+# --- loading ---------------------------------------------------------------------------------------
+
+_PATH_KEYS = (("home",), ("landing",))
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """Safe YAML that leaves dates as text, so a bad date reaches validation with its key named."""
+
+
+_YamlLoader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _set_dotted(target: dict, dotted: str, value: Any) -> None:
+    parts = [p for p in dotted.split(".") if p]
+    if not parts:
+        raise SegPipelineError(f"config override {dotted!r}: empty key")
+    node = target
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _deep_merge(base: dict, overlay: Mapping) -> dict:
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _absolutize(data: dict, base: Path) -> dict:
+    """Make the path-valued keys of one layer absolute against ``base``."""
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, str | Path) and str(value).strip():
+            p = Path(str(value)).expanduser()
+            return str(p if p.is_absolute() else (base / p).resolve())
+        return value
+
+    out = dict(data)
+    for (key,) in _PATH_KEYS:
+        if key in out:
+            out[key] = fix(out[key])
+    sources = out.get("sources")
+    if isinstance(sources, Mapping):
+        out["sources"] = {
+            name: ({**src, "path": fix(src["path"])} if isinstance(src, Mapping) and "path" in src else src)
+            for name, src in sources.items()
+        }
+    return out
+
+
+def _parse_scalar(text: str) -> Any:
+    """Env and CLI values are YAML scalars, so numbers, booleans, null, lists and dicts work."""
+    try:
+        return _yaml(text) if text.strip() else None
+    except yaml.YAMLError:
+        return text
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
+    """Dotted key -> (origin, value) for every ``SEG_*`` variable that names a config key.
+
+    Single-word variables that are not config keys (SEG_PSEUDO_KEY, SEG_PUBLISH_DSN) are someone
+    else's and are ignored; a nested one (``__``) with an unknown first key is a typo and is reported.
+    """
+    top = set(Settings.model_fields)
+    found: dict[str, tuple[str, Any]] = {}
+    for var, raw in environ.items():
+        if not var.startswith(ENV_PREFIX) or var == CONFIG_ENV:
+            continue
+        parts = var[len(ENV_PREFIX) :].lower().split("__")
+        if parts[0] not in top and len(parts) == 1:
+            continue
+        found[".".join(parts)] = (f"env {var}", _parse_scalar(raw))
+    return found
+
+
+def parse_cli_overrides(items: Iterable[str]) -> dict[str, tuple[str, Any]]:
+    found: dict[str, tuple[str, Any]] = {}
+    for item in items:
+        if "=" not in item:
+            raise SegPipelineError(f"--set {item!r}: expected KEY=VALUE, e.g. --set segmentation.k_max=8")
+        key, _, value = item.partition("=")
+        found[key.strip()] = (f"--set {key.strip()}", _parse_scalar(value))
+    return found
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | Iterable[str] = (),
+    environ: Mapping[str, str] | None = None,
+    check_files: bool = False,
+) -> Settings:
+    """Resolve the settings from all layers; raise SegPipelineError naming the offending key.
+
+    ``overrides`` is either ``KEY=VALUE`` strings (as from ``--set``) or a mapping of dotted key -> value.
+    """
+    environ = os.environ if environ is None else environ
+    config_file = config_file or environ.get(CONFIG_ENV) or None
+    origins: dict[str, str] = {}
+    data: dict[str, Any] = {}
+
+    if config_file is not None:
+        path = Path(config_file).expanduser().resolve()
+        if not path.is_file():
+            raise SegPipelineError(f"config file not found: {path}")
+        try:
+            loaded = _yaml(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise SegPipelineError(f"config file {path} is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise SegPipelineError(f"config file {path}: top level must be a mapping of keys, got {loaded!r}")
+        data = _absolutize(loaded, path.parent)
+        for key in loaded:
+            origins[str(key)] = f"file {path}"
+
+    layered = env_overrides(environ)
+    if isinstance(overrides, Mapping):
+        layered.update({k: ("override", v) for k, v in overrides.items()})
+    else:
+        layered.update(parse_cli_overrides(overrides))
+    for key, (origin, value) in layered.items():
+        layer: dict[str, Any] = {}
+        _set_dotted(layer, key, value)
+        data = _deep_merge(data, _absolutize(layer, Path.cwd()))
+        origins[key] = origin
+
+    data.setdefault("home", str(Path(".seg").resolve()))
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise SegPipelineError(_explain(exc, origins)) from None
+    if check_files:
+        settings.check_sources()
+    return settings
+
+
+@lru_cache(maxsize=8)
+def settings_from_json(text: str) -> Settings:
+    return Settings.model_validate_json(text)
+
+
+def _explain(exc: ValidationError, origins: Mapping[str, str]) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        ctx_error = (err.get("ctx") or {}).get("error")
+        key = ctx_error.key if isinstance(ctx_error, _KeyError) else ".".join(loc)
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(loc[:-1])
+            message = f"unknown key; allowed here: {', '.join(allowed)}" if allowed else "unknown key"
+        elif ctx_error is not None:
+            message = str(ctx_error)
+        elif err["type"].startswith("date"):
+            message = f"invalid date {err.get('input')!r}, expected YYYY-MM-DD"
+        else:
+            message = f"{err['msg']} (got {err.get('input')!r})"
+        origin = next((origins[p] for p in _prefixes(key) if p in origins), None) or next(
+            (o for k, o in origins.items() if k.startswith(f"{key}.")), None
+        )
+        where = f" (from {origin})" if origin else ""
+        lines.append(f"config key {key or '<root>'}{where}: {message}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _prefixes(key: str) -> list[str]:
+    parts = key.split(".")
+    return [".".join(parts[:i]) for i in range(len(parts), 0, -1)]
+
+
+def _allowed_keys(loc: list[str]) -> list[str]:
+    """The keys a model accepts at ``loc``, to list next to an unknown key."""
+    model: type[BaseModel] | None = Settings
+    i = 0
+    while i < len(loc):
+        part = loc[i]
+        if model is None or part not in model.model_fields:
+            return []
+        if model is Settings and part == "sources":
+            model, i = SourceConfig, i + 2  # skip the source name
+            continue
+        annotation = model.model_fields[part].annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        i += 1
+    return list(model.model_fields) if model is not None else []

@@ -1,0 +1,133 @@
+"""Canonical schemas of the five source extracts: the contract every raw table is coerced to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ColumnType = Literal["string", "datetime", "float", "bool"]
+
+# pandas dtypes used for each canonical type; nullable so an empty value stays missing, never 0/False.
+PANDAS_DTYPES: dict[ColumnType, str] = {
+    "string": "string",
+    "datetime": "datetime64[ns]",
+    "float": "float64",
+    "bool": "boolean",
+}
+
+SOURCE_ROW = "source_row"
+"""Column added to every raw table: 1-based data row of the source file (row 1 = first row after the header)."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: ColumnType
+    required: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class SourceContract:
+    name: str
+    columns: tuple[Column, ...]
+    # Each group needs at least one of its columns present in the file (e.g. customer_id or email).
+    required_any: tuple[tuple[str, ...], ...] = ()
+    # crm_customers is the only source that must exist; the others yield an empty typed table when absent.
+    required_source: bool = False
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def required_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.required]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+CRM_CUSTOMERS = SourceContract(
+    name="crm_customers",
+    required_source=True,
+    columns=(
+        Column("customer_id", "string", required=True, description="the CRM's own customer id"),
+        Column("company", "string", description="company name incl. legal form"),
+        Column("name", "string", description="contact person (PII)"),
+        Column("email", "string", description="contact email (PII)"),
+        Column("phone", "string", description="contact phone (PII)"),
+        Column("country", "string"),
+        Column("industry", "string"),
+        Column("company_size", "string", description="size band, e.g. 11-50"),
+        Column("signup_date", "datetime"),
+        Column("updated_at", "datetime", description="last change of the CRM record"),
+        Column("plan", "string"),
+        Column("consent_marketing", "bool"),
+        Column("consent_profiling", "bool"),
+        Column("churned", "bool", description="explicit churn label; empty = unknown"),
+        Column("churn_date", "datetime"),
+    ),
+)
+
+ORDERS = SourceContract(
+    name="orders",
+    columns=(
+        Column("customer_id", "string", required=True),
+        Column("order_date", "datetime", required=True),
+        Column("amount", "float", required=True, description="order value; negative = refund"),
+        Column("order_id", "string"),
+        Column("channel", "string", description="web, app, store, phone, sales_rep"),
+        Column("product_category", "string"),
+    ),
+)
+
+WEB_EVENTS = SourceContract(
+    name="web_events",
+    required_any=(("customer_id", "email", "anonymous_id"),),
+    columns=(
+        Column("ts", "datetime", required=True),
+        Column("customer_id", "string"),
+        Column("email", "string", description="set on identify events (PII)"),
+        Column("anonymous_id", "string", description="cookie id of a visitor not yet identified"),
+        Column("event_type", "string", description="page_view or identify"),
+        Column("page", "string"),
+        Column("session_id", "string"),
+    ),
+)
+
+SUPPORT_TICKETS = SourceContract(
+    name="support_tickets",
+    required_any=(("customer_id", "email", "phone"),),
+    columns=(
+        Column("created_at", "datetime", required=True),
+        Column("customer_id", "string"),
+        Column("email", "string", description="caller email when the ticket is not linked (PII)"),
+        Column("phone", "string", description="caller phone when the ticket is not linked (PII)"),
+        Column("ticket_id", "string"),
+        Column("topic", "string"),
+        Column("channel", "string"),
+        Column("resolved_at", "datetime"),
+        Column("satisfaction", "float", description="1-5"),
+    ),
+)
+
+EMAIL_EVENTS = SourceContract(
+    name="email_events",
+    required_any=(("customer_id", "email"),),
+    columns=(
+        Column("ts", "datetime", required=True),
+        Column("event_type", "string", required=True, description="sent, open, click or unsubscribe"),
+        Column("customer_id", "string"),
+        Column("email", "string", description="recipient when not linked (PII)"),
+        Column("campaign_id", "string"),
+    ),
+)
+
+CONTRACTS: dict[str, SourceContract] = {
+    c.name: c for c in (CRM_CUSTOMERS, ORDERS, WEB_EVENTS, SUPPORT_TICKETS, EMAIL_EVENTS)
+}
+SOURCE_NAMES: tuple[str, ...] = tuple(CONTRACTS)
