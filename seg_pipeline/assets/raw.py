@@ -1,0 +1,113 @@
+"""Stage 1, raw: one asset per source extract, coerced to its canonical contract (sources/).
+
+No `from __future__ import annotations` here: Dagster inspects the context annotation at runtime.
+"""
+
+
+import dagster as dg
+import pandas as pd
+
+from seg_pipeline.config import Settings
+from seg_pipeline.errors import SegPipelineError
+from seg_pipeline.resources import PipelineSettings
+from seg_pipeline.sources.contracts import CONTRACTS, SOURCE_ROW, ColumnType, SourceContract
+from seg_pipeline.sources.readers import IngestReport, read_source
+
+
+def extra_columns(source: str, settings: Settings) -> dict[str, ColumnType]:
+    """CRM columns kept beyond the contract: the listed attributes and a non-canonical explicit label."""
+    if source != "crm_customers":
+        return {}
+    extra: dict[str, ColumnType] = {name: "float" for name in settings.customer_attributes.numeric}
+    extra |= {name: "string" for name in settings.customer_attributes.categorical}
+    label = settings.churn.explicit_column
+    if settings.churn.label == "explicit" and label not in CONTRACTS[source].column_names:
+        extra[label] = "bool"
+    return extra
+
+
+def table_schema(frame: pd.DataFrame, contract: SourceContract) -> dg.TableSchema:
+    descriptions = {c.name: c.description for c in contract.columns}
+    required = set(contract.required_columns)
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=name,
+                type=str(dtype),
+                description=descriptions.get(name) or ("1-based row in the source file" if name == SOURCE_ROW else ""),
+                constraints=dg.TableColumnConstraints(nullable=name not in required and name != SOURCE_ROW),
+            )
+            for name, dtype in frame.dtypes.items()
+        ]
+    )
+
+
+def ingest_metadata(frame: pd.DataFrame, report: IngestReport, contract: SourceContract) -> dict:
+    metadata: dict = {
+        "dagster/row_count": len(frame),
+        "dagster/column_schema": table_schema(frame, contract),
+        "source_path": dg.MetadataValue.path(str(report.path)) if report.path else "absent (optional source)",
+        "file_sha256": report.sha256 or "",
+        "format": report.format or "",
+        "columns_absent_in_source": ", ".join(report.columns_absent) or "none",
+        "ignored_source_columns": ", ".join(report.ignored_columns) or "none",
+        "values_coerced_to_null": sum(v["count"] for v in report.coerced_to_null.values()),
+    }
+    if report.delimiter:
+        metadata["delimiter"] = repr(report.delimiter)
+    if report.renamed:
+        metadata["column_mapping"] = dg.MetadataValue.json(report.renamed)
+    if report.coerced_to_null:
+        metadata["coerced_to_null_detail"] = dg.MetadataValue.json(report.coerced_to_null)
+    return metadata
+
+
+def _raw_asset(source: str) -> dg.AssetsDefinition:
+    contract = CONTRACTS[source]
+
+    @dg.asset(
+        name=f"raw_{source}",
+        group_name="raw",
+        kinds={"pandas", "duckdb"},
+        metadata={"schema": "raw"},
+        description=(
+            f"The {source} extract coerced to its canonical contract "
+            f"({'required' if contract.required_source else 'optional; empty typed table when absent'})."
+        ),
+    )
+    def raw_table(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.Output[pd.DataFrame]:
+        cfg = settings.get()
+        source_cfg = cfg.source(source)
+        path = cfg.source_path(source)
+        try:
+            if source_cfg.path is not None and not source_cfg.path.exists():
+                raise SegPipelineError(f"config key sources.{source}.path: file not found: {source_cfg.path}")
+            frame, report = read_source(
+                contract,
+                path,
+                columns=source_cfg.columns,
+                fmt=source_cfg.format,
+                delimiter=source_cfg.delimiter,
+                encoding=source_cfg.encoding,
+                extra=extra_columns(source, cfg),
+            )
+        except SegPipelineError as exc:
+            raise dg.Failure(
+                description=str(exc),
+                metadata={"source_path": str(path) if path else "none"},
+                allow_retries=False,
+            ) from None
+        for column, detail in report.coerced_to_null.items():
+            rows = ", ".join(str(e["row"]) for e in detail["examples"])
+            context.log.warning(
+                f"{report.path}: optional column {column!r}: {detail['count']} value(s) {detail['rule']} "
+                f"were set to missing (rows {rows}{' ...' if detail['count'] > len(detail['examples']) else ''})"
+            )
+        if path is None:
+            context.log.info(f"{source}: no extract configured or found in the landing folder; empty table")
+        return dg.Output(frame, metadata=ingest_metadata(frame, report, contract))
+
+    return raw_table
+
+
+raw_assets = [_raw_asset(source) for source in CONTRACTS]

@@ -1,0 +1,201 @@
+"""The `seg-pipeline` command: generate demo data, run the pipeline on the Dagster instance, show runs."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from seg_pipeline.config import CONFIG_ENV, Settings, load_settings
+from seg_pipeline.errors import SegPipelineError
+
+UI_HOST = "127.0.0.1"
+UI_PORT = 3000
+
+
+def _settings_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="YAML config file (default: $SEG_CONFIG, else defaults)")
+    parser.add_argument("--home", metavar="DIR", help="override config key home")
+    parser.add_argument("--as-of", metavar="DATE", help="override config key as_of (YYYY-MM-DD)")
+    parser.add_argument(
+        "--set", metavar="KEY=VALUE", action="append", default=[], help="override any config key, e.g. segmentation.k_max=8"
+    )
+
+
+def _resolve_settings(args: argparse.Namespace, check_files: bool = False) -> Settings:
+    """Validate the CLI's view of the config, then export it as env vars so the code location sees the same."""
+    overrides = list(args.set)
+    if args.home:
+        overrides.append(f"home={Path(args.home).resolve()}")
+    if args.as_of:
+        overrides.append(f"as_of={args.as_of}")
+    settings = load_settings(args.config, overrides, check_files=check_files)
+    if args.config:
+        os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
+    for item in overrides:  # already validated by load_settings
+        key, _, value = item.partition("=")
+        os.environ["SEG_" + key.strip().upper().replace(".", "__")] = value
+    return settings
+
+
+# --- commands ---------------------------------------------------------------------------------------
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from seg_pipeline.synthetic.generator import GeneratorConfig, MessinessRates, generate
+
+    settings = _resolve_settings(args)
+    rates = MessinessRates().scaled(args.messiness)
+    overrides = {}
+    for item in args.rate:
+        name, _, value = item.partition("=")
+        try:
+            overrides[name.strip()] = float(value)
+        except ValueError:
+            raise SegPipelineError(f"--rate {item!r}: expected NAME=NUMBER, e.g. duplicate_customers=0.05") from None
+    try:
+        rates = rates.with_overrides(overrides)
+    except ValueError as exc:
+        raise SegPipelineError(f"--rate: {exc}") from None
+    if args.customers < 1:
+        raise SegPipelineError("--customers must be at least 1")
+    as_of = settings.as_of or dt.datetime.now(dt.UTC).date()
+    out = Path(args.out).resolve() if args.out else settings.landing_dir
+    config = GeneratorConfig(
+        customers=args.customers,
+        seed=args.seed,
+        as_of=as_of,
+        format=args.format,
+        history_days=args.history_days,
+        rates=rates,
+    )
+    show = sys.stderr.isatty() and not args.quiet
+
+    def progress(done: int, total: int) -> None:
+        if show:
+            print(f"\r  customers {done:,}/{total:,}", end="", file=sys.stderr, flush=True)
+
+    summary = generate(config, out, progress=progress)
+    if show:
+        print(file=sys.stderr)
+    print(f"Generated {args.customers:,} customers (seed {args.seed}, as of {as_of}) in {out}")
+    for name, rows in summary.rows.items():
+        print(f"  {summary.files[name].name:<24} {rows:>12,} rows")
+    print(f"  truth/ (planted segments, churn dates, duplicates, anomalies; never read by the pipeline)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from seg_pipeline.runner import execute, prepare_dagster_home
+
+    settings = _resolve_settings(args, check_files=True)
+    dagster_home = prepare_dagster_home(settings.dagster_home)
+    if not args.quiet:
+        print(f"Running {args.job} on the Dagster instance in {dagster_home} ...")
+    outcome = execute(args.job, log_level="DEBUG" if args.verbose else "CRITICAL")
+    width = max((len(s.step) for s in outcome.steps), default=10)
+    if not args.quiet:
+        marks = {"succeeded": "ok  ", "failed": "FAIL", "skipped": "skip", "started": "??  "}
+        for step in outcome.steps:
+            rows = f"{step.rows:>10,} rows" if step.rows is not None else " " * 15
+            secs = f"{step.seconds:6.1f}s" if step.seconds is not None else ""
+            notes = f"  ({'; '.join(step.notes)})" if step.notes else ""
+            print(f"  {marks.get(step.status, step.status)} {step.step:<{width}} {rows} {secs}{notes}")
+    if not outcome.success:
+        print(f"\nRun {outcome.run_id} FAILED: {outcome.failure_reason}", file=sys.stderr)
+        print(f"Details: `make dev`, then http://{UI_HOST}:{UI_PORT}/runs/{outcome.run_id}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        print(f"\nRun {outcome.run_id} succeeded.")
+        print(f"  tables:   {settings.warehouse_path} (DuckDB; schemas raw, ...)")
+        print(f"  runs:     {dagster_home} (Dagster instance; `seg-pipeline status` lists them)")
+        print(f"  UI:       `make dev` (or `seg-pipeline dev`), then http://{UI_HOST}:{UI_PORT}/runs/{outcome.run_id}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from seg_pipeline.runner import prepare_dagster_home, recent_runs
+
+    settings = _resolve_settings(args)
+    dagster_home = prepare_dagster_home(settings.dagster_home)
+    runs = recent_runs(args.limit)
+    if not runs:
+        print(f"No runs yet on the instance in {dagster_home}. Start one with `seg-pipeline run`.")
+        return 0
+    print(f"Recent runs on the instance in {dagster_home}:")
+    print(f"  {'run id':<36}  {'job':<14} {'status':<10} {'started (UTC)':<19} {'seconds':>8}")
+    for run in runs:
+        started = run.started.strftime("%Y-%m-%d %H:%M:%S") if run.started else "-"
+        seconds = f"{run.seconds:8.1f}" if run.seconds is not None else "       -"
+        print(f"  {run.run_id:<36}  {run.job:<14} {run.status:<10} {started:<19} {seconds}")
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from seg_pipeline.runner import prepare_dagster_home
+
+    settings = _resolve_settings(args)
+    prepare_dagster_home(settings.dagster_home)
+    dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
+    workspace = Path(args.workspace).resolve()
+    print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
+    return subprocess.call(
+        [dagster, "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)], env=os.environ.copy()
+    )
+
+
+# --- parser -----------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seg-pipeline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="write a synthetic company (five extracts + truth/)")
+    _settings_args(gen)
+    gen.add_argument("--customers", type=int, default=20_000)
+    gen.add_argument("--seed", type=int, default=42)
+    gen.add_argument("--out", metavar="DIR", help="output folder (default: the config's landing folder)")
+    gen.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    gen.add_argument("--history-days", type=int, default=730)
+    gen.add_argument("--messiness", type=float, default=1.0, help="multiply every messiness rate (0 = clean data)")
+    gen.add_argument("--rate", metavar="NAME=VALUE", action="append", default=[], help="set one messiness rate")
+    gen.add_argument("--quiet", action="store_true")
+    gen.set_defaults(func=cmd_generate)
+
+    run = sub.add_parser("run", help="execute the pipeline on the Dagster instance in $DAGSTER_HOME")
+    _settings_args(run)
+    run.add_argument("--job", default="full_refresh")
+    run.add_argument("--quiet", action="store_true", help="print only errors")
+    run.add_argument("--verbose", action="store_true", help="also print Dagster's event log with tracebacks")
+    run.set_defaults(func=cmd_run)
+
+    status = sub.add_parser("status", help="list recent runs and their outcome")
+    _settings_args(status)
+    status.add_argument("--limit", type=int, default=10)
+    status.set_defaults(func=cmd_status)
+
+    dev = sub.add_parser("dev", help="start the Dagster UI on localhost for this config's instance")
+    _settings_args(dev)
+    dev.add_argument("--host", default=UI_HOST)
+    dev.add_argument("--port", type=int, default=UI_PORT)
+    dev.add_argument("--workspace", default="workspace.yaml")
+    dev.set_defaults(func=cmd_dev)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SegPipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

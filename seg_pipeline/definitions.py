@@ -1,0 +1,32 @@
+"""The code location: one Definitions object built from the resolved settings (config.py)."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_duckdb_pandas import DuckDBPandasIOManager
+
+from seg_pipeline.assets.raw import raw_assets
+from seg_pipeline.config import Settings, load_settings
+from seg_pipeline.jobs import full_refresh_job
+from seg_pipeline.resources import PipelineSettings
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return dg.Definitions(
+        assets=[*raw_assets],
+        jobs=[full_refresh_job],
+        resources={
+            "settings": PipelineSettings.of(settings),
+            "io_manager": DuckDBPandasIOManager(database=str(settings.warehouse_path)),
+        },
+        # One process: the embedded DuckDB warehouse takes a single writer, and subprocess start-up
+        # per step would cost more than the steps. Deployments can swap in another executor.
+        executor=dg.in_process_executor,
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Loaded by `dagster dev -w workspace.yaml` and by `seg-pipeline run`; settings from SEG_CONFIG / SEG_*."""
+    return build_definitions(load_settings())

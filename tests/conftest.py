@@ -1,0 +1,47 @@
+"""Shared fixtures: a small generated company, a fresh PostgreSQL database, an isolated environment."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from seg_pipeline.synthetic.generator import GeneratorConfig, generate
+
+AS_OF = dt.date(2024, 6, 30)
+PG_ADMIN_URL = os.environ.get("SEG_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch):
+    """No SEG_* or DAGSTER_HOME from the developer's shell leaks into a test."""
+    for var in list(os.environ):
+        if var.startswith("SEG_") or var == "DAGSTER_HOME":
+            monkeypatch.delenv(var)
+
+
+@pytest.fixture(scope="session")
+def small_company(tmp_path_factory) -> Path:
+    """1,500 customers with the default messiness, as of 2024-06-30. Read-only: copy before editing."""
+    out = tmp_path_factory.mktemp("company")
+    generate(GeneratorConfig(customers=1500, seed=11, as_of=AS_OF), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """A fresh database on the local PostgreSQL server for this test session, dropped afterwards."""
+    import psycopg
+
+    name = f"seg_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

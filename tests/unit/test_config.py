@@ -1,0 +1,128 @@
+"""The configuration model: layering, path resolution and key-named errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from seg_pipeline.config import load_settings
+from seg_pipeline.errors import SegPipelineError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "seg.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def error_of(tmp_path: Path, text: str, **kwargs) -> str:
+    with pytest.raises(SegPipelineError) as info:
+        load_settings(write(tmp_path, text), environ={}, **kwargs)
+    return str(info.value)
+
+
+def test_defaults_need_no_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(environ={})
+    assert settings.home == (tmp_path / ".seg").resolve()
+    assert settings.landing_dir == settings.home / "landing"
+    assert settings.as_of is None  # the run's date
+    assert settings.churn.label == "activity" and settings.churn.horizon_days == 90
+    assert (settings.segmentation.k_min, settings.segmentation.k_max) == (3, 10)
+
+
+def test_unknown_key_is_named_with_the_allowed_keys(tmp_path):
+    message = error_of(tmp_path, "segmentation:\n  kmax: 4\n")
+    assert "segmentation.kmax" in message and "unknown key" in message and "k_max" in message
+    assert "seg.yaml" in message
+
+
+def test_unknown_source_and_source_key(tmp_path):
+    assert "unknown source 'ordres'" in error_of(tmp_path, "sources:\n  ordres: {path: a.csv}\n")
+    assert "sources.orders.paht" in error_of(tmp_path, "sources:\n  orders: {paht: a.csv}\n")
+
+
+@pytest.mark.parametrize("value", ["2024-13-01", "'30/06/2024'", "tomorrow"])
+def test_bad_date_is_rejected(tmp_path, value):
+    message = error_of(tmp_path, f"as_of: {value}\n")
+    assert "config key as_of" in message and "YYYY-MM-DD" in message
+
+
+def test_bad_mappings_are_rejected(tmp_path):
+    unknown = error_of(tmp_path, "sources:\n  orders:\n    columns: {amt: Total}\n")
+    assert "sources.orders.columns.amt" in unknown and "unknown canonical column" in unknown
+    not_a_map = error_of(tmp_path, "sources:\n  orders:\n    columns: [Total]\n")
+    assert "sources.orders.columns" in not_a_map and "mapping" in not_a_map
+    doubled = error_of(tmp_path, "sources:\n  orders:\n    columns: {amount: T, order_id: T}\n")
+    assert "mapped to more than one" in doubled
+    empty = error_of(tmp_path, "sources:\n  orders:\n    columns: {amount: ''}\n")
+    assert "sources.orders.columns" in empty
+
+
+def test_missing_required_source_path(tmp_path):
+    missing_file = error_of(tmp_path, "sources:\n  crm_customers: {path: nope.csv}\n", check_files=True)
+    assert "sources.crm_customers.path" in missing_file and "nope.csv" in missing_file
+    nothing = error_of(tmp_path, "home: h\n", check_files=True)
+    assert "sources.crm_customers.path" in nothing and "required" in nothing
+
+
+def test_paths_in_the_file_are_relative_to_the_file(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "c.csv").write_text("customer_id\n1\n")
+    settings = load_settings(
+        write(tmp_path, "home: state\nsources:\n  crm_customers: {path: data/c.csv}\n"), environ={}, check_files=True
+    )
+    assert settings.home == tmp_path / "state"
+    assert settings.source_path("crm_customers") == tmp_path / "data" / "c.csv"
+
+
+def test_landing_folder_discovery(tmp_path):
+    landing = tmp_path / "in"
+    landing.mkdir()
+    (landing / "crm_customers.parquet").write_bytes(b"")
+    settings = load_settings(overrides={"landing": str(landing)}, environ={})
+    assert settings.source_path("crm_customers") == landing / "crm_customers.parquet"
+    assert settings.source_path("orders") is None
+
+
+def test_layers_file_then_env_then_cli(tmp_path):
+    path = write(tmp_path, "as_of: 2024-01-31\nsegmentation: {k_max: 5}\nchurn: {horizon_days: 60}\n")
+    env = {"SEG_SEGMENTATION__K_MAX": "7", "SEG_AS_OF": "2024-02-29", "SEG_PSEUDO_KEY": "not-a-config-key"}
+    settings = load_settings(path, ["segmentation.k_max=8"], environ=env)
+    assert settings.segmentation.k_max == 8  # CLI beats env beats file
+    assert settings.as_of == dt.date(2024, 2, 29)  # env beats file
+    assert settings.churn.horizon_days == 60  # file beats default
+    env_only = load_settings(path, environ={"SEG_CONFIG": "ignored-when-a-file-is-given", **env})
+    assert env_only.segmentation.k_max == 7
+
+
+def test_config_file_from_env(tmp_path):
+    path = write(tmp_path, "churn: {label: explicit}\n")
+    assert load_settings(environ={"SEG_CONFIG": str(path)}).churn.label == "explicit"
+
+
+def test_errors_name_env_and_cli_origins(tmp_path):
+    with pytest.raises(SegPipelineError) as info:
+        load_settings(overrides=["segmentation.k_min=x"], environ={"SEG_AS_OF": "2024-02-30"})
+    message = str(info.value)
+    assert "config key as_of (from env SEG_AS_OF)" in message
+    assert "config key segmentation.k_min (from --set segmentation.k_min)" in message
+    with pytest.raises(SegPipelineError, match="segmentaton"):
+        load_settings(environ={"SEG_SEGMENTATON__K_MAX": "3"})
+    with pytest.raises(SegPipelineError, match="KEY=VALUE"):
+        load_settings(overrides=["k_max"], environ={})
+
+
+def test_ranges_and_cross_field_rules(tmp_path):
+    assert "k_min (8) must not exceed k_max (4)" in error_of(tmp_path, "segmentation: {k_min: 8, k_max: 4}\n")
+    assert "micro_segments" in error_of(tmp_path, "segmentation: {micro_segments: 20}\n")
+    assert "canonical CRM columns" in error_of(tmp_path, "customer_attributes: {numeric: [plan]}\n")
+    assert "churn.label" in error_of(tmp_path, "churn: {label: sometimes}\n")
+
+
+def test_settings_json_leaves_secrets_out(tmp_path):
+    settings = load_settings(overrides={"publish.postgres_dsn": "postgresql://u:secret@h/db"}, environ={})
+    assert settings.publish.postgres_dsn.get_secret_value().endswith("/db")
+    assert "secret" not in settings.to_json()
