@@ -210,14 +210,14 @@ class _Chunk:
             level = np.where(life_names == "growing", 0.45 + 0.75 * np.clip(tenure_days / 270, 0, 1), level)
             level = np.where(life_names == "new", 0.7 + 0.3 * np.clip(tenure_days / 60, 0, 1), level)
             decay = np.clip((start - self.decline_start) / PERIOD_S, 0, None)
-            level = level * 0.8**decay
+            level = level * 0.7**decay
             noise = 0.7 * noise + rng.normal(0, 0.12, n)
             engagement = level * np.exp(noise)
 
             # churn is decided first, so the period's activity stops at the churn moment
             alive = np.isinf(churn_ts) & (self.signup < end)
             hazard = hazard0 * np.exp(
-                1.8 * np.clip(1 - engagement, 0, None) + 0.6 * np.minimum(frustration, 3) + 0.7 * unsubscribed
+                3.5 * np.clip(1 - engagement, 0, None) + 0.6 * np.minimum(frustration, 3) + 0.7 * unsubscribed
             )
             hazard = np.minimum(hazard * np.where(tenure_days < 90, 1.6, 1.0), 0.6)
             active_from = np.maximum(start, self.signup)
