@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dagster as dg
-from dagster_duckdb_pandas import DuckDBPandasIOManager
 
 from seg_pipeline.assets.raw import raw_assets
 from seg_pipeline.config import Settings, load_settings
 from seg_pipeline.jobs import full_refresh_job
 from seg_pipeline.resources import PipelineSettings
+from seg_pipeline.warehouse import WarehouseIOManager
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
@@ -18,7 +18,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         jobs=[full_refresh_job],
         resources={
             "settings": PipelineSettings.of(settings),
-            "io_manager": DuckDBPandasIOManager(database=str(settings.warehouse_path)),
+            "io_manager": WarehouseIOManager(database=str(settings.warehouse_path)),
         },
         # One process: the embedded DuckDB warehouse takes a single writer, and subprocess start-up
         # per step would cost more than the steps. Deployments can swap in another executor.
