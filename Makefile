@@ -20,6 +20,7 @@ demo: $(BIN)/seg-pipeline
 
 # The whole suite: unit, integration (Dagster + DuckDB) and e2e (CLI, PostgreSQL on 127.0.0.1:5432).
 test: $(BIN)/seg-pipeline
+	$(BIN)/ruff check seg_pipeline tests
 	$(BIN)/python -m pytest
 
 # The Dagster UI on http://127.0.0.1:3000 for the instance under .seg/dagster.

@@ -18,11 +18,17 @@ UI_PORT = 3000
 
 
 def _settings_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", help="YAML config file (default: $SEG_CONFIG, else defaults)")
+    parser.add_argument(
+        "--config", metavar="FILE", help="YAML config file (default: $SEG_CONFIG, else defaults)"
+    )
     parser.add_argument("--home", metavar="DIR", help="override config key home")
     parser.add_argument("--as-of", metavar="DATE", help="override config key as_of (YYYY-MM-DD)")
     parser.add_argument(
-        "--set", metavar="KEY=VALUE", action="append", default=[], help="override any config key, e.g. segmentation.k_max=8"
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override any config key, e.g. segmentation.k_max=8",
     )
 
 
@@ -56,7 +62,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         try:
             overrides[name.strip()] = float(value)
         except ValueError:
-            raise SegPipelineError(f"--rate {item!r}: expected NAME=NUMBER, e.g. duplicate_customers=0.05") from None
+            raise SegPipelineError(
+                f"--rate {item!r}: expected NAME=NUMBER, e.g. duplicate_customers=0.05"
+            ) from None
     try:
         rates = rates.with_overrides(overrides)
     except ValueError as exc:
@@ -85,7 +93,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(f"Generated {args.customers:,} customers (seed {args.seed}, as of {as_of}) in {out}")
     for name, rows in summary.rows.items():
         print(f"  {summary.files[name].name:<24} {rows:>12,} rows")
-    print(f"  truth/ (planted segments, churn dates, duplicates, anomalies; never read by the pipeline)")
+    print("  truth/ (planted segments, churn dates, duplicates, anomalies; never read by the pipeline)")
     return 0
 
 
@@ -113,7 +121,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"\nRun {outcome.run_id} succeeded.")
         print(f"  tables:   {settings.warehouse_path} (DuckDB; schemas raw, ...)")
         print(f"  runs:     {dagster_home} (Dagster instance; `seg-pipeline status` lists them)")
-        print(f"  UI:       `make dev` (or `seg-pipeline dev`), then http://{UI_HOST}:{UI_PORT}/runs/{outcome.run_id}")
+        print(
+            f"  UI:       `make dev` (or `seg-pipeline dev`), then http://{UI_HOST}:{UI_PORT}/runs/{outcome.run_id}"
+        )
     return 0
 
 
@@ -162,8 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", metavar="DIR", help="output folder (default: the config's landing folder)")
     gen.add_argument("--format", choices=("csv", "parquet"), default="csv")
     gen.add_argument("--history-days", type=int, default=730)
-    gen.add_argument("--messiness", type=float, default=1.0, help="multiply every messiness rate (0 = clean data)")
-    gen.add_argument("--rate", metavar="NAME=VALUE", action="append", default=[], help="set one messiness rate")
+    gen.add_argument(
+        "--messiness", type=float, default=1.0, help="multiply every messiness rate (0 = clean data)"
+    )
+    gen.add_argument(
+        "--rate", metavar="NAME=VALUE", action="append", default=[], help="set one messiness rate"
+    )
     gen.add_argument("--quiet", action="store_true")
     gen.set_defaults(func=cmd_generate)
 

@@ -38,7 +38,10 @@ def test_workspace_validates_with_dagster_cli(tmp_path):
     dagster = Path(sys.executable).parent / "dagster"
     out = subprocess.run(
         [str(dagster), "definitions", "validate", "-w", str(ROOT / "workspace.yaml")],
-        env=env, cwd=ROOT, capture_output=True, text=True,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Validation successful for code location seg_pipeline" in out.stderr + out.stdout
@@ -48,6 +51,9 @@ def test_bad_config_makes_the_code_location_fail_with_the_key_named(tmp_path):
     env = {**os.environ, "SEG_HOME": str(tmp_path / "home"), "SEG_SEGMENTATION__K_MAX": "many"}
     out = subprocess.run(
         [sys.executable, "-c", "import seg_pipeline.definitions as m; m.defs()"],
-        env=env, cwd=ROOT, capture_output=True, text=True,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert out.returncode != 0 and "segmentation.k_max" in out.stderr

@@ -3,7 +3,6 @@
 No `from __future__ import annotations` here: Dagster inspects the context annotation at runtime.
 """
 
-
 import dagster as dg
 import pandas as pd
 
@@ -34,7 +33,8 @@ def table_schema(frame: pd.DataFrame, contract: SourceContract) -> dg.TableSchem
             dg.TableColumn(
                 name=name,
                 type=str(dtype),
-                description=descriptions.get(name) or ("1-based row in the source file" if name == SOURCE_ROW else ""),
+                description=descriptions.get(name)
+                or ("1-based row in the source file" if name == SOURCE_ROW else ""),
                 constraints=dg.TableColumnConstraints(nullable=name not in required and name != SOURCE_ROW),
             )
             for name, dtype in frame.dtypes.items()

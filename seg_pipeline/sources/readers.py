@@ -325,7 +325,9 @@ def parse_datetimes(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
     retry = text.notna() & parsed.isna()
     if retry.any():
-        parsed.loc[retry] = pd.to_datetime(text[retry].astype(object), errors="coerce", format="mixed", utc=True)
+        parsed.loc[retry] = pd.to_datetime(
+            text[retry].astype(object), errors="coerce", format="mixed", utc=True
+        )
     parsed = parsed.dt.tz_convert(None).astype("datetime64[ns]")
     return parsed, text.notna() & parsed.isna()
 

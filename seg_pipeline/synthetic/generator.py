@@ -57,10 +57,14 @@ class MessinessRates:
     def with_overrides(self, overrides: dict[str, float]) -> MessinessRates:
         unknown = set(overrides) - set(asdict(self))
         if unknown:
-            raise ValueError(f"unknown messiness rate {sorted(unknown)[0]!r}; known: {', '.join(asdict(self))}")
+            raise ValueError(
+                f"unknown messiness rate {sorted(unknown)[0]!r}; known: {', '.join(asdict(self))}"
+            )
         bad = {k: v for k, v in overrides.items() if not 0.0 <= v <= 1.0}
         if bad:
-            raise ValueError(f"rate {next(iter(bad))!r} must be between 0 and 1, got {next(iter(bad.values()))}")
+            raise ValueError(
+                f"rate {next(iter(bad))!r} must be between 0 and 1, got {next(iter(bad.values()))}"
+            )
         return replace(self, **overrides)
 
 
@@ -155,9 +159,7 @@ class _Chunk:
         self.start = start
         self.n = n
         self.counters = counters
-        self.as_of_end = int(
-            dt.datetime.combine(cfg.as_of, dt.time(23, 59, 59), tzinfo=dt.UTC).timestamp()
-        )
+        self.as_of_end = int(dt.datetime.combine(cfg.as_of, dt.time(23, 59, 59), tzinfo=dt.UTC).timestamp())
         self.t0 = self.as_of_end + 1 - cfg.history_days * DAY_S
 
     # customers ------------------------------------------------------------------------------------
@@ -175,9 +177,7 @@ class _Chunk:
         self.consent_marketing = rng.random(n) < 0.8
         self.consent_profiling = rng.random(n) > 0.04
         declining = np.array(LIFECYCLES)[self.life] == "declining"
-        self.decline_start = np.where(
-            declining, self.as_of_end - rng.uniform(60, 300, n) * DAY_S, np.inf
-        )
+        self.decline_start = np.where(declining, self.as_of_end - rng.uniform(60, 300, n) * DAY_S, np.inf)
         self.ids = np.array([customer_id(self.start + i) for i in range(n)], dtype=object)
 
     # behaviour --------------------------------------------------------------------------------------
@@ -227,11 +227,10 @@ class _Chunk:
             active_to = np.minimum(end, churn_ts)
             exposure = np.clip((active_to - active_from) / PERIOD_S, 0, 1)
 
-            def draw(rate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-                counts = rng.poisson(np.clip(rate, 0, None))
-                who = np.repeat(np.arange(n), counts)
-                ts = active_from[who] + rng.random(len(who)) * (active_to - active_from)[who]
-                return who, ts.astype(np.int64)
+            def draw(rate: np.ndarray, lo=active_from, hi=active_to) -> tuple[np.ndarray, np.ndarray]:
+                """Poisson event counts per customer, each at a uniform moment of their active window."""
+                who = np.repeat(np.arange(n), rng.poisson(np.clip(rate, 0, None)))
+                return who, (lo[who] + rng.random(len(who)) * (hi - lo)[who]).astype(np.int64)
 
             who, ts = draw(orders_rate * engagement * exposure)
             out["orders"].append((who, ts, value[who] * rng.lognormal(0, 0.45, len(who))))
@@ -306,7 +305,9 @@ class _Chunk:
 
     def _missing(self, frame: pd.DataFrame, columns: tuple[str, ...]) -> None:
         for column in columns:
-            mask = (self.rng.random(len(frame)) < self.rates.missing_values) & frame[column].notna().to_numpy()
+            mask = (self.rng.random(len(frame)) < self.rates.missing_values) & frame[
+                column
+            ].notna().to_numpy()
             frame.loc[mask, column] = None
             _flag(frame, mask, "missing_value", column)
 
@@ -325,7 +326,9 @@ class _Chunk:
                 "order_date": ts,
                 "amount": np.round(amount, 2),
                 "channel": np.array(lx.CHANNELS, dtype=object)[_choice_index(rng, channel_p, seg)],
-                "product_category": np.array(lx.CATEGORIES, dtype=object)[_choice_index(rng, category_p, seg)],
+                "product_category": np.array(lx.CATEGORIES, dtype=object)[
+                    _choice_index(rng, category_p, seg)
+                ],
                 "_anomaly": None,
             }
         )
@@ -335,7 +338,9 @@ class _Chunk:
         _flag(frame, mask, "missing_required", "customer_id")
         self._missing(frame, ("channel", "product_category"))
         mask = rng.random(len(frame)) < self.rates.amount_outliers
-        frame.loc[mask, "amount"] = np.round(frame.loc[mask, "amount"] * rng.uniform(50, 500, int(mask.sum())), 2)
+        frame.loc[mask, "amount"] = np.round(
+            frame.loc[mask, "amount"] * rng.uniform(50, 500, int(mask.sum())), 2
+        )
         _flag(frame, mask, "amount_outlier", "amount")
         mask = rng.random(len(frame)) < self.rates.negative_amounts
         frame.loc[mask, "amount"] = -frame.loc[mask, "amount"].abs()
@@ -369,9 +374,9 @@ class _Chunk:
         anonymous_first = rng.random(self.n) < self.rates.anonymous_visitors
         span_end = np.minimum(self.churn_ts, self.as_of_end)
         span_start = np.maximum(self.signup, self.t0)
-        identify_at = (span_start + rng.uniform(0.1, 0.9, self.n) * np.clip(span_end - span_start, 0, None)).astype(
-            np.int64
-        )
+        identify_at = (
+            span_start + rng.uniform(0.1, 0.9, self.n) * np.clip(span_end - span_start, 0, None)
+        ).astype(np.int64)
         anonymous = anonymous_first[w] & (ts < identify_at[w])
         ids = self._event_ids(w, ts)
         ids[anonymous] = None
@@ -391,7 +396,10 @@ class _Chunk:
         identified = np.unique(w[anonymous])
         emails = self.emails[identified].copy()
         restyle = rng.random(len(identified)) < 0.3
-        emails[restyle] = [_email_variant(e, k) for e, k in zip(emails[restyle], rng.integers(0, 4, restyle.sum()), strict=True)]
+        emails[restyle] = [
+            _email_variant(e, k)
+            for e, k in zip(emails[restyle], rng.integers(0, 4, restyle.sum()), strict=True)
+        ]
         identify = pd.DataFrame(
             {
                 "ts": identify_at[identified],
@@ -444,7 +452,9 @@ class _Chunk:
         hours = rng.lognormal(math.log(20), 1.0, len(who)) * np.where(sat <= 2, 2.5, 1.0)
         resolved = ts + (hours * 3600).astype(np.int64)
         open_ticket = (resolved > self.as_of_end) | (rng.random(len(who)) < 0.03)
-        resolved_text = pd.Series(pd.to_datetime(resolved, unit="s").strftime("%Y-%m-%d %H:%M:%S"), dtype=object)
+        resolved_text = pd.Series(
+            pd.to_datetime(resolved, unit="s").strftime("%Y-%m-%d %H:%M:%S"), dtype=object
+        )
         resolved_text[open_ticket] = None
         satisfaction = np.where(rng.random(len(who)) < 0.35, np.nan, sat)
         frame = pd.DataFrame(
@@ -474,7 +484,9 @@ class _Chunk:
         self._missing(frame, ("topic",))
         self._future(frame, "created_at")
         mask = (rng.random(len(frame)) < self.rates.invalid_dates) & frame["resolved_at"].notna().to_numpy()
-        junk = np.array(lx.INVALID_DATE_TEXT, dtype=object)[rng.integers(0, len(lx.INVALID_DATE_TEXT), mask.sum())]
+        junk = np.array(lx.INVALID_DATE_TEXT, dtype=object)[
+            rng.integers(0, len(lx.INVALID_DATE_TEXT), mask.sum())
+        ]
         frame.loc[mask, "resolved_at"] = junk
         _flag(frame, mask, "invalid_date", "resolved_at")
         frame = frame.sort_values("created_at", kind="stable", ignore_index=True)
@@ -492,7 +504,9 @@ class _Chunk:
         clicked = np.concatenate([x[3] for x in parts])
         unsub = np.concatenate([x[4] for x in parts])
         period = np.concatenate([np.full(len(x[0]), x[5]) for x in parts])
-        campaign = np.array([f"CMP-{p:03d}-{k}" for p, k in zip(period, rng.integers(1, 4, len(who)), strict=True)])
+        campaign = np.array(
+            [f"CMP-{p:03d}-{k}" for p, k in zip(period, rng.integers(1, 4, len(who)), strict=True)]
+        )
         open_ts = sent + rng.uniform(600, 48 * 3600, len(who)).astype(np.int64)
         click_ts = open_ts + rng.uniform(10, 3600, len(who)).astype(np.int64)
         unsub_ts = sent + rng.uniform(3600, 72 * 3600, len(who)).astype(np.int64)
@@ -565,7 +579,9 @@ class _Chunk:
             c = countries[i]
             kinds = lx.LEGAL_FORMS[c]
             spellings = kinds[int(form_pick[i] * len(kinds))]
-            spelling = spellings[1 + int(variant_pick[i] * (len(spellings) - 1))] if variant[i] else spellings[0]
+            spelling = (
+                spellings[1 + int(variant_pick[i] * (len(spellings) - 1))] if variant[i] else spellings[0]
+            )
             stem = f"{lx.COMPANY_WORDS_A[word_a[i]]} {lx.COMPANY_WORDS_B[word_b[i]]}"
             companies.append(f"{stem} {spelling}")
             company_stems.append(stem)
@@ -582,7 +598,10 @@ class _Chunk:
         def consent(values: np.ndarray) -> np.ndarray:
             words = np.where(values, 0, 1)
             pick = rng.integers(0, len(lx.CONSENT_TRUE), n)
-            return np.array([(lx.CONSENT_TRUE, lx.CONSENT_FALSE)[w][k] for w, k in zip(words, pick, strict=True)], dtype=object)
+            return np.array(
+                [(lx.CONSENT_TRUE, lx.CONSENT_FALSE)[w][k] for w, k in zip(words, pick, strict=True)],
+                dtype=object,
+            )
 
         frame = pd.DataFrame(
             {
@@ -596,7 +615,9 @@ class _Chunk:
                 "country": countries.astype(object),
                 "industry": np.array(lx.INDUSTRIES, dtype=object)[rng.integers(0, len(lx.INDUSTRIES), n)],
                 "company_size": np.array(lx.COMPANY_SIZES, dtype=object)[size_idx],
-                "signup_date": pd.to_datetime(self.signup, unit="s").strftime("%Y-%m-%d").to_numpy(dtype=object),
+                "signup_date": pd.to_datetime(self.signup, unit="s")
+                .strftime("%Y-%m-%d")
+                .to_numpy(dtype=object),
                 "updated_at": updated.astype(np.int64),
                 "plan": np.array(lx.PLANS, dtype=object)[_choice_index(rng, plan_p, seg)],
                 "contract": np.array(lx.CONTRACTS, dtype=object)[_choice_index(rng, contract_p, seg)],
@@ -624,7 +645,9 @@ class _Chunk:
         style = rng.integers(0, 4, len(d))
         dups["email"] = [_email_variant(e, int(s)) for e, s in zip(dups["email"], style, strict=True)]
         new_style = (phone_style[d] + rng.integers(1, 6, len(d))) % 6
-        dups["phone"] = [render_phone(*self.phone_digits[i], int(s)) for i, s in zip(d, new_style, strict=True)]
+        dups["phone"] = [
+            render_phone(*self.phone_digits[i], int(s)) for i, s in zip(d, new_style, strict=True)
+        ]
         dups.loc[rng.random(len(d)) < 0.15, "phone"] = None
         company_dup = []
         for k, i in enumerate(d):
@@ -634,8 +657,12 @@ class _Chunk:
             company_dup.append(f"{stem} {pick}")
         dups["company"] = company_dup
         dups.loc[rng.random(len(d)) < 0.4, "name"] = dups["name"].str.upper()
-        dups["signup_date"] = pd.to_datetime(self.dup_signup, unit="s").strftime("%Y-%m-%d").to_numpy(dtype=object)
-        dups["updated_at"] = self.dup_signup + (rng.random(len(d)) * (self.as_of_end - self.dup_signup)).astype(np.int64)
+        dups["signup_date"] = (
+            pd.to_datetime(self.dup_signup, unit="s").strftime("%Y-%m-%d").to_numpy(dtype=object)
+        )
+        dups["updated_at"] = self.dup_signup + (
+            rng.random(len(d)) * (self.as_of_end - self.dup_signup)
+        ).astype(np.int64)
         self.duplicates = pd.DataFrame(
             {
                 "duplicate_id": self.dup_ids,
@@ -662,14 +689,18 @@ class _Chunk:
         signup_all = np.concatenate([self.signup, self.dup_signup])
         old = signup_all < self.as_of_end - 3 * 365 * DAY_S
         mask = old & (rng.random(total) < self.rates.stale_records / max(old.mean(), 1e-9))
-        frame.loc[mask, "updated_at"] = signup_all[mask] + rng.uniform(0, 60, mask.sum()).astype(np.int64) * DAY_S
+        frame.loc[mask, "updated_at"] = (
+            signup_all[mask] + rng.uniform(0, 60, mask.sum()).astype(np.int64) * DAY_S
+        )
         _flag(frame, mask, "stale_record", "updated_at")
 
         frame = frame.iloc[rng.permutation(total)].reset_index(drop=True)
         return _timestamps(frame, ("updated_at",))
 
     def truth(self) -> pd.DataFrame:
-        churn = pd.to_datetime(np.where(np.isinf(self.churn_ts), 0, self.churn_ts), unit="s").strftime("%Y-%m-%d")
+        churn = pd.to_datetime(np.where(np.isinf(self.churn_ts), 0, self.churn_ts), unit="s").strftime(
+            "%Y-%m-%d"
+        )
         return pd.DataFrame(
             {
                 "customer_id": self.ids,
@@ -715,7 +746,12 @@ class _Sink:
             self.schema = pa.Schema.from_pandas(frame, preserve_index=False)
             self.schema = pa.schema(
                 [
-                    pa.field(f.name, pa.timestamp("s") if pa.types.is_timestamp(f.type) else (pa.string() if pa.types.is_null(f.type) else f.type))
+                    pa.field(
+                        f.name,
+                        pa.timestamp("s")
+                        if pa.types.is_timestamp(f.type)
+                        else (pa.string() if pa.types.is_null(f.type) else f.type),
+                    )
                     for f in self.schema
                 ]
             )
@@ -787,7 +823,9 @@ def generate(
                 if len(flagged):
                     records = _anomaly_rows(name, frame, anomalies, flagged, first_row)
                     for kind, count in records["kind"].value_counts().items():
-                        anomaly_counts[f"{name}:{kind}"] = anomaly_counts.get(f"{name}:{kind}", 0) + int(count)
+                        anomaly_counts[f"{name}:{kind}"] = anomaly_counts.get(f"{name}:{kind}", 0) + int(
+                            count
+                        )
                     truth_sinks["anomalies"].write(records)
             truth_sinks["customers"].write(chunk.truth())
             if len(chunk.duplicates):
@@ -830,7 +868,9 @@ _EMPTY_TRUTH_HEADERS = {
 def _anomaly_rows(
     name: str, frame: pd.DataFrame, anomalies: pd.Series, flagged: np.ndarray, first_row: int
 ) -> pd.DataFrame:
-    key_column = {"crm_customers": "customer_id", "orders": "order_id", "support_tickets": "ticket_id"}.get(name)
+    key_column = {"crm_customers": "customer_id", "orders": "order_id", "support_tickets": "ticket_id"}.get(
+        name
+    )
     labels = anomalies.iloc[flagged].str.split("|")
     exploded = pd.DataFrame({"pos": flagged, "label": labels.to_numpy()}).explode("label")
     kind_col = exploded["label"].str.partition(":")

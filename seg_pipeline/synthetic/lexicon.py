@@ -74,7 +74,17 @@ INDUSTRIES = ("retail", "manufacturing", "software", "healthcare", "hospitality"
 COMPANY_SIZES = ("1-10", "11-50", "51-200", "201-1000", "1000+")
 CHANNELS = ("web", "app", "store", "phone", "sales_rep")
 CATEGORIES = ("electronics", "office", "apparel", "home", "software", "services")
-PAGES = ("/", "/pricing", "/products", "/product/detail", "/cart", "/checkout", "/blog", "/support", "/account")
+PAGES = (
+    "/",
+    "/pricing",
+    "/products",
+    "/product/detail",
+    "/cart",
+    "/checkout",
+    "/blog",
+    "/support",
+    "/account",
+)
 CANCEL_PAGE = "/account/cancel"
 TICKET_TOPICS = ("billing", "technical", "delivery", "account", "cancellation")
 TICKET_CHANNELS = ("email", "phone", "chat")

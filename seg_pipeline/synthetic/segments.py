@@ -124,7 +124,12 @@ SEGMENTS: tuple[SegmentProfile, ...] = (
 LIFECYCLES = ("new", "growing", "mature", "declining")
 LIFECYCLE_WEIGHTS = (0.1, 0.2, 0.5, 0.2)
 # Days before as_of in which each lifecycle's customers signed up.
-LIFECYCLE_SIGNUP_DAYS = {"new": (0, 120), "growing": (120, 365), "mature": (365, 1460), "declining": (365, 1460)}
+LIFECYCLE_SIGNUP_DAYS = {
+    "new": (0, 120),
+    "growing": (120, 365),
+    "mature": (365, 1460),
+    "declining": (365, 1460),
+}
 
 
 def _check() -> None:

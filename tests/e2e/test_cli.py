@@ -34,7 +34,13 @@ def test_generate_run_status_with_defaults(project):
     assert (project / ".seg" / "landing" / "truth" / "customers.csv").exists()
     ran = cli("run", "--as-of", "2024-06-30", cwd=project)
     assert ran.returncode == 0, ran.stdout + ran.stderr
-    for asset in ("raw_crm_customers", "raw_orders", "raw_web_events", "raw_support_tickets", "raw_email_events"):
+    for asset in (
+        "raw_crm_customers",
+        "raw_orders",
+        "raw_web_events",
+        "raw_support_tickets",
+        "raw_email_events",
+    ):
         assert asset in ran.stdout
     assert "succeeded" in ran.stdout and "warehouse.duckdb" in ran.stdout and "127.0.0.1:3000" in ran.stdout
     assert "Traceback" not in ran.stdout + ran.stderr
@@ -42,7 +48,7 @@ def test_generate_run_status_with_defaults(project):
     home = project / ".seg"
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
         rows = con.execute("select count(*) from raw.raw_orders").fetchone()[0]
-    assert rows == sum(1 for _ in open(home / "landing" / "orders.csv", encoding="utf-8")) - 1
+    assert rows == len((home / "landing" / "orders.csv").read_text(encoding="utf-8").splitlines()) - 1
 
     # the run is on the instance the UI reads, under the full_refresh job, with its materializations
     os.environ["DAGSTER_HOME"] = str(home / "dagster")
@@ -65,7 +71,9 @@ def test_failed_run_exits_non_zero_with_a_short_reason(project, tmp_path):
     config.write_text(f"sources:\n  orders: {{path: {tmp_path / 'orders.csv'}}}\n", encoding="utf-8")
     ran = cli("run", "--config", str(config), "--as-of", "2024-06-30", cwd=project)
     assert ran.returncode == 1
-    assert "FAILED: step raw_orders failed" in ran.stderr and "missing required column(s) amount" in ran.stderr
+    assert (
+        "FAILED: step raw_orders failed" in ran.stderr and "missing required column(s) amount" in ran.stderr
+    )
     assert "Traceback" not in ran.stderr and "Stack Trace" not in ran.stderr
     status = cli("status", cwd=project)
     assert "FAILURE" in status.stdout
@@ -78,13 +86,26 @@ def test_config_errors_exit_2_naming_the_key(project):
     ran = cli("run", "--set", "segmentation.k_max=lots", cwd=project)
     assert ran.returncode == 2 and "segmentation.k_max" in ran.stderr
     env_typo = cli("run", cwd=project, env={"SEG_CHURN__HORIZON": "30"})
-    assert env_typo.returncode == 2 and "churn.horizon" in env_typo.stderr and "horizon_days" in env_typo.stderr
+    assert (
+        env_typo.returncode == 2 and "churn.horizon" in env_typo.stderr and "horizon_days" in env_typo.stderr
+    )
     missing = cli("run", "--home", "elsewhere", cwd=project)
     assert missing.returncode == 2 and "sources.crm_customers.path" in missing.stderr
 
 
 def test_generate_parquet_and_bad_rates(tmp_path):
-    out = cli("generate", "--customers", "50", "--format", "parquet", "--out", "x", "--as-of", "2024-06-30", cwd=tmp_path)
+    out = cli(
+        "generate",
+        "--customers",
+        "50",
+        "--format",
+        "parquet",
+        "--out",
+        "x",
+        "--as-of",
+        "2024-06-30",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0 and (tmp_path / "x" / "orders.parquet").exists()
     bad = cli("generate", "--customers", "50", "--rate", "typos=0.1", cwd=tmp_path)
     assert bad.returncode == 2 and "unknown messiness rate 'typos'" in bad.stderr

@@ -32,7 +32,9 @@ def landing(small_company, tmp_path):
 
 
 def settings_for(tmp_path, landing, **overrides):
-    return load_settings(overrides={"home": str(tmp_path / "home"), "landing": str(landing), **overrides}, environ={})
+    return load_settings(
+        overrides={"home": str(tmp_path / "home"), "landing": str(landing), **overrides}, environ={}
+    )
 
 
 def materializations(instance, key: str):
@@ -56,8 +58,12 @@ def test_raw_group_lands_every_row_in_duckdb_with_metadata(tmp_path, landing):
                 assert metadata["source_path"].value == str(landing / f"{source}.csv")
                 schema = metadata["dagster/column_schema"].value
                 assert "source_row" in [c.name for c in schema.columns]
-            types = dict(con.execute("select column_name, data_type from information_schema.columns "
-                                     "where table_name = 'raw_orders'").fetchall())
+            types = dict(
+                con.execute(
+                    "select column_name, data_type from information_schema.columns "
+                    "where table_name = 'raw_orders'"
+                ).fetchall()
+            )
         assert types["order_date"].startswith("TIMESTAMP") and types["amount"] == "DOUBLE"
         crm = materializations(instance, "raw_crm_customers")[0].asset_materialization.metadata
         assert crm["values_coerced_to_null"].value > 0  # the generator's unparseable signup dates
@@ -66,13 +72,19 @@ def test_raw_group_lands_every_row_in_duckdb_with_metadata(tmp_path, landing):
 
 def test_listed_attributes_are_kept(tmp_path, landing):
     settings = settings_for(
-        tmp_path, landing, **{"customer_attributes.numeric": ["monthly_charges"],
-                              "customer_attributes.categorical": ["contract", "payment_method"]}
+        tmp_path,
+        landing,
+        **{
+            "customer_attributes.numeric": ["monthly_charges"],
+            "customer_attributes.categorical": ["contract", "payment_method"],
+        },
     )
     with dg.instance_for_test() as instance:
         assert materialize_raw(settings, instance).success
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        frame = con.execute("select monthly_charges, contract, payment_method from raw.raw_crm_customers").df()
+        frame = con.execute(
+            "select monthly_charges, contract, payment_method from raw.raw_crm_customers"
+        ).df()
     assert frame["monthly_charges"].dtype == "float64" and frame["contract"].notna().all()
 
 
@@ -85,8 +97,12 @@ def test_absent_optional_source_gives_an_empty_typed_table(tmp_path, landing):
         assert metadata["dagster/row_count"].value == 0
         assert "absent" in metadata["source_path"].value
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        columns = dict(con.execute("select column_name, data_type from information_schema.columns "
-                                   "where table_name = 'raw_web_events'").fetchall())
+        columns = dict(
+            con.execute(
+                "select column_name, data_type from information_schema.columns "
+                "where table_name = 'raw_web_events'"
+            ).fetchall()
+        )
     assert columns["ts"].startswith("TIMESTAMP") and columns["customer_id"] == "VARCHAR"
 
 

@@ -23,7 +23,9 @@ def run_once(database: str, frame: pd.DataFrame) -> pd.DataFrame:
 
     with dg.instance_for_test() as instance:
         result = dg.materialize(
-            [upstream, downstream], resources={"io_manager": WarehouseIOManager(database=database)}, instance=instance
+            [upstream, downstream],
+            resources={"io_manager": WarehouseIOManager(database=database)},
+            instance=instance,
         )
         assert result.success
     return seen["loaded"]
@@ -38,6 +40,8 @@ def test_schema_changes_and_empty_frames(tmp_path):
     loaded = run_once(database, empty)
     assert list(loaded.columns) == ["ts", "id"] and len(loaded) == 0
     with duckdb.connect(database, read_only=True) as con:
-        types = con.execute("select column_name, data_type from information_schema.columns "
-                            "where table_schema = 'demo' and table_name = 'upstream'").fetchall()
+        types = con.execute(
+            "select column_name, data_type from information_schema.columns "
+            "where table_schema = 'demo' and table_name = 'upstream'"
+        ).fetchall()
     assert dict(types) == {"ts": "TIMESTAMP_NS", "id": "VARCHAR"}

@@ -72,7 +72,9 @@ def test_paths_in_the_file_are_relative_to_the_file(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "c.csv").write_text("customer_id\n1\n")
     settings = load_settings(
-        write(tmp_path, "home: state\nsources:\n  crm_customers: {path: data/c.csv}\n"), environ={}, check_files=True
+        write(tmp_path, "home: state\nsources:\n  crm_customers: {path: data/c.csv}\n"),
+        environ={},
+        check_files=True,
     )
     assert settings.home == tmp_path / "state"
     assert settings.source_path("crm_customers") == tmp_path / "data" / "c.csv"

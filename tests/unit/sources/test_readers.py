@@ -41,7 +41,9 @@ def test_good_csv_is_coerced_to_the_contract(tmp_path):
 
 
 def test_semicolon_delimiter_bom_and_timezones(tmp_path):
-    text = "\ufeffcustomer_id;order_date;amount\nC1;2024-01-05T10:00:00+02:00;1.5\nC2;2024-01-06T00:00:00Z;2\n"
+    text = (
+        "\ufeffcustomer_id;order_date;amount\nC1;2024-01-05T10:00:00+02:00;1.5\nC2;2024-01-06T00:00:00Z;2\n"
+    )
     frame, report = read_source(ORDERS, csv_file(tmp_path, text))
     assert report.delimiter == ";"
     assert frame["order_date"].tolist() == [pd.Timestamp("2024-01-05 08:00"), pd.Timestamp("2024-01-06")]
@@ -85,9 +87,20 @@ def test_required_any_group(tmp_path):
 
 def test_column_mapping_and_case_insensitive_names(tmp_path):
     text = "CustID,Order_Date,Total,Channel\nC1,2024-01-01,3,web\n"
-    frame, report = read_source(ORDERS, csv_file(tmp_path, text), columns={"customer_id": "CustID", "amount": "Total"})
-    assert frame.loc[0, "customer_id"] == "C1" and frame.loc[0, "amount"] == 3.0 and frame.loc[0, "channel"] == "web"
-    assert report.renamed == {"CustID": "customer_id", "Order_Date": "order_date", "Total": "amount", "Channel": "channel"}
+    frame, report = read_source(
+        ORDERS, csv_file(tmp_path, text), columns={"customer_id": "CustID", "amount": "Total"}
+    )
+    assert (
+        frame.loc[0, "customer_id"] == "C1"
+        and frame.loc[0, "amount"] == 3.0
+        and frame.loc[0, "channel"] == "web"
+    )
+    assert report.renamed == {
+        "CustID": "customer_id",
+        "Order_Date": "order_date",
+        "Total": "amount",
+        "Channel": "channel",
+    }
 
 
 def test_mapped_column_absent_from_file(tmp_path):
@@ -97,7 +110,9 @@ def test_mapped_column_absent_from_file(tmp_path):
 
 def test_extra_columns_are_kept_only_when_listed(tmp_path):
     text = "customer_id,monthly_charges,contract,secret_notes\nC1,12.5,annual,x\n"
-    frame, report = read_source(CRM, csv_file(tmp_path, text, "crm.csv"), extra={"monthly_charges": "float", "contract": "string"})
+    frame, report = read_source(
+        CRM, csv_file(tmp_path, text, "crm.csv"), extra={"monthly_charges": "float", "contract": "string"}
+    )
     assert frame.loc[0, "monthly_charges"] == 12.5 and frame.loc[0, "contract"] == "annual"
     assert "secret_notes" not in frame.columns and report.ignored_columns == ["secret_notes"]
     message = read_error(CRM, csv_file(tmp_path, "customer_id\nC1\n", "crm2.csv"), extra={"tenure": "float"})
@@ -111,14 +126,18 @@ def test_empty_file_and_header_only(tmp_path):
 
 
 def test_duplicated_header(tmp_path):
-    message = read_error(ORDERS, csv_file(tmp_path, "customer_id,order_date,amount,Amount\nC1,2024-01-01,1,2\n"))
+    message = read_error(
+        ORDERS, csv_file(tmp_path, "customer_id,order_date,amount,Amount\nC1,2024-01-01,1,2\n")
+    )
     assert "duplicated header column 'Amount'" in message and "columns 3 and 4" in message
 
 
 def test_wrong_encoding_names_the_row(tmp_path):
     text = "customer_id,name\nC1,Ana\nC2,José\n"
     message = read_error(CRM, csv_file(tmp_path, text, "crm.csv", encoding="latin-1"))
-    assert "crm.csv" in message and "not valid utf-8" in message and "row 2" in message and "encoding" in message
+    assert (
+        "crm.csv" in message and "not valid utf-8" in message and "row 2" in message and "encoding" in message
+    )
     frame, _ = read_source(CRM, tmp_path / "crm.csv", encoding="latin-1")
     assert frame["name"].tolist() == ["Ana", "José"]
 
@@ -131,7 +150,10 @@ def test_malformed_csv_line(tmp_path):
 def test_absent_optional_source_is_an_empty_typed_table():
     frame, report = read_source(CONTRACTS["web_events"], None)
     assert len(frame) == 0 and report.path is None
-    assert frame.dtypes.astype(str).to_dict() == empty_table(CONTRACTS["web_events"]).dtypes.astype(str).to_dict()
+    assert (
+        frame.dtypes.astype(str).to_dict()
+        == empty_table(CONTRACTS["web_events"]).dtypes.astype(str).to_dict()
+    )
     assert str(frame["ts"].dtype) == "datetime64[ns]"
     with pytest.raises(SegPipelineError, match="required"):
         read_source(CRM, None)
@@ -166,5 +188,7 @@ def test_truncated_parquet_and_csv_named_parquet(tmp_path):
 
 
 def test_infinite_and_non_numeric_amounts_are_invalid(tmp_path):
-    message = read_error(ORDERS, csv_file(tmp_path, GOOD_ORDERS + "O3,C3,2024-01-01,inf\nO4,C4,2024-01-01,12 EUR\n"))
+    message = read_error(
+        ORDERS, csv_file(tmp_path, GOOD_ORDERS + "O3,C3,2024-01-01,inf\nO4,C4,2024-01-01,12 EUR\n")
+    )
     assert "row 3 'inf'" in message and "row 4 '12 EUR'" in message

@@ -23,7 +23,10 @@ def read(folder, name: str) -> pd.DataFrame:
 
 
 def digest(folder) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*.*"))}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*.*"))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +71,9 @@ def test_parquet_holds_the_same_company_as_csv(tmp_path):
 
 def test_chunks_join_seamlessly(tmp_path):
     n = CHUNK_SIZE + 250
-    summary = generate(GeneratorConfig(customers=n, seed=9, as_of=AS_OF, rates=MessinessRates().scaled(0)), tmp_path)
+    summary = generate(
+        GeneratorConfig(customers=n, seed=9, as_of=AS_OF, rates=MessinessRates().scaled(0)), tmp_path
+    )
     truth = read(tmp_path / "truth", "customers")
     crm = read(tmp_path, "crm_customers")
     orders = pd.read_csv(tmp_path / "orders.csv", usecols=["order_id", "customer_id"], dtype=str)
@@ -114,15 +119,26 @@ def test_planted_segments_differ_in_every_behaviour(company):
     stats = per_segment(company)
     assert len(stats) >= 5
     value = stats["median_order_value"]
-    assert value["big_ticket_b2b"] > 4 * value["premium_loyal"] > 8 * value["steady_store"] > 8 * value["bargain_frequent"]
+    assert (
+        value["big_ticket_b2b"]
+        > 4 * value["premium_loyal"]
+        > 8 * value["steady_store"]
+        > 8 * value["bargain_frequent"]
+    )
     assert stats["orders_per_customer"].idxmax() == "bargain_frequent"
     assert stats["orders_per_customer"].idxmin() == "big_ticket_b2b"
     assert stats["store_share"].idxmax() == "steady_store" and stats.loc["steady_store", "store_share"] > 0.5
     assert stats["app_share"].idxmax() == "bargain_frequent"
     assert stats["sales_rep_share"].idxmax() == "big_ticket_b2b"
-    assert stats["open_rate"].idxmax() == "premium_loyal" and stats["open_rate"].idxmin() == "disengaged_low_value"
+    assert (
+        stats["open_rate"].idxmax() == "premium_loyal"
+        and stats["open_rate"].idxmin() == "disengaged_low_value"
+    )
     assert stats["tickets_per_customer"].idxmax() == "big_ticket_b2b"
-    assert stats["web_events_per_customer"].nlargest(2).index.tolist() == ["bargain_frequent", "premium_loyal"]
+    assert stats["web_events_per_customer"].nlargest(2).index.tolist() == [
+        "bargain_frequent",
+        "premium_loyal",
+    ]
     assert stats["churn_rate"].idxmax() == "disengaged_low_value"
 
 
@@ -151,7 +167,10 @@ def test_lifecycles(company):
     orders = company["orders"][company["orders"]["customer_id"].isin(truth["customer_id"])]
     date = pd.to_datetime(orders["order_date"])
     recent = orders[(date > pd.Timestamp(AS_OF) - pd.Timedelta(days=180)) & (date <= pd.Timestamp(AS_OF))]
-    earlier = orders[(date > pd.Timestamp(AS_OF) - pd.Timedelta(days=540)) & (date <= pd.Timestamp(AS_OF) - pd.Timedelta(days=360))]
+    earlier = orders[
+        (date > pd.Timestamp(AS_OF) - pd.Timedelta(days=540))
+        & (date <= pd.Timestamp(AS_OF) - pd.Timedelta(days=360))
+    ]
     life = truth.set_index("customer_id")["lifecycle"]
     declining = life[life == "declining"].index
     assert recent["customer_id"].isin(declining).sum() < 0.6 * earlier["customer_id"].isin(declining).sum()
@@ -166,7 +185,9 @@ def test_no_event_after_as_of_except_injected_future_dates(company):
         ("support_tickets", company["tickets"], "created_at"),
     ):
         after = np.flatnonzero(pd.to_datetime(frame[column]) >= AS_OF_END) + 1
-        injected = anomalies.loc[(anomalies["source"] == name) & (anomalies["kind"] == "future_date"), "source_row"]
+        injected = anomalies.loc[
+            (anomalies["source"] == name) & (anomalies["kind"] == "future_date"), "source_row"
+        ]
         assert len(after) > 0 or name == "support_tickets"
         assert set(after) == set(injected.astype(int)), name
 
@@ -177,7 +198,10 @@ def test_duplicates_are_the_same_person_written_differently(company):
     assert 0.015 < len(dups) / len(company["truth"]) < 0.05
     original = crm.loc[dups["original_id"]]
     duplicate = crm.loc[dups["duplicate_id"]]
-    same_email = original["email"].str.strip().str.lower().to_numpy() == duplicate["email"].str.strip().str.lower().to_numpy()
+    same_email = (
+        original["email"].str.strip().str.lower().to_numpy()
+        == duplicate["email"].str.strip().str.lower().to_numpy()
+    )
     assert same_email.all() and (original["email"].to_numpy() != duplicate["email"].to_numpy()).all()
     digits = lambda s: s.str.replace(r"\D", "", regex=True).str[-8:]  # noqa: E731
     both = original["phone"].notna().to_numpy() & duplicate["phone"].notna().to_numpy()
@@ -190,7 +214,11 @@ def test_company_legal_form_variants(company):
     companies = company["crm"]["company"].dropna()
     variants = {v for forms in LEGAL_FORMS.values() for spelled in forms for v in spelled[1:]}
     canonical = {spelled[0] for forms in LEGAL_FORMS.values() for spelled in forms}
-    ends = companies.map(lambda c: next((v for v in sorted(variants | canonical, key=len, reverse=True) if c.endswith(" " + v)), None))
+    ends = companies.map(
+        lambda c: next(
+            (v for v in sorted(variants | canonical, key=len, reverse=True) if c.endswith(" " + v)), None
+        )
+    )
     assert ends.isin(canonical).mean() > 0.7
     assert ends.isin(variants).sum() >= 0.05 * len(companies)
 
@@ -241,7 +269,10 @@ def test_unlinked_contacts_carry_email_or_phone(company):
 
 
 def test_rates_are_configurable(tmp_path):
-    generate(GeneratorConfig(customers=500, seed=1, as_of=AS_OF, rates=MessinessRates().scaled(0)), tmp_path / "clean")
+    generate(
+        GeneratorConfig(customers=500, seed=1, as_of=AS_OF, rates=MessinessRates().scaled(0)),
+        tmp_path / "clean",
+    )
     assert len(read(tmp_path / "clean" / "truth", "anomalies")) == 0
     assert len(read(tmp_path / "clean" / "truth", "duplicates")) == 0
     many = MessinessRates().with_overrides({"duplicate_customers": 0.2})
@@ -255,4 +286,7 @@ def test_pii_is_plausible(company):
     crm = company["crm"]
     assert crm["email"].str.strip().str.contains(r"^[^@\s]+@[^@\s]+\.[a-z]+$", flags=re.I).all()
     assert crm["name"].str.contains(r"[^\x00-\x7f]").any()  # unicode names
-    assert dt.date.fromisoformat(json.loads((company["dir"] / "truth" / "manifest.json").read_text())["as_of"]) == AS_OF
+    assert (
+        dt.date.fromisoformat(json.loads((company["dir"] / "truth" / "manifest.json").read_text())["as_of"])
+        == AS_OF
+    )
