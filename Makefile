@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CUSTOMERS ?= 20000
 SEED ?= 42
 
-.PHONY: demo test dev lint clean
+.PHONY: demo test dev lint clean bench-generate
 
 $(BIN)/seg-pipeline: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(BIN)/seg-pipeline
 # The Dagster UI on http://127.0.0.1:3000 for the instance under .seg/dagster.
 dev: $(BIN)/seg-pipeline
 	$(BIN)/seg-pipeline dev
+
+# Generator throughput and memory at SIZE customers (default 10k and 100k); results in benchmarks/results/.
+bench-generate: $(BIN)/seg-pipeline
+	$(BIN)/python benchmarks/bench_generate.py $(SIZE)
 
 lint: $(BIN)/seg-pipeline
 	$(BIN)/ruff check seg_pipeline tests

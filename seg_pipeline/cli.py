@@ -142,6 +142,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         started = run.started.strftime("%Y-%m-%d %H:%M:%S") if run.started else "-"
         seconds = f"{run.seconds:8.1f}" if run.seconds is not None else "       -"
         print(f"  {run.run_id:<36}  {run.job:<14} {run.status:<10} {started:<19} {seconds}")
+        if run.failure:
+            print(f"      failed at {run.failure}")
     return 0
 
 

@@ -128,6 +128,7 @@ class RunSummary:
     status: str
     started: dt.datetime | None
     seconds: float | None
+    failure: str | None = None
 
 
 def recent_runs(limit: int = 10) -> list[RunSummary]:
@@ -146,6 +147,16 @@ def recent_runs(limit: int = 10) -> list[RunSummary]:
                     status=run.status.value,
                     started=dt.datetime.fromtimestamp(start, dt.UTC) if start else None,
                     seconds=(end - start) if start and end else None,
+                    failure=_first_failure(instance, run.run_id) if run.status.value == "FAILURE" else None,
                 )
             )
         return out
+
+
+def _first_failure(instance, run_id: str) -> str | None:
+    from dagster import DagsterEventType
+
+    for record in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
+        error = record.dagster_event.step_failure_data.error
+        return f"{record.dagster_event.step_key}: {_first_line_block(error.message if error else 'unknown error')}"
+    return None

@@ -76,7 +76,8 @@ def test_failed_run_exits_non_zero_with_a_short_reason(project, tmp_path):
     )
     assert "Traceback" not in ran.stderr and "Stack Trace" not in ran.stderr
     status = cli("status", cwd=project)
-    assert "FAILURE" in status.stdout
+    assert "FAILURE" in status.stdout and "failed at raw_orders: " in status.stdout
+    assert "missing required column(s) amount" in status.stdout
 
     mapped = cli("run", "--config", str(config), "--set", "sources.orders.columns.amount=total", cwd=project)
     assert mapped.returncode == 0, mapped.stderr
