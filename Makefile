@@ -20,7 +20,7 @@ demo: $(BIN)/seg-pipeline
 
 # The whole suite: unit, integration (Dagster + DuckDB) and e2e (CLI, PostgreSQL on 127.0.0.1:5432).
 test: $(BIN)/seg-pipeline
-	$(BIN)/ruff check seg_pipeline tests
+	$(BIN)/ruff check seg_pipeline tests benchmarks
 	$(BIN)/python -m pytest
 
 # The Dagster UI on http://127.0.0.1:3000 for the instance under .seg/dagster.
@@ -32,8 +32,8 @@ bench-generate: $(BIN)/seg-pipeline
 	$(BIN)/python benchmarks/bench_generate.py $(SIZE)
 
 lint: $(BIN)/seg-pipeline
-	$(BIN)/ruff check seg_pipeline tests
-	$(BIN)/ruff format --check seg_pipeline tests
+	$(BIN)/ruff check seg_pipeline tests benchmarks
+	$(BIN)/ruff format --check seg_pipeline tests benchmarks
 
 clean:
 	rm -rf .seg .pytest_cache

@@ -29,7 +29,11 @@ def measure(customers: int) -> dict:
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         seconds = time.perf_counter() - start
-        rows = sum(int(line.split()[-2].replace(",", "")) for line in done.stdout.splitlines() if line.endswith(" rows"))
+        rows = sum(
+            int(line.split()[-2].replace(",", ""))
+            for line in done.stdout.splitlines()
+            if line.endswith(" rows")
+        )
         size = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())
     # children run one after another, so the children's max RSS so far is this child's when sizes ascend
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -47,7 +51,11 @@ def main(sizes: list[int]) -> None:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "generate.json"
     data = json.loads(path.read_text()) if path.exists() else {"runs": {}}
-    data["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()}
+    data["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "system": platform.platform(),
+    }
     for n in sorted(sizes):
         result = measure(n)
         print(result)
@@ -63,7 +71,9 @@ def main(sizes: list[int]) -> None:
             f"| {r['peak_rss_mb']} | {r['output_mb']} |"
         )
     (RESULTS / "generate.md").write_text(
-        "# Synthetic generator (CSV, default messiness)\n\n" + "\n".join(lines) + f"\n\nMachine: {data['machine']}\n"
+        "# Synthetic generator (CSV, default messiness)\n\n"
+        + "\n".join(lines)
+        + f"\n\nMachine: {data['machine']}\n"
     )
 
 
