@@ -105,6 +105,19 @@ class SegmentationConfig(_Model):
         return self
 
 
+class QualityConfig(_Model):
+    expectations_dir: Path | None = Field(
+        None, description="GX suites (JSON); default: the repository's expectations/"
+    )
+    max_row_count_drop: float = Field(
+        0.5, ge=0, le=1, description="fail when rows fall by more than this share"
+    )
+    max_staleness_days: int = Field(
+        30, ge=1, description="fail when an extract's newest date is older than this"
+    )
+    stale_record_days: int = Field(730, ge=30, description="flag CRM records not updated for this long")
+
+
 class PublishConfig(_Model):
     postgres_dsn: SecretStr | None = Field(None, description="or env SEG_PUBLISH_DSN; null = warehouse only")
 
@@ -123,6 +136,7 @@ class Settings(_Model):
     customer_attributes: CustomerAttributes = Field(default_factory=CustomerAttributes)
     churn: ChurnConfig = Field(default_factory=ChurnConfig)
     segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
@@ -180,6 +194,18 @@ class Settings(_Model):
     @property
     def dagster_home(self) -> Path:
         return self.home / "dagster"
+
+    @property
+    def gx_root(self) -> Path:
+        return self.home / "gx"
+
+    @property
+    def datadocs_dir(self) -> Path:
+        return self.home / "datadocs"
+
+    @property
+    def expectations_dir(self) -> Path:
+        return self.quality.expectations_dir or Path(__file__).resolve().parents[1] / "expectations"
 
     @property
     def landing_dir(self) -> Path:
@@ -283,6 +309,9 @@ def _absolutize(data: dict, base: Path) -> dict:
     for (key,) in _PATH_KEYS:
         if key in out:
             out[key] = fix(out[key])
+    quality = out.get("quality")
+    if isinstance(quality, Mapping) and "expectations_dir" in quality:
+        out["quality"] = {**quality, "expectations_dir": fix(quality["expectations_dir"])}
     sources = out.get("sources")
     if isinstance(sources, Mapping):
         out["sources"] = {

@@ -49,6 +49,9 @@ class RunOutcome:
         if not failed:
             return None if self.success else "the run did not complete (see the run's logs in the UI)"
         first = failed[0]
+        checks = [note for step in failed for note in step.notes if note.startswith("check ")]
+        if checks:  # a failed gate: say which expectations failed, not Dagster's wrapper error
+            return "quality gate failed; nothing downstream ran.\n  " + "\n  ".join(checks)
         return f"step {first.step} failed: {first.error}"
 
 
@@ -98,8 +101,7 @@ def _outcome(instance, run_id: str, job_name: str, success: bool) -> RunOutcome:
         elif event.event_type == DagsterEventType.STEP_FAILURE:
             outcome.status = "failed"
             outcome.seconds = record.timestamp - started.get(key, record.timestamp)
-            error = event.step_failure_data.error
-            outcome.error = _first_line_block(error.message if error else "unknown error")
+            outcome.error = _error_text(event.step_failure_data.error)
         elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
             metadata = event.step_materialization_data.materialization.metadata
             if "dagster/row_count" in metadata:
@@ -109,7 +111,22 @@ def _outcome(instance, run_id: str, job_name: str, success: bool) -> RunOutcome:
                 outcome.notes.append(f"{nulled.value} unparseable optional values set to missing")
         elif event.event_type == DagsterEventType.STEP_SKIPPED:
             outcome.status = "skipped"
+        elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.event_specific_data
+            if not evaluation.passed:
+                outcome.notes.append(
+                    f"check {evaluation.check_name} failed: {evaluation.description or ''}".strip()
+                )
     return RunOutcome(run_id=run_id, job=job_name, success=success, steps=list(steps.values()))
+
+
+def _error_text(error) -> str:
+    """The sentence a user needs: the innermost cause, without Dagster's wrapper."""
+    if error is None:
+        return "unknown error"
+    while error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
+        error = error.cause
+    return _first_line_block(error.message)
 
 
 def _first_line_block(message: str) -> str:
@@ -157,6 +174,5 @@ def _first_failure(instance, run_id: str) -> str | None:
     from dagster import DagsterEventType
 
     for record in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
-        error = record.dagster_event.step_failure_data.error
-        return f"{record.dagster_event.step_key}: {_first_line_block(error.message if error else 'unknown error')}"
+        return f"{record.dagster_event.step_key}: {_error_text(record.dagster_event.step_failure_data.error)}"
     return None

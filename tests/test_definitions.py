@@ -29,6 +29,8 @@ def test_asset_keys_and_groups(tmp_path):
     graph = defs.resolve_asset_graph()
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
     assert groups == EXPECTED_GROUPS
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    assert checks == {(asset, f"{asset}_quality") for asset in EXPECTED_GROUPS if asset.startswith("raw_")}
     assert defs.resolve_job_def("full_refresh") is not None
 
 

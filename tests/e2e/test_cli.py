@@ -66,10 +66,16 @@ def test_generate_run_status_with_defaults(project):
 
 
 def test_failed_run_exits_non_zero_with_a_short_reason(project, tmp_path):
-    (tmp_path / "orders.csv").write_text("customer_id,order_date,total\nC1,2024-01-01,3\n", encoding="utf-8")
+    landing_orders = (project / ".seg" / "landing" / "orders.csv").read_text(encoding="utf-8")
+    header, _, body = landing_orders.partition("\n")
+    (tmp_path / "orders.csv").write_text(
+        header.replace('"amount"', '"total"') + "\n" + body, encoding="utf-8"
+    )
     config = tmp_path / "seg.yaml"
-    config.write_text(f"sources:\n  orders: {{path: {tmp_path / 'orders.csv'}}}\n", encoding="utf-8")
-    ran = cli("run", "--config", str(config), "--as-of", "2024-06-30", cwd=project)
+    config.write_text(
+        f"as_of: 2024-06-30\nsources:\n  orders: {{path: {tmp_path / 'orders.csv'}}}\n", encoding="utf-8"
+    )
+    ran = cli("run", "--config", str(config), cwd=project)
     assert ran.returncode == 1
     assert (
         "FAILED: step raw_orders failed" in ran.stderr and "missing required column(s) amount" in ran.stderr
@@ -81,6 +87,14 @@ def test_failed_run_exits_non_zero_with_a_short_reason(project, tmp_path):
 
     mapped = cli("run", "--config", str(config), "--set", "sources.orders.columns.amount=total", cwd=project)
     assert mapped.returncode == 0, mapped.stderr
+
+
+def test_quality_gate_failure_explains_the_expectation(project):
+    stale = cli("run", "--as-of", "2025-03-31", cwd=project)
+    assert stale.returncode == 1
+    assert "quality gate failed; nothing downstream ran" in stale.stderr
+    assert "raw_orders_quality failed" in stale.stderr and "freshness" in stale.stderr
+    assert "Traceback" not in stale.stderr
 
 
 def test_config_errors_exit_2_naming_the_key(project):

@@ -12,6 +12,7 @@ import pytest
 from seg_pipeline.config import load_settings
 from seg_pipeline.definitions import build_definitions
 from seg_pipeline.sources.readers import file_sha256
+from tests.conftest import AS_OF
 
 RAW = ["raw_crm_customers", "raw_orders", "raw_web_events", "raw_support_tickets", "raw_email_events"]
 
@@ -32,9 +33,8 @@ def landing(small_company, tmp_path):
 
 
 def settings_for(tmp_path, landing, **overrides):
-    return load_settings(
-        overrides={"home": str(tmp_path / "home"), "landing": str(landing), **overrides}, environ={}
-    )
+    base = {"home": str(tmp_path / "home"), "landing": str(landing), "as_of": AS_OF.isoformat()}
+    return load_settings(overrides={**base, **overrides}, environ={})
 
 
 def materializations(instance, key: str):
@@ -132,7 +132,6 @@ def test_configured_path_that_vanished_fails_naming_the_key(tmp_path, landing):
 
 def test_parquet_extracts(tmp_path):
     from seg_pipeline.synthetic.generator import GeneratorConfig, generate
-    from tests.conftest import AS_OF
 
     generate(GeneratorConfig(customers=300, seed=2, as_of=AS_OF, format="parquet"), tmp_path / "pq")
     settings = settings_for(tmp_path, tmp_path / "pq")

@@ -1,0 +1,41 @@
+"""Helpers shared by the asset modules: the run's as_of date and previous materializations."""
+
+import datetime as dt
+
+import dagster as dg
+
+from seg_pipeline.config import Settings
+
+
+def run_as_of(context: dg.OpExecutionContext | dg.AssetCheckExecutionContext, settings: Settings) -> dt.date:
+    """The configured as_of, else the date (UTC) the run was created: one date for every step of a run."""
+    if settings.as_of is not None:
+        return settings.as_of
+    record = context.instance.get_run_record_by_id(context.run.run_id)
+    created = record.create_timestamp if record is not None else dt.datetime.now(dt.UTC)
+    return created.astimezone(dt.UTC).date()
+
+
+def end_of_day(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(23, 59, 59, 999999))
+
+
+def latest_metadata(context, asset: str) -> dict:
+    """Metadata of the asset's newest materialization (this run's, when it ran before the caller)."""
+    event = context.instance.get_latest_materialization_event(dg.AssetKey(asset))
+    return dict(event.asset_materialization.metadata) if event and event.asset_materialization else {}
+
+
+def previous_good_row_count(context, asset: str) -> int | None:
+    """Rows of the asset in the newest earlier run that succeeded as a whole (gates passed)."""
+    records = context.instance.fetch_materializations(dg.AssetKey(asset), limit=25).records
+    for record in records:
+        if record.run_id == context.run.run_id:
+            continue
+        run = context.instance.get_run_by_id(record.run_id)
+        if run is None or run.status != dg.DagsterRunStatus.SUCCESS:
+            continue
+        rows = record.asset_materialization.metadata.get("dagster/row_count")
+        if rows is not None:
+            return int(rows.value)
+    return None

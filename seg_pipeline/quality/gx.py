@@ -1,0 +1,196 @@
+"""Run a Great Expectations suite from expectations/<table>.json on a DataFrame and build its Data Docs.
+
+GX 1.x is called directly (the dagster-ge integration targets GX < 1). A file-backed GX project lives
+under <home>/gx and its Data Docs under <home>/datadocs; each validation is filed under the Dagster
+run id, so every run has its own result page that opens without a network.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from seg_pipeline.errors import SegPipelineError
+
+DATASOURCE = "seg_pipeline"
+DOCS_SITE = "local_site"
+
+
+@dataclass
+class FailedExpectation:
+    expectation: str
+    column: str | None
+    observed: Any
+    unexpected_percent: float | None
+    kwargs: dict
+
+    rule: str | None = None
+
+    def describe(self) -> str:
+        where = f"{self.column}: " if self.column else ""
+        bounds = ", ".join(
+            f"{k} {_short(v)}"
+            for k, v in self.kwargs.items()
+            if k in ("min_value", "max_value", "mostly", "value_set")
+        )
+        if self.unexpected_percent is not None:
+            seen = f"{self.unexpected_percent:.1f}% of rows unexpected"
+        else:
+            seen = f"observed {_short(self.observed)}"
+        why = f" [{self.rule}]" if self.rule else ""
+        return f"{where}{self.expectation.removeprefix('expect_')} ({bounds}): {seen}{why}"
+
+
+@dataclass
+class SuiteOutcome:
+    suite: str
+    success: bool
+    success_percent: float
+    evaluated: int
+    failed: list[FailedExpectation] = field(default_factory=list)
+    skipped_columns: list[str] = field(default_factory=list)
+    docs_url: str | None = None
+    docs_index: str | None = None
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def load_suite(path: Path) -> dict:
+    """Read a suite file; a malformed one is the user's to fix, so say which and where."""
+    if not path.is_file():
+        raise SegPipelineError(f"GX suite not found: {path}. Restore it or set quality.expectations_dir.")
+    try:
+        suite = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise SegPipelineError(
+            f"GX suite {path} is not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    if not isinstance(suite, dict) or not isinstance(suite.get("expectations"), list):
+        raise SegPipelineError(f"GX suite {path}: expected an object with an 'expectations' list")
+    return suite
+
+
+def without_columns(suite: dict, absent: set[str]) -> tuple[dict, list[str]]:
+    """Drop expectations on columns the source does not have (an optional column that is absent is not null data)."""
+    kept, skipped = [], set()
+    for expectation in suite["expectations"]:
+        kwargs = expectation.get("kwargs", {})
+        columns = {kwargs.get("column"), *kwargs.get("column_list", [])} - {None}
+        if columns & absent:
+            skipped |= columns & absent
+        else:
+            kept.append(expectation)
+    return {**suite, "expectations": kept}, sorted(skipped)
+
+
+def _context(gx_root: Path, docs_dir: Path):
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    gx_root.mkdir(parents=True, exist_ok=True)
+    context = gx.get_context(mode="file", project_root_dir=str(gx_root))
+    bars = context.variables.progress_bars
+    if (bars.get("globally") if isinstance(bars, dict) else getattr(bars, "globally", None)) is not False:
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        context.variables.save()
+    site = {
+        "class_name": "SiteBuilder",
+        "show_how_to_buttons": False,
+        "store_backend": {
+            "class_name": "TupleFilesystemStoreBackend",
+            "base_directory": str(docs_dir.resolve()),
+        },
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    }
+    if context.list_data_docs_sites().get(DOCS_SITE) != site:
+        if DOCS_SITE in context.list_data_docs_sites():
+            context.update_data_docs_site(DOCS_SITE, site)
+        else:
+            context.add_data_docs_site(DOCS_SITE, site)
+    return context
+
+
+def validate(
+    frame: pd.DataFrame,
+    suite_path: Path,
+    *,
+    gx_root: Path,
+    docs_dir: Path,
+    run_name: str,
+    parameters: dict[str, Any] | None = None,
+    absent_columns: set[str] | None = None,
+) -> SuiteOutcome:
+    """Validate ``frame`` against the suite and file the result (and Data Docs) under ``run_name``."""
+    import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    raw_suite = load_suite(suite_path)
+    name = raw_suite.get("name") or suite_path.stem
+    suite_spec, skipped = without_columns(raw_suite, absent_columns or set())
+    context = _context(gx_root, docs_dir)
+    datasource = context.data_sources.add_or_update_pandas(DATASOURCE)
+    try:
+        asset = datasource.get_asset(name)
+    except LookupError:
+        asset = datasource.add_dataframe_asset(name)
+    try:
+        batch = asset.get_batch_definition("whole_table")
+    except KeyError:
+        batch = asset.add_batch_definition_whole_dataframe("whole_table")
+    try:
+        suite = gx.ExpectationSuite(
+            name=name, expectations=suite_spec["expectations"], meta=suite_spec.get("meta") or {}
+        )
+    except Exception as exc:  # GX raises several types for an unknown expectation or bad kwargs
+        raise SegPipelineError(f"GX suite {suite_path}: {type(exc).__name__}: {exc}") from None
+    suite = context.suites.add_or_update(suite)
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=name, data=batch, suite=suite)
+    )
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=name,
+            validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=[DOCS_SITE])],
+            result_format={"result_format": "SUMMARY"},
+        )
+    )
+    result = checkpoint.run(
+        batch_parameters={"dataframe": frame},
+        expectation_parameters=parameters or {},
+        run_id=RunIdentifier(run_name=run_name, run_time=dt.datetime.now(dt.UTC)),
+    )
+    (identifier, validation), *_ = result.run_results.items()
+    failed = [
+        FailedExpectation(
+            expectation=r.expectation_config.type,
+            column=r.expectation_config.kwargs.get("column"),
+            observed=r.result.get("observed_value", r.result.get("unexpected_count")),
+            unexpected_percent=r.result.get("unexpected_percent"),
+            kwargs={k: v for k, v in r.expectation_config.kwargs.items() if k != "batch_id"},
+            rule=(r.expectation_config.meta or {}).get("rule"),
+        )
+        for r in validation.results
+        if not r.success
+    ]
+    urls = context.get_docs_sites_urls(resource_identifier=identifier, site_names=[DOCS_SITE])
+    index = context.get_docs_sites_urls(site_names=[DOCS_SITE])
+    stats = validation.statistics
+    return SuiteOutcome(
+        suite=name,
+        success=bool(validation.success),
+        success_percent=float(stats.get("success_percent") or (100.0 if validation.success else 0.0)),
+        evaluated=int(stats.get("evaluated_expectations", 0)),
+        failed=failed,
+        skipped_columns=skipped,
+        docs_url=urls[0]["site_url"] if urls else None,
+        docs_index=index[0]["site_url"] if index else None,
+    )
