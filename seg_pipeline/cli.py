@@ -97,10 +97,24 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_key_notice(settings: Settings) -> None:
+    from seg_pipeline.cleaning.privacy import ensure_demo_key
+
+    env_var = settings.privacy.pseudonymization_key_env
+    created = ensure_demo_key(env_var, settings.home)
+    if created:
+        print(
+            f"Created a demo pseudonymization key at {created} (no {env_var} set). "
+            f"In production set {env_var} to a secret of your own; changing it re-keys every customer.",
+            file=sys.stderr,
+        )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from seg_pipeline.runner import execute, prepare_dagster_home
 
     settings = _resolve_settings(args, check_files=True)
+    _demo_key_notice(settings)
     dagster_home = prepare_dagster_home(settings.dagster_home)
     if not args.quiet:
         print(f"Running {args.job} on the Dagster instance in {dagster_home} ...")
@@ -147,10 +161,27 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    from seg_pipeline.cleaning.privacy import erasure_file, record_erasure, resolve_key
+
+    settings = _resolve_settings(args)
+    _demo_key_notice(settings)
+    key = resolve_key(settings.privacy.pseudonymization_key_env, settings.home)
+    added = record_erasure(settings.home, args.customer_id, key)
+    state = "Recorded" if added else "Already recorded:"
+    print(
+        f"{state} erasure request for customer {args.customer_id} in {erasure_file(settings.home)} "
+        "(stored pseudonymized). Every run applies all requests before the features: the customer, their "
+        "duplicate records and their events disappear from every downstream table at the next run."
+    )
+    return 0
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from seg_pipeline.runner import prepare_dagster_home
 
     settings = _resolve_settings(args)
+    _demo_key_notice(settings)
     prepare_dagster_home(settings.dagster_home)
     dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
     workspace = Path(args.workspace).resolve()
@@ -194,6 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     _settings_args(status)
     status.add_argument("--limit", type=int, default=10)
     status.set_defaults(func=cmd_status)
+
+    forget = sub.add_parser("forget", help="record an erasure request; every run honours all of them")
+    _settings_args(forget)
+    forget.add_argument("customer_id", help="the CRM's customer id")
+    forget.set_defaults(func=cmd_forget)
 
     dev = sub.add_parser("dev", help="start the Dagster UI on localhost for this config's instance")
     _settings_args(dev)

@@ -116,6 +116,12 @@ class QualityConfig(_Model):
         30, ge=1, description="fail when an extract's newest date is older than this"
     )
     stale_record_days: int = Field(730, ge=30, description="flag CRM records not updated for this long")
+    max_unparseable_share: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="rows with an unparseable required value up to this share go to quarantine",
+    )
 
 
 class PublishConfig(_Model):

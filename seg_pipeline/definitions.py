@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from seg_pipeline.assets.quality import raw_quality_checks
+from seg_pipeline.assets.clean import clean_assets
+from seg_pipeline.assets.quality import clean_quality_checks, raw_quality_checks
 from seg_pipeline.assets.raw import raw_assets
 from seg_pipeline.config import Settings, load_settings
 from seg_pipeline.jobs import full_refresh_job
@@ -15,8 +16,8 @@ from seg_pipeline.warehouse import WarehouseIOManager
 def build_definitions(settings: Settings) -> dg.Definitions:
     settings.home.mkdir(parents=True, exist_ok=True)
     return dg.Definitions(
-        assets=[*raw_assets],
-        asset_checks=[*raw_quality_checks],
+        assets=[*raw_assets, *clean_assets],
+        asset_checks=[*raw_quality_checks, *clean_quality_checks],
         jobs=[full_refresh_job],
         resources={
             "settings": PipelineSettings.of(settings),

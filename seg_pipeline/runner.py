@@ -104,7 +104,9 @@ def _outcome(instance, run_id: str, job_name: str, success: bool) -> RunOutcome:
             outcome.error = _error_text(event.step_failure_data.error)
         elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
             metadata = event.step_materialization_data.materialization.metadata
-            if "dagster/row_count" in metadata:
+            if (
+                "dagster/row_count" in metadata and outcome.rows is None
+            ):  # a multi-asset's first output is its table
                 outcome.rows = int(metadata["dagster/row_count"].value)
             nulled = metadata.get("values_coerced_to_null")
             if nulled is not None and nulled.value:
@@ -117,7 +119,8 @@ def _outcome(instance, run_id: str, job_name: str, success: bool) -> RunOutcome:
                 outcome.notes.append(
                     f"check {evaluation.check_name} failed: {evaluation.description or ''}".strip()
                 )
-    return RunOutcome(run_id=run_id, job=job_name, success=success, steps=list(steps.values()))
+    ordered = sorted(steps.values(), key=lambda s: started.get(s.step, float("inf")))
+    return RunOutcome(run_id=run_id, job=job_name, success=success, steps=ordered)
 
 
 def _error_text(error) -> str:

@@ -12,6 +12,7 @@ import pytest
 from seg_pipeline.synthetic.generator import GeneratorConfig, generate
 
 AS_OF = dt.date(2024, 6, 30)
+TEST_KEY = "test-pseudonymization-key-not-a-secret"
 PG_ADMIN_URL = os.environ.get("SEG_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -21,6 +22,7 @@ def isolated_env(monkeypatch):
     for var in list(os.environ):
         if var.startswith("SEG_") or var == "DAGSTER_HOME":
             monkeypatch.delenv(var)
+    monkeypatch.setenv("SEG_PSEUDO_KEY", TEST_KEY)
 
 
 @pytest.fixture(scope="session")

@@ -15,12 +15,24 @@ from seg_pipeline.definitions import build_definitions
 ROOT = Path(__file__).resolve().parents[1]
 
 EXPECTED_GROUPS = {
-    "raw_crm_customers": "raw",
-    "raw_orders": "raw",
-    "raw_web_events": "raw",
-    "raw_support_tickets": "raw",
-    "raw_email_events": "raw",
+    **{
+        f"raw_{s}": "raw"
+        for s in ("crm_customers", "orders", "web_events", "support_tickets", "email_events")
+    },
+    **{
+        f"clean_{s}": "clean"
+        for s in ("customers", "orders", "web_events", "support_tickets", "email_events")
+    },
+    **{
+        f"quarantine_{s}": "clean"
+        for s in ("crm_customers", "orders", "web_events", "support_tickets", "email_events")
+    },
+    "customer_id_map": "clean",
+    "contact_index": "clean",
+    "erasure_index": "clean",
+    "quarantine": "clean",
 }
+GATED = [k for k in EXPECTED_GROUPS if k.startswith(("raw_", "clean_"))]
 
 
 def test_asset_keys_and_groups(tmp_path):
@@ -30,7 +42,7 @@ def test_asset_keys_and_groups(tmp_path):
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
     assert groups == EXPECTED_GROUPS
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
-    assert checks == {(asset, f"{asset}_quality") for asset in EXPECTED_GROUPS if asset.startswith("raw_")}
+    assert checks == {(asset, f"{asset}_quality") for asset in GATED}
     assert defs.resolve_job_def("full_refresh") is not None
 
 

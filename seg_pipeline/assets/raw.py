@@ -25,6 +25,12 @@ def extra_columns(source: str, settings: Settings) -> dict[str, ColumnType]:
     return extra
 
 
+COLUMN_NOTES = {
+    SOURCE_ROW: "1-based row in the source file",
+    "parse_errors": "why a required value did not parse; the clean stage quarantines these rows",
+}
+
+
 def table_schema(frame: pd.DataFrame, contract: SourceContract) -> dg.TableSchema:
     descriptions = {c.name: c.description for c in contract.columns}
     required = set(contract.required_columns)
@@ -52,6 +58,7 @@ def ingest_metadata(frame: pd.DataFrame, report: IngestReport, contract: SourceC
         "columns_absent_in_source": ", ".join(report.columns_absent) or "none",
         "ignored_source_columns": ", ".join(report.ignored_columns) or "none",
         "values_coerced_to_null": sum(v["count"] for v in report.coerced_to_null.values()),
+        "rows_with_unparseable_required_value": sum(report.unparseable_required.values()),
     }
     if report.delimiter:
         metadata["delimiter"] = repr(report.delimiter)
@@ -90,6 +97,7 @@ def _raw_asset(source: str) -> dg.AssetsDefinition:
                 delimiter=source_cfg.delimiter,
                 encoding=source_cfg.encoding,
                 extra=extra_columns(source, cfg),
+                max_unparseable_share=cfg.quality.max_unparseable_share,
             )
         except SegPipelineError as exc:
             raise dg.Failure(

@@ -40,12 +40,16 @@ class IngestReport:
     ignored_columns: list[str] = field(default_factory=list)
     renamed: dict[str, str] = field(default_factory=dict)  # their column -> canonical
     coerced_to_null: dict[str, dict] = field(default_factory=dict)  # column -> {count, examples}
+    unparseable_required: dict[str, int] = field(
+        default_factory=dict
+    )  # column -> rows sent on for quarantine
 
 
 def empty_table(contract: SourceContract, extra: dict[str, ColumnType] | None = None) -> pd.DataFrame:
     """The typed, zero-row table of a source that is not there."""
     columns = {c.name: pd.Series(dtype=PANDAS_DTYPES[c.type]) for c in contract.columns}
     columns |= {name: pd.Series(dtype=PANDAS_DTYPES[t]) for name, t in (extra or {}).items()}
+    columns["parse_errors"] = pd.Series(dtype="string")
     columns[SOURCE_ROW] = pd.Series(dtype="int64")
     return pd.DataFrame(columns)
 
@@ -76,8 +80,14 @@ def read_source(
     delimiter: str | None = None,
     encoding: str = "utf-8",
     extra: dict[str, ColumnType] | None = None,
+    max_unparseable_share: float = 0.0,
 ) -> tuple[pd.DataFrame, IngestReport]:
-    """Read one extract into its canonical typed table (plus ``extra`` listed columns and source_row)."""
+    """Read one extract into its canonical typed table (plus ``extra`` listed columns and source_row).
+
+    A required column whose unparseable values stay within ``max_unparseable_share`` of the rows keeps
+    going: those rows carry their error in ``parse_errors`` and the clean stage quarantines them.
+    More than that is a broken extract and raises, naming the rows.
+    """
     extra = dict(extra or {})
     report = IngestReport(source=contract.name, path=path)
     if path is None:
@@ -96,6 +106,7 @@ def read_source(
 
     frame = _apply_mapping(frame, contract, columns or {}, extra, path, report)
     out = {}
+    errors = pd.Series(pd.NA, index=range(len(frame)), dtype="string")
     specs = [*contract.columns, *(Column(n, t) for n, t in extra.items())]
     for spec in specs:
         if spec.name not in frame.columns:
@@ -104,9 +115,20 @@ def read_source(
             continue
         values, bad = coerce(frame[spec.name], spec.type)
         if bad.any():
-            _report_bad(spec, frame[spec.name], bad, path, report, (columns or {}).get(spec.name))
+            share = bad.sum() / max(len(frame), 1)
+            tolerated = spec.required and share <= max_unparseable_share
+            _report_bad(spec, frame[spec.name], bad, path, report, (columns or {}).get(spec.name), tolerated)
+            if tolerated:
+                raw_text = _as_text(frame[spec.name]).reset_index(drop=True).str.slice(0, 80)
+                message = (f"{spec.name} '" + raw_text + f"' is not a valid {spec.type}").where(
+                    bad.to_numpy()
+                )
+                both = errors.notna() & message.notna()
+                errors = errors.fillna(message)
+                errors[both] = errors[both] + "; " + message[both]
         out[spec.name] = values.reset_index(drop=True)
     table = pd.DataFrame(out)
+    table["parse_errors"] = errors
     table[SOURCE_ROW] = np.arange(1, len(table) + 1, dtype="int64")
     report.rows = len(table)
     return table, report
@@ -333,18 +355,28 @@ def parse_datetimes(values: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 
 def _report_bad(
-    spec: Column, raw: pd.Series, bad: pd.Series, path: Path, report: IngestReport, theirs: str | None
+    spec: Column,
+    raw: pd.Series,
+    bad: pd.Series,
+    path: Path,
+    report: IngestReport,
+    theirs: str | None,
+    tolerated: bool = False,
 ) -> None:
     positions = np.flatnonzero(bad.to_numpy())
     examples = [(int(i) + 1, str(raw.iloc[i])) for i in positions[:MAX_EXAMPLES]]
     listed = ", ".join(f"row {row} {value!r}" for row, value in examples)
     named = f"{spec.name!r}" + (f" (your column {theirs!r})" if theirs and theirs != spec.name else "")
-    if spec.required:
+    if spec.required and not tolerated:
         raise SegPipelineError(
             f"{path}: required column {named} has {len(positions)} value(s) that are not a valid "
             f"{spec.type}: {listed}{' ...' if len(positions) > MAX_EXAMPLES else ''}. "
-            "Rows count from 1 after the header. Fix those rows or the column mapping."
+            "Rows count from 1 after the header. Fix those rows or the column mapping "
+            "(quality.max_unparseable_share sets how many such rows go to quarantine instead)."
         )
+    if spec.required:
+        report.unparseable_required[spec.name] = int(len(positions))
+        return
     report.coerced_to_null[spec.name] = {
         "count": int(len(positions)),
         "examples": [{"row": row, "value": value} for row, value in examples],

@@ -124,3 +124,21 @@ def test_generate_parquet_and_bad_rates(tmp_path):
     assert out.returncode == 0 and (tmp_path / "x" / "orders.parquet").exists()
     bad = cli("generate", "--customers", "50", "--rate", "typos=0.1", cwd=tmp_path)
     assert bad.returncode == 2 and "unknown messiness rate 'typos'" in bad.stderr
+
+
+def test_forget_then_run_removes_the_customer_everywhere(project):
+    crm = (project / ".seg" / "landing" / "crm_customers.csv").read_text(encoding="utf-8").splitlines()
+    customer_id = crm[5].split(",")[0].strip('"')
+    forgot = cli("forget", customer_id, cwd=project)
+    assert forgot.returncode == 0 and "Recorded erasure request" in forgot.stdout
+    assert customer_id not in (project / ".seg" / "privacy" / "erasure_requests.csv").read_text()
+    again = cli("forget", customer_id, cwd=project)
+    assert "Already recorded" in again.stdout
+    ran = cli("run", "--as-of", "2024-06-30", cwd=project)
+    assert ran.returncode == 0, ran.stderr
+    with duckdb.connect(str(project / ".seg" / "warehouse.duckdb"), read_only=True) as con:
+        for (table,) in con.execute(
+            "select table_name from information_schema.tables where table_schema='clean'"
+        ).fetchall():
+            frame = con.execute(f"select * from clean.{table}").df().astype(str)
+            assert not frame.isin([customer_id]).any().any(), table

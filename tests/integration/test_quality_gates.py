@@ -38,10 +38,12 @@ def test_clean_extracts_pass_every_gate_with_data_docs(tmp_path, landing):
     with dg.instance_for_test() as instance:
         result = run(settings, instance)
     checks = evaluations(result)
-    assert set(checks) == {
-        f"raw_{s}_quality"
-        for s in ("crm_customers", "orders", "web_events", "support_tickets", "email_events")
-    }
+    tables = [
+        f"{stage}_{s}"
+        for stage in ("raw", "clean")
+        for s in ("orders", "web_events", "support_tickets", "email_events")
+    ]
+    assert set(checks) == {f"{t}_quality" for t in [*tables, "raw_crm_customers", "clean_customers"]}
     assert all(c.passed for c in checks.values()), {k: c.description for k, c in checks.items()}
     metadata = checks["raw_orders_quality"].metadata
     assert metadata["success_percent"].value == 100.0

@@ -108,7 +108,7 @@ def test_absent_optional_source_gives_an_empty_typed_table(tmp_path, landing):
 
 def test_contract_breach_fails_only_that_asset_with_file_column_and_row(tmp_path, landing):
     orders = pd.read_csv(landing / "orders.csv", dtype=str, keep_default_na=False)
-    orders.loc[6, "amount"] = "twelve"
+    orders.loc[6::20, "amount"] = "twelve"  # 5 % of the rows: a broken extract, not a few bad rows
     orders.to_csv(landing / "orders.csv", index=False)
     settings = settings_for(tmp_path, landing)
     with dg.instance_for_test() as instance:

@@ -30,7 +30,8 @@ def read_error(contract, path, **kwargs) -> str:
 
 def test_good_csv_is_coerced_to_the_contract(tmp_path):
     frame, report = read_source(ORDERS, csv_file(tmp_path, GOOD_ORDERS))
-    assert list(frame.columns) == [*ORDERS.column_names, SOURCE_ROW]
+    assert list(frame.columns) == [*ORDERS.column_names, "parse_errors", SOURCE_ROW]
+    assert frame["parse_errors"].isna().all()
     assert str(frame["order_date"].dtype) == "datetime64[ns]"
     assert frame["amount"].tolist() == [10.5, 20.0]
     assert frame["order_date"].tolist() == [pd.Timestamp("2024-01-05 10:00"), pd.Timestamp("2024-02-01")]
@@ -192,3 +193,20 @@ def test_infinite_and_non_numeric_amounts_are_invalid(tmp_path):
         ORDERS, csv_file(tmp_path, GOOD_ORDERS + "O3,C3,2024-01-01,inf\nO4,C4,2024-01-01,12 EUR\n")
     )
     assert "row 3 'inf'" in message and "row 4 '12 EUR'" in message
+
+
+def test_a_few_unparseable_required_values_are_passed_on_for_quarantine(tmp_path):
+    text = (
+        GOOD_ORDERS
+        + "".join(f"O{i},C{i},2024-03-01,{i}\n" for i in range(3, 200))
+        + "O999,C9,2024-03-01,twelve\n"
+    )
+    frame, report = read_source(ORDERS, csv_file(tmp_path, text), max_unparseable_share=0.01)
+    bad = frame[frame["parse_errors"].notna()]
+    assert bad[SOURCE_ROW].tolist() == [200] and bad["amount"].isna().all()
+    assert bad["parse_errors"].iloc[0] == "amount 'twelve' is not a valid float"
+    assert report.unparseable_required == {"amount": 1}
+    message = read_error(
+        ORDERS, csv_file(tmp_path, GOOD_ORDERS + "O3,C3,x,y\n", "o2.csv"), max_unparseable_share=0.01
+    )
+    assert "'order_date'" in message and "row 3 'x'" in message and "quality.max_unparseable_share" in message

@@ -1,0 +1,165 @@
+"""Stage 3, clean: thin wrappers over cleaning/ (dedup, re-keying, quarantine, privacy).
+
+From here on customers are keyed by customer_key; name, email and phone stop at clean_customers.
+"""
+
+import dagster as dg
+import pandas as pd
+
+from seg_pipeline.assets.common import run_as_of
+from seg_pipeline.cleaning import events as ev
+from seg_pipeline.cleaning.customers import clean_customers as clean_customer_records
+from seg_pipeline.cleaning.privacy import erasure_keys, resolve_key
+from seg_pipeline.cleaning.quarantine import QUARANTINE_COLUMNS
+from seg_pipeline.resources import PipelineSettings
+
+CLEAN = {"group_name": "clean", "kinds": {"pandas", "duckdb"}, "metadata": {"schema": "clean"}}
+
+
+def _out(description: str) -> dg.AssetOut:
+    return dg.AssetOut(is_required=True, description=description, **CLEAN)
+
+
+def accounting_metadata(accounting: dict[str, int], fixes: dict[str, int]) -> dict:
+    """Row accounting in metadata; it must balance: rows in = clean + quarantined + merged + dropped."""
+    accounted = sum(v for k, v in accounting.items() if k.startswith("rows_") and k not in ("rows_in",)
+                    and not k.startswith("rows_clean_"))  # fmt: skip
+    if accounted != accounting["rows_in"]:
+        raise RuntimeError(f"row accounting does not balance: {accounting}")  # a bug, not bad data
+    lines = [f"| {k} | {v:,} |" for k, v in accounting.items()]
+    lines += [f"| fixed: {k} | {v:,} |" for k, v in fixes.items()]
+    return {
+        **{f"accounting/{k}": v for k, v in accounting.items()},
+        **{f"fixed/{k}": v for k, v in fixes.items()},
+        "row_accounting": dg.MetadataValue.md("| count | rows |\n|---|---:|\n" + "\n".join(lines)),
+    }
+
+
+@dg.multi_asset(
+    outs={
+        "clean_customers": _out("One row per real customer after dedup; keyed by customer_key; no PII."),
+        "customer_id_map": _out(
+            "Every CRM customer_id -> surviving customer_id and customer_key, with the match rule."
+        ),
+        "contact_index": _out("Pseudonymous email/phone hash -> customer_key, to link unlinked events."),
+        "erasure_index": _out(
+            "Hashes of ids, emails and phones of erased customers; their events are dropped."
+        ),
+        "quarantine_crm_customers": _out("CRM rows that failed a row-level rule."),
+    },
+)
+def clean_customers(
+    context: dg.AssetExecutionContext, settings: PipelineSettings, raw_crm_customers: pd.DataFrame
+):
+    cfg = settings.get()
+    key = resolve_key(cfg.privacy.pseudonymization_key_env, cfg.home)
+    result = clean_customer_records(
+        raw_crm_customers,
+        key=key,
+        as_of=run_as_of(context, cfg),
+        erased=erasure_keys(cfg.home),
+        default_consent=cfg.privacy.default_consent,
+        stale_record_days=cfg.quality.stale_record_days,
+        attributes=cfg.customer_attributes.names,
+        run_id=context.run.run_id,
+    )
+    customers = result.customers
+    excluded = int((~customers["profiling_allowed"]).sum())
+    rules = result.id_map["match_rule"].value_counts().to_dict()
+    yield dg.Output(
+        customers,
+        output_name="clean_customers",
+        metadata={
+            "dagster/row_count": len(customers),
+            **accounting_metadata(result.accounting, result.fixes),
+            "customers_without_profiling_consent": excluded,
+            "stale_records": int(customers["is_stale"].sum()),
+            "survivorship_rule": "earliest signup survives, then latest update, then smallest id; gaps filled newest first",
+        },
+    )
+    yield dg.Output(
+        result.id_map, output_name="customer_id_map",
+        metadata={"dagster/row_count": len(result.id_map), "match_rules": dg.MetadataValue.json(rules)},
+    )  # fmt: skip
+    yield dg.Output(
+        result.contacts, output_name="contact_index", metadata={"dagster/row_count": len(result.contacts)}
+    )
+    yield dg.Output(
+        result.erased, output_name="erasure_index", metadata={"dagster/row_count": len(result.erased)}
+    )
+    yield dg.Output(
+        result.quarantine,
+        output_name="quarantine_crm_customers",
+        metadata={"dagster/row_count": len(result.quarantine)},
+    )
+
+
+def _event_stage(source: str, clean_fn) -> dg.AssetsDefinition:
+    raw_name = f"raw_{source}"
+
+    @dg.multi_asset(
+        name=f"clean_{source}_stage",
+        outs={
+            f"clean_{source}": _out(f"{source} re-keyed to customer_key, rule-checked, without PII."),
+            f"quarantine_{source}": _out(f"{source} rows that failed a row-level rule."),
+        },
+        ins={
+            "raw": dg.AssetIn(raw_name),
+            "id_map": dg.AssetIn("customer_id_map"),
+            "contacts": dg.AssetIn("contact_index"),
+            "erased": dg.AssetIn("erasure_index"),
+        },
+    )
+    def stage(context: dg.AssetExecutionContext, settings: PipelineSettings, raw, id_map, contacts, erased):
+        cfg = settings.get()
+        identity = ev.Identity(
+            id_map, contacts, erased, resolve_key(cfg.privacy.pseudonymization_key_env, cfg.home)
+        )
+        result = clean_fn(
+            raw, identity, as_of=run_as_of(context, cfg), retention_days=cfg.privacy.retention_days,
+            run_id=context.run.run_id,
+        )  # fmt: skip
+        metadata = {
+            "dagster/row_count": len(result.table),
+            **accounting_metadata(result.accounting, result.fixes),
+        }
+        if source == "orders":
+            metadata["outlier_rule"] = ev.OUTLIER_RULE
+        quarantined = result.quarantine["rule"].value_counts().to_dict()
+        metadata["quarantined_by_rule"] = dg.MetadataValue.json(quarantined)
+        yield dg.Output(result.table, output_name=f"clean_{source}", metadata=metadata)
+        yield dg.Output(
+            result.quarantine,
+            output_name=f"quarantine_{source}",
+            metadata={"dagster/row_count": len(result.quarantine)},
+        )
+
+    return stage
+
+
+event_stages = [
+    _event_stage("orders", ev.clean_orders),
+    _event_stage("web_events", ev.clean_web_events),
+    _event_stage("support_tickets", ev.clean_support_tickets),
+    _event_stage("email_events", ev.clean_email_events),
+]
+SOURCES = ("crm_customers", "orders", "web_events", "support_tickets", "email_events")
+
+
+@dg.asset(
+    ins={f"quarantine_{s}": dg.AssetIn(f"quarantine_{s}") for s in SOURCES},
+    description="Every row any source lost to a row-level rule this run: source, row, record key, rule, reason.",
+    **CLEAN,
+)
+def quarantine(**parts: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+    frame = pd.concat([p[list(QUARANTINE_COLUMNS)] for p in parts.values()], ignore_index=True)
+    counts = frame.groupby(["source", "rule"]).size().reset_index(name="rows")
+    table = "| source | rule | rows |\n|---|---|---:|\n" + "\n".join(
+        f"| {r.source} | {r.rule} | {r.rows:,} |" for r in counts.itertuples()
+    )
+    return dg.Output(
+        frame, metadata={"dagster/row_count": len(frame), "by_source_and_rule": dg.MetadataValue.md(table)}
+    )
+
+
+clean_assets = [clean_customers, *event_stages, quarantine]

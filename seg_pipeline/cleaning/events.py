@@ -1,0 +1,273 @@
+"""clean_orders / clean_web_events / clean_support_tickets / clean_email_events.
+
+Every event is re-keyed to the surviving customer's customer_key (by CRM id, else by a pseudonymous
+email or phone, else for web visitors by the identify event that tied their cookie to an email).
+Row-level failures go to quarantine; erased customers' and expired rows are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from seg_pipeline.cleaning.customers import phone_match_key
+from seg_pipeline.cleaning.normalize import normalize_email
+from seg_pipeline.cleaning.privacy import pseudonymize, suppression_hash
+from seg_pipeline.cleaning.quarantine import empty_quarantine, quarantine_rows
+from seg_pipeline.sources.contracts import SOURCE_ROW
+
+EVENT_TIME = {
+    "orders": "order_date",
+    "web_events": "ts",
+    "support_tickets": "created_at",
+    "email_events": "ts",
+}
+EARLIEST_PLAUSIBLE = pd.Timestamp("1990-01-01")
+EMAIL_EVENT_TYPES = ("sent", "open", "click", "unsubscribe")
+OUTLIER_RULE = (
+    "amount above 10 x the median of the customer's other orders (all but their largest) is capped there; "
+    "a customer's only order is capped at the 99.9th percentile of all orders; amount_original keeps the value"
+)
+
+
+@dataclass
+class CleanEvents:
+    table: pd.DataFrame
+    quarantine: pd.DataFrame
+    accounting: dict[str, int]
+    fixes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Identity:
+    """What the clean customer stage publishes for re-keying events (all pseudonymous)."""
+
+    id_map: pd.DataFrame  # customer_id -> customer_key
+    contacts: pd.DataFrame  # contact_kind, contact_hash -> customer_key
+    erased: pd.DataFrame  # kind (customer_id/email/phone), hash
+    key: bytes
+
+    def contact_keys(self, kind: str) -> pd.Series:
+        rows = self.contacts[self.contacts["contact_kind"] == kind]
+        return rows.set_index("contact_hash")["customer_key"]
+
+    def erased_hashes(self, kind: str) -> set[str]:
+        return set(self.erased.loc[self.erased["kind"] == kind, "hash"])
+
+
+class _Rows:
+    """A frame being cleaned plus the quarantine and drop counts it accumulates."""
+
+    def __init__(self, frame: pd.DataFrame, source: str, run_id: str):
+        self.frame = frame
+        self.source = source
+        self.run_id = run_id
+        self.rows_in = len(frame)
+        self.quarantined: list[pd.DataFrame] = []
+        self.dropped: dict[str, int] = {}
+        self.quarantine_unparseable()
+
+    def quarantine(self, mask: pd.Series, rule: str, column: str | None, reason: str | pd.Series) -> None:
+        mask = mask.fillna(False).astype(bool)
+        if mask.any():
+            why = reason[mask] if isinstance(reason, pd.Series) else reason
+            self.quarantined.append(
+                quarantine_rows(self.frame[mask], self.source, rule, column, why, self.run_id)
+            )
+            self.frame = self.frame[~mask]
+
+    def quarantine_unparseable(self) -> None:
+        """Rows whose required value did not parse at ingestion (raw keeps them, with the error)."""
+        if "parse_errors" in self.frame:
+            errors = self.frame["parse_errors"]
+            self.quarantine(errors.notna(), "unparseable", None, errors)
+
+    def drop(self, mask: pd.Series, counter: str) -> None:
+        mask = mask.fillna(False).astype(bool)
+        self.dropped[counter] = self.dropped.get(counter, 0) + int(mask.sum())
+        self.frame = self.frame[~mask]
+
+    def finish(
+        self, table: pd.DataFrame, fixes: dict[str, int], extra: dict[str, int] | None = None
+    ) -> CleanEvents:
+        quarantine = (
+            pd.concat(self.quarantined, ignore_index=True) if self.quarantined else empty_quarantine()
+        )
+        accounting = {"rows_in": self.rows_in, "rows_clean": len(table), "rows_quarantined": len(quarantine)}
+        accounting |= {f"rows_{k}": v for k, v in self.dropped.items()}
+        accounting |= extra or {}
+        return CleanEvents(table.reset_index(drop=True), quarantine, accounting, fixes)
+
+
+def _link(rows: _Rows, identity: Identity, contact_columns: tuple[str, ...]) -> None:
+    """Set customer_key and linked_by; quarantine what cannot be linked, drop what was erased."""
+    frame = rows.frame
+    key = pd.Series(pd.NA, index=frame.index, dtype="string")
+    linked_by = pd.Series(pd.NA, index=frame.index, dtype="string")
+    erased = pd.Series(False, index=frame.index)
+
+    ids = frame["customer_id"].astype("string").str.strip().replace("", pd.NA)
+    by_id = ids.map(identity.id_map.set_index("customer_id")["customer_key"]).astype("string")
+    key = key.fillna(by_id)
+    linked_by = linked_by.mask(by_id.notna(), "customer_id")
+    unknown_id = ids.notna() & by_id.isna()
+    erased |= unknown_id & suppression_hash(ids, "customer_id", identity.key).isin(
+        identity.erased_hashes("customer_id")
+    )
+
+    for column in contact_columns:
+        if column not in frame:
+            continue
+        normal = normalize_email(frame[column]) if column == "email" else phone_match_key(frame[column])
+        hashed = pseudonymize(normal, identity.key)
+        needs = ids.isna() & key.isna() & hashed.notna()
+        found = hashed.where(needs).map(identity.contact_keys(column)).astype("string")
+        key = key.fillna(found)
+        linked_by = linked_by.mask(found.notna(), column)
+        suppressed = suppression_hash(normal, column, identity.key).isin(identity.erased_hashes(column))
+        erased |= needs & found.isna() & suppressed
+
+    rows.frame = frame.assign(customer_key=key, linked_by=linked_by)
+    rows.drop(erased, "erased")
+    frame = rows.frame
+    rows.quarantine(
+        frame["customer_id"].notna() & frame["customer_key"].isna(),
+        "orphan_id",
+        "customer_id",
+        "customer_id is not a customer in the CRM extract",
+    )
+
+
+def _times(rows: _Rows, column: str, as_of: dt.date, retention_days: int) -> None:
+    as_of_end = pd.Timestamp(as_of) + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
+    ts = rows.frame[column]
+    rows.quarantine(ts.isna(), "missing_required", column, f"{column} is empty")
+    ts = rows.frame[column]
+    rows.quarantine(
+        ts < EARLIEST_PLAUSIBLE, "invalid_date", column, f"{column} before {EARLIEST_PLAUSIBLE.date()}"
+    )
+    ts = rows.frame[column]
+    rows.quarantine(ts > as_of_end, "future_date", column, f"{column} after as_of {as_of}")
+    expired = rows.frame[column] < pd.Timestamp(as_of) - pd.Timedelta(days=retention_days)
+    rows.drop(expired, "expired_retention")
+
+
+def clean_orders(
+    raw: pd.DataFrame, identity: Identity, *, as_of: dt.date, retention_days: int, run_id: str
+) -> CleanEvents:
+    rows = _Rows(raw, "orders", run_id)
+    rows.quarantine(
+        raw["customer_id"].astype("string").str.strip().replace("", pd.NA).isna(),
+        "missing_required",
+        "customer_id",
+        "customer_id is empty",
+    )
+    _link(rows, identity, ())
+    _times(rows, "order_date", as_of, retention_days)
+    rows.quarantine(rows.frame["amount"].isna(), "missing_required", "amount", "amount is empty")
+    rows.quarantine(rows.frame["amount"] < 0, "negative_amount", "amount", "amount is negative")
+    duplicate = rows.frame["order_id"].notna() & rows.frame["order_id"].duplicated()
+    rows.drop(duplicate, "merged_duplicates")
+
+    frame = rows.frame.copy()
+    amount = frame["amount"]
+    # the customer's typical order, leaving out their largest so a single outlier cannot hide itself
+    largest = amount.groupby(frame["customer_key"]).rank(method="first", ascending=False) == 1
+    typical = amount.where(~largest).groupby(frame["customer_key"]).transform("median")
+    cap = (10 * typical).fillna(amount.quantile(0.999) if len(amount) else 0)
+    capped = amount > cap
+    frame["amount_original"] = amount
+    frame["amount"] = amount.where(~capped, cap)
+    frame["amount_capped"] = capped
+    table = frame[
+        ["customer_key", "order_id", "order_date", "amount", "amount_capped", "amount_original", "channel",
+         "product_category", SOURCE_ROW]
+    ]  # fmt: skip
+    return rows.finish(table, {"amount_capped": int(capped.sum())})
+
+
+def clean_web_events(
+    raw: pd.DataFrame, identity: Identity, *, as_of: dt.date, retention_days: int, run_id: str
+) -> CleanEvents:
+    rows = _Rows(raw, "web_events", run_id)
+    _link(rows, identity, ("email",))
+    frame = rows.frame
+    # a visitor's cookie belongs to the customer whose email its identify event carried
+    tied = frame.loc[
+        frame["customer_key"].notna() & frame["anonymous_id"].notna(), ["anonymous_id", "customer_key"]
+    ]
+    owners = tied.drop_duplicates().groupby("anonymous_id")["customer_key"]
+    cookie_owner = owners.first()[owners.nunique() == 1]
+    anonymous = frame["customer_key"].isna() & frame["anonymous_id"].notna()
+    found = frame["anonymous_id"].where(anonymous).map(cookie_owner).astype("string")
+    rows.frame = frame.assign(
+        customer_key=frame["customer_key"].fillna(found),
+        linked_by=frame["linked_by"].mask(found.notna(), "identify"),
+    )
+    has_identifier = rows.frame[["customer_id", "email", "anonymous_id"]].notna().any(axis=1)
+    rows.quarantine(~has_identifier, "missing_required", None, "no customer_id, email or anonymous_id")
+    rows.quarantine(
+        rows.frame["email"].notna() & rows.frame["customer_key"].isna() & rows.frame["customer_id"].isna(),
+        "unknown_contact",
+        "email",
+        "identify event with an email no customer has",
+    )
+    _times(rows, "ts", as_of, retention_days)
+    table = rows.frame[["customer_key", "ts", "event_type", "page", "session_id", "linked_by", SOURCE_ROW]]
+    unidentified = int(table["customer_key"].isna().sum())
+    return rows.finish(table, {}, {"rows_clean_unidentified_visitors": unidentified})
+
+
+def clean_support_tickets(
+    raw: pd.DataFrame, identity: Identity, *, as_of: dt.date, retention_days: int, run_id: str
+) -> CleanEvents:
+    rows = _Rows(raw, "support_tickets", run_id)
+    _link(rows, identity, ("email", "phone"))
+    rows.quarantine(
+        rows.frame["customer_key"].isna(),
+        "unknown_contact",
+        None,
+        "no customer matches the ticket's id, email or phone",
+    )
+    _times(rows, "created_at", as_of, retention_days)
+    frame = rows.frame.copy()
+    before = frame["resolved_at"] < frame["created_at"]
+    frame.loc[before, "resolved_at"] = pd.NaT
+    bad_score = ~frame["satisfaction"].between(1, 5) & frame["satisfaction"].notna()
+    frame.loc[bad_score, "satisfaction"] = np.nan
+    table = frame[
+        ["customer_key", "ticket_id", "created_at", "topic", "channel", "resolved_at", "satisfaction", "linked_by",
+         SOURCE_ROW]
+    ]  # fmt: skip
+    fixes = {
+        "resolved_before_created_set_missing": int(before.sum()),
+        "satisfaction_out_of_range_set_missing": int(bad_score.sum()),
+    }
+    return rows.finish(table, fixes)
+
+
+def clean_email_events(
+    raw: pd.DataFrame, identity: Identity, *, as_of: dt.date, retention_days: int, run_id: str
+) -> CleanEvents:
+    rows = _Rows(raw, "email_events", run_id)
+    _link(rows, identity, ("email",))
+    rows.quarantine(
+        rows.frame["customer_key"].isna(), "unknown_contact", None, "no customer matches the id or email"
+    )
+    _times(rows, "ts", as_of, retention_days)
+    frame = rows.frame.copy()
+    normal = frame["event_type"].astype("string").str.strip().str.lower()
+    respelled = int((normal != frame["event_type"]).fillna(False).sum())
+    frame["event_type"] = normal
+    rows.frame = frame
+    rows.quarantine(
+        ~frame["event_type"].isin(EMAIL_EVENT_TYPES),
+        "invalid_value",
+        "event_type",
+        f"event_type not one of {', '.join(EMAIL_EVENT_TYPES)}",
+    )
+    table = rows.frame[["customer_key", "ts", "event_type", "campaign_id", "linked_by", SOURCE_ROW]]
+    return rows.finish(table, {"event_type_respelled": respelled})
