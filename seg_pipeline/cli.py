@@ -133,7 +133,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     if not args.quiet:
         print(f"\nRun {outcome.run_id} succeeded.")
-        print(f"  tables:   {settings.warehouse_path} (DuckDB; schemas raw, ...)")
+        quarantined = next((s.rows for s in outcome.steps if s.step == "quarantine"), None)
+        print(f"  tables:   {settings.warehouse_path} (DuckDB; schemas raw, clean)")
+        if quarantined is not None:
+            print(f"  quarantine: {quarantined:,} rows with their reasons in clean.quarantine")
+        print(f"  Data Docs: {settings.datadocs_dir / 'index.html'} (GX results of every gate, per run)")
         print(f"  runs:     {dagster_home} (Dagster instance; `seg-pipeline status` lists them)")
         print(
             f"  UI:       `make dev` (or `seg-pipeline dev`), then http://{UI_HOST}:{UI_PORT}/runs/{outcome.run_id}"

@@ -243,3 +243,17 @@ def test_a_non_numeric_amount_goes_to_quarantine_with_its_value(small_company, t
     held = quarantine[(quarantine["source"] == "orders") & (quarantine["source_row"] == row + 1)]
     assert held["rule"].tolist() == ["unparseable"]
     assert held["reason"].iloc[0] == "amount '12,50 EUR' is not a valid float"
+
+
+def test_crm_fixes_are_scored_against_the_truth(cleaned):
+    anomalies = cleaned["anomalies"]
+    customers = cleaned["tables"]["clean_customers"].set_index("customer_id")
+    stale = anomalies[(anomalies["source"] == "crm_customers") & (anomalies["kind"] == "stale_record")]["key"]
+    single = customers.loc[stale[stale.isin(customers.index)]]
+    single = single[single["merged_records"] == 1]
+    assert len(single) > 0 and single["is_stale"].all()
+    future = anomalies[(anomalies["source"] == "crm_customers") & (anomalies["kind"] == "future_date")]["key"]
+    kept = customers.loc[future[future.isin(customers.index)]]
+    assert (kept["signup_date"].isna() | (kept["signup_date"] <= pd.Timestamp(AS_OF))).all()
+    fixed = cleaned["metadata"]["clean_customers"]["fixed/signup_date_after_as_of_set_missing"].value
+    assert fixed >= 1
