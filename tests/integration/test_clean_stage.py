@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-
 import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
 
 from seg_pipeline.cleaning.privacy import pseudonymize, record_erasure
-from seg_pipeline.config import load_settings
-from seg_pipeline.definitions import build_definitions
 from tests.conftest import AS_OF, TEST_KEY
+from tests.integration.support import copy_extracts, run_all, settings_for
 
 CLEAN_TABLES = (
     "clean_customers",
@@ -21,16 +18,6 @@ CLEAN_TABLES = (
     "clean_support_tickets",
     "clean_email_events",
 )
-
-
-def settings_for(tmp_path, landing):
-    overrides = {"home": str(tmp_path / "home"), "landing": str(landing), "as_of": str(AS_OF)}
-    return load_settings(overrides=overrides, environ={})
-
-
-def run(settings, instance):
-    job = build_definitions(settings).resolve_implicit_global_asset_job_def()
-    return job.execute_in_process(instance=instance, raise_on_error=False)
 
 
 def tables(settings) -> dict[str, pd.DataFrame]:
@@ -48,12 +35,11 @@ def tables(settings) -> dict[str, pd.DataFrame]:
 def cleaned(small_company, tmp_path_factory):
     """One successful full run on a copy of the small company (the truth stays outside the landing folder)."""
     tmp_path = tmp_path_factory.mktemp("clean")
-    landing = tmp_path / "landing"
-    shutil.copytree(small_company, landing, ignore=shutil.ignore_patterns("truth"))
+    landing = copy_extracts(small_company, tmp_path / "landing")
     settings = settings_for(tmp_path, landing)
     with pytest.MonkeyPatch.context() as env, dg.instance_for_test() as instance:
         env.setenv("SEG_PSEUDO_KEY", TEST_KEY)  # module scope: the per-test env fixture is not active yet
-        result = run(settings, instance)
+        result = run_all(settings, instance)
         assert result.success, [e.step_key for e in result.all_events if e.is_step_failure]
         metadata = {
             key: instance.get_latest_materialization_event(dg.AssetKey(key)).asset_materialization.metadata
@@ -200,13 +186,12 @@ def test_consent_is_counted(cleaned):
 
 
 def test_corrupted_extract_blocks_everything_downstream(small_company, tmp_path):
-    landing = tmp_path / "landing"
-    shutil.copytree(small_company, landing, ignore=shutil.ignore_patterns("truth"))
+    landing = copy_extracts(small_company, tmp_path / "landing")
     crm = pd.read_csv(landing / "crm_customers.csv", dtype=str, keep_default_na=False)
     crm.loc[crm.sample(frac=0.4, random_state=3).index, "email"] = ""
     crm.to_csv(landing / "crm_customers.csv", index=False)
     with dg.instance_for_test() as instance:
-        result = run(settings_for(tmp_path, landing), instance)
+        result = run_all(settings_for(tmp_path, landing), instance)
         assert not result.success
         for key in ("clean_customers", "clean_orders", "quarantine"):
             assert instance.get_latest_materialization_event(dg.AssetKey(key)) is None, key
@@ -214,14 +199,13 @@ def test_corrupted_extract_blocks_everything_downstream(small_company, tmp_path)
 
 
 def test_erasure_removes_a_customer_end_to_end(small_company, tmp_path):
-    landing = tmp_path / "landing"
-    shutil.copytree(small_company, landing, ignore=shutil.ignore_patterns("truth"))
+    landing = copy_extracts(small_company, tmp_path / "landing")
     duplicates = pd.read_csv(small_company / "truth" / "duplicates.csv")
     original, duplicate = duplicates.iloc[0]["original_id"], duplicates.iloc[0]["duplicate_id"]
     settings = settings_for(tmp_path, landing)
     record_erasure(settings.home, duplicate, TEST_KEY.encode())  # asking by either record erases the person
     with dg.instance_for_test() as instance:
-        assert run(settings, instance).success
+        assert run_all(settings, instance).success
     gone = set(key_of([original, duplicate]))
     for name, table in tables(settings).items():
         text = table.astype(str)
@@ -230,15 +214,14 @@ def test_erasure_removes_a_customer_end_to_end(small_company, tmp_path):
 
 
 def test_a_non_numeric_amount_goes_to_quarantine_with_its_value(small_company, tmp_path):
-    landing = tmp_path / "landing"
-    shutil.copytree(small_company, landing, ignore=shutil.ignore_patterns("truth"))
+    landing = copy_extracts(small_company, tmp_path / "landing")
     orders = pd.read_csv(landing / "orders.csv", dtype=str, keep_default_na=False)
     row = len(orders) - 3
     orders.loc[row, "amount"] = "12,50 EUR"
     orders.to_csv(landing / "orders.csv", index=False)
     settings = settings_for(tmp_path, landing)
     with dg.instance_for_test() as instance:
-        assert run(settings, instance).success
+        assert run_all(settings, instance).success
     quarantine = tables(settings)["quarantine"]
     held = quarantine[(quarantine["source"] == "orders") & (quarantine["source_row"] == row + 1)]
     assert held["rule"].tolist() == ["unparseable"]

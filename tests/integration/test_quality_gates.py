@@ -8,23 +8,8 @@ from urllib.parse import urlparse
 
 import dagster as dg
 import pandas as pd
-import pytest
 
-from seg_pipeline.config import load_settings
-from seg_pipeline.definitions import build_definitions
-from tests.conftest import AS_OF
-
-
-@pytest.fixture
-def landing(small_company, tmp_path):
-    folder = tmp_path / "landing"
-    shutil.copytree(small_company, folder, ignore=shutil.ignore_patterns("truth"))
-    return folder
-
-
-def run(settings, instance):
-    job = build_definitions(settings).resolve_implicit_global_asset_job_def()
-    return job.execute_in_process(instance=instance, raise_on_error=False)
+from tests.integration.support import run_all, settings_for
 
 
 def evaluations(result) -> dict[str, dg.AssetCheckEvaluation]:
@@ -32,11 +17,9 @@ def evaluations(result) -> dict[str, dg.AssetCheckEvaluation]:
 
 
 def test_clean_extracts_pass_every_gate_with_data_docs(tmp_path, landing):
-    settings = load_settings(
-        overrides={"home": str(tmp_path / "home"), "landing": str(landing), "as_of": str(AS_OF)}, environ={}
-    )
+    settings = settings_for(tmp_path, landing)
     with dg.instance_for_test() as instance:
-        result = run(settings, instance)
+        result = run_all(settings, instance)
     checks = evaluations(result)
     tables = [
         f"{stage}_{s}"
@@ -57,11 +40,9 @@ def test_mostly_null_emails_fail_the_gate(tmp_path, landing):
     crm = pd.read_csv(landing / "crm_customers.csv", dtype=str, keep_default_na=False)
     crm.loc[crm.sample(frac=0.4, random_state=1).index, "email"] = ""
     crm.to_csv(landing / "crm_customers.csv", index=False)
-    settings = load_settings(
-        overrides={"home": str(tmp_path / "home"), "landing": str(landing), "as_of": str(AS_OF)}, environ={}
-    )
+    settings = settings_for(tmp_path, landing)
     with dg.instance_for_test() as instance:
-        result = run(settings, instance)
+        result = run_all(settings, instance)
     check = evaluations(result)["raw_crm_customers_quality"]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     assert (
@@ -73,21 +54,19 @@ def test_mostly_null_emails_fail_the_gate(tmp_path, landing):
 
 
 def test_row_count_collapse_against_the_last_good_run(tmp_path, landing):
-    settings = load_settings(
-        overrides={"home": str(tmp_path / "home"), "landing": str(landing), "as_of": str(AS_OF)}, environ={}
-    )
+    settings = settings_for(tmp_path, landing)
     with dg.instance_for_test() as instance:
-        assert run(settings, instance).success
+        assert run_all(settings, instance).success
         orders = pd.read_csv(landing / "orders.csv", dtype=str, keep_default_na=False)
         full = len(orders)
         orders.tail(len(orders) // 10).to_csv(landing / "orders.csv", index=False)  # the newest tenth only
-        result = run(settings, instance)
+        result = run_all(settings, instance)
         check = evaluations(result)["raw_orders_quality"]
         assert not check.passed and "table_row_count_to_be_between" in check.description
         assert check.metadata["previous_good_row_count"].value == full
         assert check.metadata["min_row_count"].value == full // 2
         # the collapsed run failed, so the next comparison is still against the last good run
-        result = run(settings, instance)
+        result = run_all(settings, instance)
         assert evaluations(result)["raw_orders_quality"].metadata["previous_good_row_count"].value == full
 
 
@@ -95,11 +74,9 @@ def test_absent_optional_source_and_columns_are_skipped(tmp_path, landing):
     (landing / "web_events.csv").unlink()
     crm = pd.read_csv(landing / "crm_customers.csv", dtype=str, keep_default_na=False)
     crm.drop(columns=["email", "updated_at"]).to_csv(landing / "crm_customers.csv", index=False)
-    settings = load_settings(
-        overrides={"home": str(tmp_path / "home"), "landing": str(landing), "as_of": str(AS_OF)}, environ={}
-    )
+    settings = settings_for(tmp_path, landing)
     with dg.instance_for_test() as instance:
-        result = run(settings, instance)
+        result = run_all(settings, instance)
     checks = evaluations(result)
     assert (
         checks["raw_web_events_quality"].passed
@@ -113,12 +90,9 @@ def test_a_broken_suite_file_is_reported_with_its_path(tmp_path, landing):
     suites = tmp_path / "suites"
     shutil.copytree(Path(__file__).resolve().parents[2] / "expectations", suites)
     (suites / "raw_orders.json").write_text('{"name": "raw_orders", "expectations": [', encoding="utf-8")
-    settings = load_settings(
-        overrides={"home": str(tmp_path / "home"), "landing": str(landing), "as_of": str(AS_OF),
-                   "quality.expectations_dir": str(suites)}, environ={},
-    )  # fmt: skip
+    settings = settings_for(tmp_path, landing, **{"quality.expectations_dir": str(suites)})
     with dg.instance_for_test() as instance:
-        result = run(settings, instance)
+        result = run_all(settings, instance)
     failure = next(e for e in result.all_events if e.is_step_failure and "raw_orders" in e.step_key)
     message = failure.step_failure_data.error.cause.message if failure.step_failure_data.error.cause else ""
     assert "raw_orders.json is not valid JSON" in message + failure.step_failure_data.error.message

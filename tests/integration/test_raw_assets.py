@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
-
 import dagster as dg
 import duckdb
 import pandas as pd
-import pytest
 
-from seg_pipeline.config import load_settings
-from seg_pipeline.definitions import build_definitions
 from seg_pipeline.sources.readers import file_sha256
 from tests.conftest import AS_OF
+from tests.integration.support import run_all, settings_for
 
 RAW = ["raw_crm_customers", "raw_orders", "raw_web_events", "raw_support_tickets", "raw_email_events"]
 
 
 def materialize_raw(settings, instance):
-    defs = build_definitions(settings)
-    job = defs.resolve_implicit_global_asset_job_def()
-    return job.execute_in_process(
-        instance=instance, asset_selection=[dg.AssetKey(k) for k in RAW], raise_on_error=False
-    )
-
-
-@pytest.fixture
-def landing(small_company, tmp_path):
-    folder = tmp_path / "landing"
-    shutil.copytree(small_company, folder, ignore=shutil.ignore_patterns("truth"))
-    return folder
-
-
-def settings_for(tmp_path, landing, **overrides):
-    base = {"home": str(tmp_path / "home"), "landing": str(landing), "as_of": AS_OF.isoformat()}
-    return load_settings(overrides={**base, **overrides}, environ={})
+    return run_all(settings, instance, RAW)
 
 
 def materializations(instance, key: str):

@@ -1,0 +1,30 @@
+"""Helpers shared by the integration tests: settings for a temp home, running the whole asset graph."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+
+from seg_pipeline.config import Settings, load_settings
+from seg_pipeline.definitions import build_definitions
+from tests.conftest import AS_OF
+
+
+def settings_for(tmp_path, landing, **overrides) -> Settings:
+    base = {"home": str(tmp_path / "home"), "landing": str(landing), "as_of": AS_OF.isoformat()}
+    return load_settings(overrides={**base, **overrides}, environ={})
+
+
+def run_all(settings: Settings, instance: dg.DagsterInstance, selection: list[str] | None = None):
+    """Materialize every asset (or ``selection``) with its checks, in process, without raising."""
+    job = build_definitions(settings).resolve_implicit_global_asset_job_def()
+    keys = [dg.AssetKey(k) for k in selection] if selection else None
+    return job.execute_in_process(instance=instance, asset_selection=keys, raise_on_error=False)
+
+
+def copy_extracts(company: Path, to: Path) -> Path:
+    """The five extracts without truth/ (the pipeline never sees the truth)."""
+    shutil.copytree(company, to, ignore=shutil.ignore_patterns("truth"))
+    return to
