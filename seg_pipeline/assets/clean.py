@@ -125,6 +125,9 @@ def _event_stage(source: str, clean_fn) -> dg.AssetsDefinition:
         }
         if source == "orders":
             metadata["outlier_rule"] = ev.OUTLIER_RULE
+            context.log.info(f"capped {result.fixes['amount_capped']} order amount(s): {ev.OUTLIER_RULE}")
+        for rule, count in result.quarantine["rule"].value_counts().items():
+            context.log.info(f"{source}: {count} row(s) quarantined by rule {rule}")
         quarantined = result.quarantine["rule"].value_counts().to_dict()
         metadata["quarantined_by_rule"] = dg.MetadataValue.json(quarantined)
         yield dg.Output(result.table, output_name=f"clean_{source}", metadata=metadata)

@@ -51,6 +51,8 @@ def check_result(outcome, parameters: dict, previous_rows: int | None) -> dg.Ass
     }
     if outcome.docs_url:
         metadata["data_docs"] = dg.MetadataValue.url(outcome.docs_url)
+        # browsers refuse file:// links from an http page; the path can be pasted into the address bar
+        metadata["data_docs_path"] = dg.MetadataValue.path(outcome.docs_url.removeprefix("file://"))
     if outcome.docs_index:
         metadata["data_docs_index"] = dg.MetadataValue.url(outcome.docs_index)
     if outcome.skipped_columns:
