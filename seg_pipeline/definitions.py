@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from seg_pipeline.assets.clean import clean_assets
+from seg_pipeline.assets.features import customer_features
 from seg_pipeline.assets.quality import clean_quality_checks, raw_quality_checks
 from seg_pipeline.assets.raw import raw_assets
 from seg_pipeline.config import Settings, load_settings
@@ -16,7 +17,7 @@ from seg_pipeline.warehouse import WarehouseIOManager
 def build_definitions(settings: Settings) -> dg.Definitions:
     settings.home.mkdir(parents=True, exist_ok=True)
     return dg.Definitions(
-        assets=[*raw_assets, *clean_assets],
+        assets=[*raw_assets, *clean_assets, customer_features],
         asset_checks=[*raw_quality_checks, *clean_quality_checks],
         jobs=[full_refresh_job],
         resources={

@@ -31,6 +31,7 @@ EXPECTED_GROUPS = {
     "contact_index": "clean",
     "erasure_index": "clean",
     "quarantine": "clean",
+    "customer_features": "features",
 }
 GATED = [k for k in EXPECTED_GROUPS if k.startswith(("raw_", "clean_"))]
 

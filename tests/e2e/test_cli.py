@@ -9,7 +9,10 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pandas as pd
 import pytest
+
+from seg_pipeline.cleaning.privacy import pseudonymize
 
 CLI = str(Path(sys.executable).parent / "seg-pipeline")
 
@@ -136,9 +139,12 @@ def test_forget_then_run_removes_the_customer_everywhere(project):
     assert "Already recorded" in again.stdout
     ran = cli("run", "--as-of", "2024-06-30", cwd=project)
     assert ran.returncode == 0, ran.stderr
+    key = (project / ".seg" / "secrets" / "pseudonymization.key").read_text(encoding="utf-8").strip().encode()
+    customer_key = pseudonymize(pd.Series([customer_id]), key).iloc[0]
     with duckdb.connect(str(project / ".seg" / "warehouse.duckdb"), read_only=True) as con:
-        for (table,) in con.execute(
-            "select table_name from information_schema.tables where table_schema='clean'"
-        ).fetchall():
-            frame = con.execute(f"select * from clean.{table}").df().astype(str)
-            assert not frame.isin([customer_id]).any().any(), table
+        query = "select table_schema, table_name from information_schema.tables where table_schema <> 'raw'"
+        found = con.execute(query).fetchall()
+        assert ("features", "customer_features") in found
+        for schema, table in found:
+            frame = con.execute(f"select * from {schema}.{table}").df().astype(str)
+            assert not frame.isin([customer_id, customer_key]).any().any(), table

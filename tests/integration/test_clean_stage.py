@@ -21,14 +21,11 @@ CLEAN_TABLES = (
 
 
 def tables(settings) -> dict[str, pd.DataFrame]:
+    """Every table after the raw stage (clean, features, ...), by name."""
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        names = [
-            r[0]
-            for r in con.execute(
-                "select table_name from information_schema.tables where table_schema='clean'"
-            ).fetchall()
-        ]
-        return {name: con.execute(f"select * from clean.{name}").df() for name in names}
+        query = "select table_schema, table_name from information_schema.tables where table_schema <> 'raw'"
+        names = con.execute(query).fetchall()
+        return {name: con.execute(f"select * from {schema}.{name}").df() for schema, name in names}
 
 
 @pytest.fixture(scope="module")
