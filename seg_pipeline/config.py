@@ -231,15 +231,19 @@ class Settings(_Model):
                 return candidate
         return None
 
+    def check_source_path(self, name: str) -> None:
+        """Fail with the config key named when a configured file is missing."""
+        configured = self.source(name).path
+        if configured is not None and not configured.exists():
+            raise SegPipelineError(
+                f"config key sources.{name}.path: file not found: {configured}. "
+                "Fix the path or remove the key to use the landing folder."
+            )
+
     def check_sources(self) -> None:
         """Fail with the config key named when a configured file is missing or the CRM extract is absent."""
         for name in SOURCE_NAMES:
-            configured = self.source(name).path
-            if configured is not None and not configured.exists():
-                raise SegPipelineError(
-                    f"config key sources.{name}.path: file not found: {configured}. "
-                    "Fix the path or remove the key to use the landing folder."
-                )
+            self.check_source_path(name)
         if self.source_path("crm_customers") is None:
             raise SegPipelineError(
                 "config key sources.crm_customers.path: the CRM extract is required but none is configured "

@@ -12,8 +12,7 @@ from seg_pipeline.resources import PipelineSettings
 EARLIEST_PLAUSIBLE = dt.datetime(1990, 1, 1)
 
 
-def suite_parameters(context, settings, table: str, as_of: dt.date) -> dict:
-    previous = previous_good_row_count(context, table)
+def suite_parameters(settings, as_of: dt.date, previous: int | None) -> dict:
     drop = settings.quality.max_row_count_drop
     return {
         "min_row_count": max(1, int(previous * (1 - drop))) if previous else 1,
@@ -90,7 +89,8 @@ def gx_suite_check(table: str, source_asset: str | None = None) -> dg.AssetCheck
             )
         absent = produced.get("columns_absent_in_source")
         absent_columns = {c.strip() for c in str(absent.value).split(",")} - {"none", ""} if absent else set()
-        parameters = suite_parameters(context, cfg, table, run_as_of(context, cfg))
+        previous = previous_good_row_count(context, table)
+        parameters = suite_parameters(cfg, run_as_of(context, cfg), previous)
         outcome = validate(
             frame,
             cfg.expectations_dir / f"{table}.json",
@@ -100,7 +100,7 @@ def gx_suite_check(table: str, source_asset: str | None = None) -> dg.AssetCheck
             parameters=parameters,
             absent_columns=absent_columns,
         )
-        return check_result(outcome, parameters, previous_good_row_count(context, table))
+        return check_result(outcome, parameters, previous)
 
     # Dagster loads the checked asset into the parameter named after it; the name differs per table.
     check.__signature__ = inspect.Signature(

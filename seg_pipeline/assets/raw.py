@@ -87,8 +87,7 @@ def _raw_asset(source: str) -> dg.AssetsDefinition:
         source_cfg = cfg.source(source)
         path = cfg.source_path(source)
         try:
-            if source_cfg.path is not None and not source_cfg.path.exists():
-                raise SegPipelineError(f"config key sources.{source}.path: file not found: {source_cfg.path}")
+            cfg.check_source_path(source)
             frame, report = read_source(
                 contract,
                 path,

@@ -58,11 +58,12 @@ class CleanCustomers:
 
 
 def normalized(raw: pd.DataFrame) -> pd.DataFrame:
-    """Add the matching keys: email_norm, phone_e164, name_norm, company_stem, legal_form."""
+    """Add the matching keys: email_norm, phone_e164, phone_match, name_norm, company_stem, legal_form."""
     out = raw.copy()
     out["customer_id"] = out["customer_id"].astype("string").str.strip().replace("", pd.NA)
     out["email_norm"] = normalize_email(out["email"])
     out["phone_e164"] = normalize_phone(out["phone"], out["country"])
+    out["phone_match"] = phone_match_key(out["phone_e164"])
     out["name_norm"] = normalize_name(out["name"])
     company = normalize_company(out["company"])
     out["company_stem"] = company["company_stem"]
@@ -201,7 +202,6 @@ def clean_customers(
 
 def erased_index(members: pd.DataFrame, key: bytes) -> pd.DataFrame:
     """Hashes of every id, email and phone of erased customers, so their events are dropped too."""
-    members = members.assign(phone_match=phone_match_key(members["phone_e164"]))
     parts = [
         pd.DataFrame({"kind": kind, "hash": suppression_hash(members[column].dropna(), kind, key)})
         for kind, column in (
@@ -225,7 +225,6 @@ def contact_index(members: pd.DataFrame, key: bytes) -> tuple[pd.DataFrame, int]
     A phone shared by different customers (a switchboard) identifies nobody and is left out.
     """
     parts = []
-    members = members.assign(phone_match=phone_match_key(members["phone_e164"]))
     for kind, column in (("email", "email_norm"), ("phone", "phone_match")):
         rows = members.loc[members[column].notna(), [column, "customer_key"]].drop_duplicates()
         parts.append(

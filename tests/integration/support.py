@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 
 from seg_pipeline.config import Settings, load_settings
 from seg_pipeline.definitions import build_definitions
@@ -28,3 +29,12 @@ def copy_extracts(company: Path, to: Path) -> Path:
     """The five extracts without truth/ (the pipeline never sees the truth)."""
     shutil.copytree(company, to, ignore=shutil.ignore_patterns("truth"))
     return to
+
+
+def column_types(database: Path | str, table: str, schema: str | None = None) -> dict[str, str]:
+    """Column name -> DuckDB type of one warehouse table."""
+    where = "table_name = ?" + (" and table_schema = ?" if schema else "")
+    params = [table, schema] if schema else [table]
+    with duckdb.connect(str(database), read_only=True) as con:
+        query = f"select column_name, data_type from information_schema.columns where {where}"
+        return dict(con.execute(query, params).fetchall())

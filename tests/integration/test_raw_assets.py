@@ -8,7 +8,7 @@ import pandas as pd
 
 from seg_pipeline.sources.readers import file_sha256
 from tests.conftest import AS_OF
-from tests.integration.support import run_all, settings_for
+from tests.integration.support import column_types, run_all, settings_for
 
 RAW = ["raw_crm_customers", "raw_orders", "raw_web_events", "raw_support_tickets", "raw_email_events"]
 
@@ -38,12 +38,7 @@ def test_raw_group_lands_every_row_in_duckdb_with_metadata(tmp_path, landing):
                 assert metadata["source_path"].value == str(landing / f"{source}.csv")
                 schema = metadata["dagster/column_schema"].value
                 assert "source_row" in [c.name for c in schema.columns]
-            types = dict(
-                con.execute(
-                    "select column_name, data_type from information_schema.columns "
-                    "where table_name = 'raw_orders'"
-                ).fetchall()
-            )
+        types = column_types(settings.warehouse_path, "raw_orders")
         assert types["order_date"].startswith("TIMESTAMP") and types["amount"] == "DOUBLE"
         crm = materializations(instance, "raw_crm_customers")[0].asset_materialization.metadata
         assert crm["values_coerced_to_null"].value > 0  # the generator's unparseable signup dates
@@ -76,13 +71,7 @@ def test_absent_optional_source_gives_an_empty_typed_table(tmp_path, landing):
         metadata = materializations(instance, "raw_web_events")[0].asset_materialization.metadata
         assert metadata["dagster/row_count"].value == 0
         assert "absent" in metadata["source_path"].value
-    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        columns = dict(
-            con.execute(
-                "select column_name, data_type from information_schema.columns "
-                "where table_name = 'raw_web_events'"
-            ).fetchall()
-        )
+    columns = column_types(settings.warehouse_path, "raw_web_events")
     assert columns["ts"].startswith("TIMESTAMP") and columns["customer_id"] == "VARCHAR"
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dagster as dg
-import duckdb
 import pandas as pd
 
 from seg_pipeline.warehouse import WarehouseIOManager
+from tests.integration.support import column_types
 
 
 def run_once(database: str, frame: pd.DataFrame) -> pd.DataFrame:
@@ -39,9 +39,4 @@ def test_schema_changes_and_empty_frames(tmp_path):
     empty = pd.DataFrame({"ts": pd.Series(dtype="datetime64[ns]"), "id": pd.Series(dtype="string")})
     loaded = run_once(database, empty)
     assert list(loaded.columns) == ["ts", "id"] and len(loaded) == 0
-    with duckdb.connect(database, read_only=True) as con:
-        types = con.execute(
-            "select column_name, data_type from information_schema.columns "
-            "where table_schema = 'demo' and table_name = 'upstream'"
-        ).fetchall()
-    assert dict(types) == {"ts": "TIMESTAMP_NS", "id": "VARCHAR"}
+    assert column_types(database, "upstream", schema="demo") == {"ts": "TIMESTAMP_NS", "id": "VARCHAR"}
