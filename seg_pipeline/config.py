@@ -68,6 +68,10 @@ class SourceConfig(_Model):
         return value
 
 
+# Canonical CRM columns that describe a customer without identifying them: usable as categorical features.
+DESCRIPTIVE_CRM_COLUMNS = frozenset({"country", "industry", "company_size", "plan"})
+
+
 class CustomerAttributes(_Model):
     numeric: list[str] = Field(default_factory=list)
     categorical: list[str] = Field(default_factory=list)
@@ -77,9 +81,13 @@ class CustomerAttributes(_Model):
         both = set(self.numeric) & set(self.categorical)
         if both:
             raise ValueError(f"listed as both numeric and categorical: {sorted(both)}")
-        clash = (set(self.numeric) | set(self.categorical)) & set(CONTRACTS["crm_customers"].column_names)
+        canonical = set(CONTRACTS["crm_customers"].column_names)
+        clash = (set(self.numeric) & canonical) | (set(self.categorical) & (canonical - DESCRIPTIVE_CRM_COLUMNS))
         if clash:
-            raise ValueError(f"{sorted(clash)} are canonical CRM columns already, not extra attributes")
+            raise ValueError(
+                f"{sorted(clash)} are canonical CRM columns that cannot be features; of those only "
+                f"{sorted(DESCRIPTIVE_CRM_COLUMNS)} may be listed, as categorical"
+            )
         return self
 
     @property
@@ -96,13 +104,62 @@ class ChurnConfig(_Model):
 class SegmentationConfig(_Model):
     k_min: int = Field(3, ge=2, le=30)
     k_max: int = Field(10, ge=2, le=30)
-    micro_segments: int = Field(60, ge=50, le=100)
+    micro_segments: int = Field(60, ge=50, le=100, description="finer groups nested inside the segments")
+    features: list[str] | None = Field(
+        None, description="features to cluster on; default: the catalogue's profile features + attributes"
+    )
+    algorithms: list[Literal["kmeans", "gmm", "agglomerative", "hdbscan"]] = Field(
+        default_factory=lambda: ["kmeans", "gmm", "agglomerative", "hdbscan"]
+    )
+    fit_sample: int = Field(
+        20_000, ge=500, description="customers the candidates are fitted on; the rest are assigned"
+    )
+    metric_sample: int = Field(5_000, ge=200, description="customers silhouette and stability use")
+    hierarchical_sample: int = Field(
+        3_000, ge=200, description="agglomerative/HDBSCAN fit on this many; the rest go to the nearest centroid"
+    )
+    stability_resamples: int = Field(3, ge=2, le=50, description="bootstrap refits for the stability ARI")
+    min_stability: float = Field(
+        0.6, ge=0, le=1, description="candidates less stable than this are not selected (unless none is)"
+    )
+    seed: int = 0
 
     @model_validator(mode="after")
     def _range(self) -> SegmentationConfig:
         if self.k_min > self.k_max:
             raise ValueError(f"k_min ({self.k_min}) must not exceed k_max ({self.k_max})")
+        if not self.algorithms:
+            raise ValueError("algorithms must name at least one of kmeans, gmm, agglomerative, hdbscan")
         return self
+
+
+class LifecycleConfig(_Model):
+    """Rules for lifecycle_stage, applied in this order; the first that matches wins, else 'steady'."""
+
+    new_max_tenure_days: int = Field(90, ge=1, description="new: customer for at most this many days")
+    dormant_min_recency_days: int = Field(180, ge=1, description="dormant: no activity for this long")
+    at_risk_min_recency_days: int = Field(60, ge=1, description="at risk: no activity for this long, or")
+    at_risk_overdue_factor: float = Field(
+        2.5, gt=1, description="at risk: days since the last order > factor x the customer's usual gap"
+    )
+    champion_min_value_quantile: float = Field(
+        0.8, gt=0, lt=1, description="champion: 365-day spend and orders at or above this quantile"
+    )
+    champion_max_recency_days: int = Field(30, ge=1, description="champion: and active this recently")
+    growing_min_spend_trend: float = Field(
+        0.3, gt=0, description="growing: log spend last 90 days minus the 90 before at least this"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LifecycleConfig:
+        if self.at_risk_min_recency_days >= self.dormant_min_recency_days:
+            raise ValueError("at_risk_min_recency_days must be below dormant_min_recency_days")
+        return self
+
+
+class MlflowConfig(_Model):
+    tracking_uri: str | None = Field(None, description="default: sqlite:///<home>/mlflow.db")
+    ui_url: str = Field("http://127.0.0.1:5000", description="where `make mlflow` serves the MLflow UI")
 
 
 class QualityConfig(_Model):
@@ -142,6 +199,8 @@ class Settings(_Model):
     customer_attributes: CustomerAttributes = Field(default_factory=CustomerAttributes)
     churn: ChurnConfig = Field(default_factory=ChurnConfig)
     segmentation: SegmentationConfig = Field(default_factory=SegmentationConfig)
+    lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
@@ -212,6 +271,14 @@ class Settings(_Model):
     @property
     def expectations_dir(self) -> Path:
         return self.quality.expectations_dir or Path(__file__).resolve().parents[1] / "expectations"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return self.mlflow.tracking_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        return self.home / "mlartifacts"
 
     @property
     def landing_dir(self) -> Path:

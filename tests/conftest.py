@@ -29,7 +29,7 @@ def isolated_env(monkeypatch):
 def small_company(tmp_path_factory) -> Path:
     """1,500 customers with the default messiness, as of 2024-06-30. Read-only: copy before editing."""
     out = tmp_path_factory.mktemp("company")
-    generate(GeneratorConfig(customers=1500, seed=11, as_of=AS_OF), out)
+    generate(GeneratorConfig(customers=1500, seed=12, as_of=AS_OF), out)
     return out
 
 

@@ -17,8 +17,9 @@ def extra_columns(source: str, settings: Settings) -> dict[str, ColumnType]:
     """CRM columns kept beyond the contract: the listed attributes and a non-canonical explicit label."""
     if source != "crm_customers":
         return {}
+    canonical = set(CONTRACTS[source].column_names)
     extra: dict[str, ColumnType] = {name: "float" for name in settings.customer_attributes.numeric}
-    extra |= {name: "string" for name in settings.customer_attributes.categorical}
+    extra |= {name: "string" for name in settings.customer_attributes.categorical if name not in canonical}
     label = settings.churn.explicit_column
     if settings.churn.label == "explicit" and label not in CONTRACTS[source].column_names:
         extra[label] = "bool"

@@ -167,7 +167,8 @@ def clean_customers(
     stale_before = pd.Timestamp(as_of) - pd.Timedelta(days=stale_record_days)
     customers["is_stale"] = (customers["updated_at"] < stale_before).fillna(False).astype(bool)
     ordered = [c for c in CUSTOMER_COLUMNS if c in customers.columns]
-    customers = customers[[*ordered, *attributes, "is_stale", "merged_records"]].reset_index(drop=True)
+    extras = [a for a in attributes if a not in ordered]
+    customers = customers[[*ordered, *extras, "is_stale", "merged_records"]].reset_index(drop=True)
 
     id_map = pd.DataFrame(
         {

@@ -202,6 +202,11 @@ class _Chunk:
         out: dict[str, list] = {k: [] for k in ("orders", "sessions", "tickets", "email")}
         n_periods = math.ceil((cfg.history_days + FUTURE_DAYS) / 30)
 
+        # A CRM customer is someone who bought once: the converting order comes within 3 days of signup.
+        who = np.flatnonzero(self.signup >= self.t0)
+        ts = (self.signup[who] + rng.random(len(who)) * 3 * DAY_S).astype(np.int64)
+        out["orders"].append((who, ts, value[who] * rng.lognormal(0, 0.45, len(who))))
+
         for p in range(n_periods):
             start = self.t0 + p * PERIOD_S
             end = start + PERIOD_S

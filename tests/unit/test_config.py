@@ -121,6 +121,9 @@ def test_ranges_and_cross_field_rules(tmp_path):
     assert "k_min (8) must not exceed k_max (4)" in error_of(tmp_path, "segmentation: {k_min: 8, k_max: 4}\n")
     assert "micro_segments" in error_of(tmp_path, "segmentation: {micro_segments: 20}\n")
     assert "canonical CRM columns" in error_of(tmp_path, "customer_attributes: {numeric: [plan]}\n")
+    assert "canonical CRM columns" in error_of(tmp_path, "customer_attributes: {categorical: [email]}\n")
+    listed = load_settings(overrides={"customer_attributes.categorical": ["plan", "industry"]}, environ={})
+    assert listed.customer_attributes.categorical == ["plan", "industry"]
     assert "churn.label" in error_of(tmp_path, "churn: {label: sometimes}\n")
 
 

@@ -135,10 +135,7 @@ def test_planted_segments_differ_in_every_behaviour(company):
         and stats["open_rate"].idxmin() == "disengaged_low_value"
     )
     assert stats["tickets_per_customer"].idxmax() == "big_ticket_b2b"
-    assert stats["web_events_per_customer"].nlargest(2).index.tolist() == [
-        "bargain_frequent",
-        "premium_loyal",
-    ]
+    assert set(stats["web_events_per_customer"].nlargest(2).index) == {"bargain_frequent", "premium_loyal"}
     assert stats["churn_rate"].idxmax() == "disengaged_low_value"
 
 

@@ -1,0 +1,1 @@
+"""Stage 5: segmentation candidates, selection, profiles and names, lifecycle and micro-segments."""
