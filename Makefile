@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 CUSTOMERS ?= 20000
 SEED ?= 42
 
-.PHONY: demo test dev lint clean bench-generate
+# demo, dev and mlflow use the demo company's config unless SEG_CONFIG names another
+export SEG_CONFIG ?= demo.yaml
+
+.PHONY: demo test dev mlflow lint clean bench-generate
 
 $(BIN)/seg-pipeline: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,11 +24,15 @@ demo: $(BIN)/seg-pipeline
 # The whole suite: unit, integration (Dagster + DuckDB) and e2e (CLI, PostgreSQL on 127.0.0.1:5432).
 test: $(BIN)/seg-pipeline
 	$(BIN)/ruff check seg_pipeline tests benchmarks
-	$(BIN)/python -m pytest
+	SEG_CONFIG= $(BIN)/python -m pytest
 
 # The Dagster UI on http://127.0.0.1:3000 for the instance under .seg/dagster.
 dev: $(BIN)/seg-pipeline
 	$(BIN)/seg-pipeline dev
+
+# The MLflow UI on http://127.0.0.1:5000 for the tracking store under .seg (segmentation and churn runs).
+mlflow: $(BIN)/seg-pipeline
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.seg/mlflow.db --host 127.0.0.1 --port 5000
 
 # Generator throughput and memory at SIZE customers (default 10k and 100k); results in benchmarks/results/.
 bench-generate: $(BIN)/seg-pipeline

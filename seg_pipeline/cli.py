@@ -134,10 +134,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"\nRun {outcome.run_id} succeeded.")
         quarantined = next((s.rows for s in outcome.steps if s.step == "quarantine"), None)
-        print(f"  tables:   {settings.warehouse_path} (DuckDB; schemas raw, clean, features)")
+        print(f"  tables:   {settings.warehouse_path} (DuckDB; schemas raw, clean, features, segmentation)")
         if quarantined is not None:
             print(f"  quarantine: {quarantined:,} rows with their reasons in clean.quarantine")
         print(f"  Data Docs: {settings.datadocs_dir / 'index.html'} (GX results of every gate, per run)")
+        for step in outcome.steps:
+            for label, url in step.links.items():
+                print(f"  {label}: {url} ({step.step}; `make mlflow` serves the MLflow UI)")
         print(f"  runs:     {dagster_home} (Dagster instance; `seg-pipeline status` lists them)")
         print(
             f"  UI:       `make dev` (or `seg-pipeline dev`), then http://{UI_HOST}:{UI_PORT}/runs/{outcome.run_id}"

@@ -82,7 +82,9 @@ class CustomerAttributes(_Model):
         if both:
             raise ValueError(f"listed as both numeric and categorical: {sorted(both)}")
         canonical = set(CONTRACTS["crm_customers"].column_names)
-        clash = (set(self.numeric) & canonical) | (set(self.categorical) & (canonical - DESCRIPTIVE_CRM_COLUMNS))
+        clash = (set(self.numeric) & canonical) | (
+            set(self.categorical) & (canonical - DESCRIPTIVE_CRM_COLUMNS)
+        )
         if clash:
             raise ValueError(
                 f"{sorted(clash)} are canonical CRM columns that cannot be features; of those only "
@@ -116,7 +118,9 @@ class SegmentationConfig(_Model):
     )
     metric_sample: int = Field(5_000, ge=200, description="customers silhouette and stability use")
     hierarchical_sample: int = Field(
-        3_000, ge=200, description="agglomerative/HDBSCAN fit on this many; the rest go to the nearest centroid"
+        3_000,
+        ge=200,
+        description="agglomerative/HDBSCAN fit on this many; the rest go to the nearest centroid",
     )
     stability_resamples: int = Field(3, ge=2, le=50, description="bootstrap refits for the stability ARI")
     min_stability: float = Field(

@@ -34,6 +34,7 @@ class StepOutcome:
     rows: int | None = None
     error: str | None = None
     notes: list[str] = field(default_factory=list)
+    links: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -108,6 +109,10 @@ def _outcome(instance, run_id: str, job_name: str, success: bool) -> RunOutcome:
                 "dagster/row_count" in metadata and outcome.rows is None
             ):  # a multi-asset's first output is its table
                 outcome.rows = int(metadata["dagster/row_count"].value)
+            if "selected" in metadata:
+                outcome.notes.append(f"selected {metadata['selected'].value}")
+            if "mlflow_run" in metadata:
+                outcome.links["MLflow run"] = str(metadata["mlflow_run"].value)
             nulled = metadata.get("values_coerced_to_null")
             if nulled is not None and nulled.value:
                 outcome.notes.append(f"{nulled.value} unparseable optional values set to missing")

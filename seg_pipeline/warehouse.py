@@ -10,6 +10,7 @@ empty or not; partitioned outputs keep the library's behaviour.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 from dagster import OutputContext
@@ -61,3 +62,17 @@ class WarehouseIOManager(DuckDBIOManager):
             default_load_type=self.default_load_type(),
             io_manager_name="WarehouseIOManager",
         )
+
+
+def read_previous(database: str, schema: str, table: str) -> pd.DataFrame | None:
+    """The table as the last run left it, or None: read by an asset before its own output replaces it."""
+    import duckdb
+
+    if not Path(database).exists():
+        return None
+    with duckdb.connect(database) as connection:
+        found = connection.execute(
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+            [schema, table],
+        ).fetchone()[0]
+        return connection.execute(f'select * from "{schema}"."{table}"').df() if found else None

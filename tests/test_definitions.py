@@ -32,8 +32,22 @@ EXPECTED_GROUPS = {
     "erasure_index": "clean",
     "quarantine": "clean",
     "customer_features": "features",
+    **{
+        name: "segmentation"
+        for name in (
+            "segmentation_candidates",
+            "customer_clusters",
+            "segment_profiles",
+            "segment_deviations",
+            "micro_segments",
+            "segment_migration",
+            "lifecycle_stage",
+        )
+    },  # fmt: skip
 }
-GATED = [k for k in EXPECTED_GROUPS if k.startswith(("raw_", "clean_"))]
+GATED = [k for k in EXPECTED_GROUPS if k.startswith(("raw_", "clean_"))] + [
+    "customer_features", "customer_clusters", "segment_profiles", "lifecycle_stage",
+]  # fmt: skip
 
 
 def test_asset_keys_and_groups(tmp_path):

@@ -67,17 +67,20 @@ def check_result(outcome, parameters: dict, previous_rows: int | None) -> dg.Ass
     )
 
 
-def gx_suite_check(table: str, source_asset: str | None = None) -> dg.AssetChecksDefinition:
+def gx_suite_check(
+    table: str, source_asset: str | None = None, optional_columns: bool = False
+) -> dg.AssetChecksDefinition:
     """A blocking check that validates ``table`` with expectations/<table>.json.
 
     ``source_asset`` is the raw table it comes from: an absent optional source skips the check, and
-    expectations on columns that source lacks are left out.
+    expectations on columns that source lacks are left out. With ``optional_columns`` expectations on
+    any column the table does not have are left out (features of an absent source).
     """
 
     def check(
         context: dg.AssetCheckExecutionContext, settings: PipelineSettings, **inputs
     ) -> dg.AssetCheckResult:
-        from seg_pipeline.quality.gx import validate
+        from seg_pipeline.quality.gx import suite_columns, validate
 
         cfg = settings.get()
         frame: pd.DataFrame = inputs[table]
@@ -89,11 +92,14 @@ def gx_suite_check(table: str, source_asset: str | None = None) -> dg.AssetCheck
             )
         absent = produced.get("columns_absent_in_source")
         absent_columns = {c.strip() for c in str(absent.value).split(",")} - {"none", ""} if absent else set()
+        suite_path = cfg.expectations_dir / f"{table}.json"
+        if optional_columns:
+            absent_columns |= suite_columns(suite_path) - set(frame.columns)
         previous = previous_good_row_count(context, table)
         parameters = suite_parameters(cfg, run_as_of(context, cfg), previous)
         outcome = validate(
             frame,
-            cfg.expectations_dir / f"{table}.json",
+            suite_path,
             gx_root=cfg.gx_root,
             docs_dir=cfg.datadocs_dir,
             run_name=context.run.run_id,
@@ -126,3 +132,8 @@ RAW_TABLES = ("raw_crm_customers", "raw_orders", "raw_web_events", "raw_support_
 raw_quality_checks = [gx_suite_check(t) for t in RAW_TABLES]
 CLEAN_OF_RAW = {t: "clean_" + t.removeprefix("raw_").removeprefix("crm_") for t in RAW_TABLES}
 clean_quality_checks = [gx_suite_check(clean, raw) for raw, clean in CLEAN_OF_RAW.items()]
+# later stages: their tables are gated the same way, so a bad fit never reaches what reads it
+stage_quality_checks = [
+    gx_suite_check("customer_features", optional_columns=True),
+    *(gx_suite_check(t) for t in ("customer_clusters", "segment_profiles", "lifecycle_stage")),
+]

@@ -71,9 +71,10 @@ class _Rows:
         self.quarantine_unparseable()
 
     def quarantine(self, mask: pd.Series, rule: str, column: str | None, reason: str | pd.Series) -> None:
-        mask = mask.fillna(False).astype(bool)
+        # a mask computed before earlier rules removed rows: align it to the rows still here
+        mask = mask.reindex(self.frame.index, fill_value=False).fillna(False).astype(bool)
         if mask.any():
-            why = reason[mask] if isinstance(reason, pd.Series) else reason
+            why = reason.reindex(mask.index)[mask] if isinstance(reason, pd.Series) else reason
             self.quarantined.append(
                 quarantine_rows(self.frame[mask], self.source, rule, column, why, self.run_id)
             )

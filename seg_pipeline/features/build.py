@@ -130,10 +130,7 @@ def _zero_when_no_events(column: str) -> bool:
     """Counts are 0 for a customer without events; times, means, rates and shares (of no orders) stay missing."""
     fixed = ("frequency_365d", "monetary_365d", "orders_total", "web_sessions_90d", "web_page_views_90d",
              "email_unsubscribed", "tickets_365d", "low_satisfaction_tickets", "spend_trend")  # fmt: skip
-    return (
-        column in fixed
-        or (column.startswith("tickets_") and column.endswith("_365d"))
-    )
+    return column in fixed or (column.startswith("tickets_") and column.endswith("_365d"))
 
 
 def _activity(frames: list[tuple[pd.DataFrame, str]], end: pd.Timestamp, how: str) -> pd.Series:

@@ -78,6 +78,15 @@ def load_suite(path: Path) -> dict:
     return suite
 
 
+def suite_columns(path: Path) -> set[str]:
+    """Every column the suite at ``path`` names."""
+    columns: set[str] = set()
+    for expectation in load_suite(path)["expectations"]:
+        kwargs = expectation.get("kwargs", {})
+        columns |= {kwargs.get("column"), *kwargs.get("column_list", [])} - {None}
+    return columns
+
+
 def without_columns(suite: dict, absent: set[str]) -> tuple[dict, list[str]]:
     """Drop expectations on columns the source does not have (an optional column that is absent is not null data)."""
     kept, skipped = [], set()

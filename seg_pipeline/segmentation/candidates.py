@@ -34,7 +34,9 @@ class SampledClusterer(ClusterMixin, BaseEstimator):
     def fit(self, X, y=None):
         X = np.asarray(X, dtype=float)
         rng = np.random.default_rng(self.random_state)
-        rows = rng.choice(len(X), self.sample_size, replace=False) if len(X) > self.sample_size else slice(None)
+        rows = (
+            rng.choice(len(X), self.sample_size, replace=False) if len(X) > self.sample_size else slice(None)
+        )
         sample = X[rows]
         self.estimator_ = clone(self.estimator).fit(sample)
         found = self.estimator_.labels_
@@ -76,7 +78,9 @@ def make_estimator(candidate: Candidate, *, n_rows: int, seed: int, hierarchical
     if candidate.algorithm == "gmm":
         # diagonal covariances with a variance floor: one-hot and share columns hold many exact 0/1
         # values, and without the floor a component collapses onto them
-        return GaussianMixture(n_components=k, covariance_type="diag", reg_covar=0.01, n_init=2, random_state=seed)
+        return GaussianMixture(
+            n_components=k, covariance_type="diag", reg_covar=0.01, n_init=2, random_state=seed
+        )
     if candidate.algorithm == "agglomerative":
         inner = AgglomerativeClustering(n_clusters=k, linkage="ward")
         return SampledClusterer(inner, sample_size=hierarchical_sample, random_state=seed)
@@ -89,4 +93,8 @@ def make_estimator(candidate: Candidate, *, n_rows: int, seed: int, hierarchical
 
 def estimator_name(estimator) -> str:
     inner = getattr(estimator, "estimator", None)
-    return f"{type(estimator).__name__}({type(inner).__name__})" if inner is not None else type(estimator).__name__
+    return (
+        f"{type(estimator).__name__}({type(inner).__name__})"
+        if inner is not None
+        else type(estimator).__name__
+    )

@@ -49,7 +49,9 @@ def design_columns(features: pd.DataFrame, categorical: list[str], chosen: list[
         columns = [c for c in available if feature_role(c, attributes) == "profile"]
     columns = [c for c in columns if features[c].notna().any()]  # an all-missing column says nothing
     if not columns:
-        raise SegPipelineError("no feature to segment on: customer_features has no profile feature with values")
+        raise SegPipelineError(
+            "no feature to segment on: customer_features has no profile feature with values"
+        )
     cats = [c for c in columns if c in categorical or not pd.api.types.is_numeric_dtype(features[c])]
     return DesignColumns([c for c in columns if c not in cats], cats)
 

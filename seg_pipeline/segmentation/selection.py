@@ -80,7 +80,9 @@ def select(X: np.ndarray, candidates: list[Candidate], *, k_min: int, k_max: int
     rows, fitted = [], {}
     for candidate in candidates:
         started = time.perf_counter()
-        estimator = make_estimator(candidate, n_rows=len(X), seed=seed, hierarchical_sample=hierarchical_sample)
+        estimator = make_estimator(
+            candidate, n_rows=len(X), seed=seed, hierarchical_sample=hierarchical_sample
+        )
         model = clone(estimator).fit(X)
         labels = model.predict(X)
         k = len(np.unique(labels))
@@ -90,8 +92,11 @@ def select(X: np.ndarray, candidates: list[Candidate], *, k_min: int, k_max: int
             "estimator": estimator_name(estimator),
             "k": k,
             **_scores(X, labels, evaluation),
-            "stability": _stability(estimator, X, labels, evaluation, resamples=resamples, size=metric_sample,
-                                    rng=rng) if k > 1 else np.nan,  # fmt: skip
+            "stability": _stability(
+                estimator, X, labels, evaluation, resamples=resamples, size=metric_sample, rng=rng
+            )
+            if k > 1
+            else np.nan,  # fmt: skip
             "inertia": float(model.inertia_) if hasattr(model, "inertia_") else np.nan,
             "smallest_share": float(np.bincount(labels).min() / len(labels)),
             "fit_seconds": round(time.perf_counter() - started, 2),
@@ -121,7 +126,9 @@ def select(X: np.ndarray, candidates: list[Candidate], *, k_min: int, k_max: int
 
 
 def selection_markdown(table: pd.DataFrame) -> str:
-    shown = table[["candidate", "silhouette", "davies_bouldin", "calinski_harabasz", "stability", "mean_rank"]]
+    shown = table[
+        ["candidate", "silhouette", "davies_bouldin", "calinski_harabasz", "stability", "mean_rank"]
+    ]
     lines = ["| candidate | silhouette | Davies-Bouldin | Calinski-Harabasz | stability (ARI) | mean rank |",
              "|---|---|---|---|---|---|"]  # fmt: skip
     for (_, row), selected in zip(shown.iterrows(), table["selected"], strict=True):

@@ -18,11 +18,20 @@ def settings_for(tmp_path, landing, **overrides) -> Settings:
     return load_settings(overrides={**base, **overrides}, environ={})
 
 
-def run_all(settings: Settings, instance: dg.DagsterInstance, selection: list[str] | None = None):
-    """Materialize every asset (or ``selection``) with its checks, in process, without raising."""
-    job = build_definitions(settings).resolve_implicit_global_asset_job_def()
+def run_all(settings: Settings, instance: dg.DagsterInstance, selection: list[str] | None = None,
+            groups: tuple[str, ...] | None = None):  # fmt: skip
+    """Materialize every asset (or ``selection``, or the assets of ``groups``) with its checks, in process,
+    without raising."""
+    definitions = build_definitions(settings)
+    job = definitions.resolve_implicit_global_asset_job_def()
     keys = [dg.AssetKey(k) for k in selection] if selection else None
+    if groups:
+        graph = definitions.resolve_asset_graph()
+        keys = sorted(dg.AssetSelection.groups(*groups).resolve(graph))
     return job.execute_in_process(instance=instance, asset_selection=keys, raise_on_error=False)
+
+
+UP_TO_CLEAN = ("raw", "clean")
 
 
 def copy_extracts(company: Path, to: Path) -> Path:
