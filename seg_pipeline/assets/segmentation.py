@@ -4,6 +4,8 @@ The fit's outputs are separate assets (and tables) so lineage shows what each co
 segment ids and migration need the previous run's tables, which are read before this run replaces them.
 """
 
+import contextlib
+import io
 import warnings
 
 import dagster as dg
@@ -28,7 +30,7 @@ def _out(description: str) -> dg.AssetOut:
                        description=description)  # fmt: skip
 
 
-def _log_to_mlflow(mlflow, result: SegmentationResult, params: dict) -> None:
+def _log_to_mlflow(mlflow, result: SegmentationResult, params: dict) -> str:
     from mlflow.models import infer_signature
 
     from seg_pipeline.segmentation import figures
@@ -46,6 +48,8 @@ def _log_to_mlflow(mlflow, result: SegmentationResult, params: dict) -> None:
     mlflow.log_text(table.to_csv(index=False), "selection/candidates.csv")
     mlflow.log_text(selection_markdown(table), "selection/candidates.md")
     mlflow.log_text(result.profiles.to_csv(index=False), "profiles/segment_profiles.csv")
+    # the model predicts cluster labels; this turns them into the segment ids of this run's tables
+    mlflow.log_dict({str(k): v for k, v in result.label_to_segment.items()}, "segment_ids.json")
     names = dict(zip(result.profiles["segment_id"], result.profiles["segment_name"], strict=True))
     labelled = result.deviations.rename(index=lambda s: f"{s} {names[s]}")
     mlflow.log_figure(figures.selection_figure(table), "figures/selection_by_k.png")
@@ -60,10 +64,13 @@ def _log_to_mlflow(mlflow, result: SegmentationResult, params: dict) -> None:
     with warnings.catch_warnings():  # its hint about missing integers: segment labels are never missing
         warnings.simplefilter("ignore", UserWarning)
         signature = infer_signature(pd.DataFrame(columns)[result.columns.all], pd.Series([0], dtype="int64"))
-    mlflow.sklearn.log_model(
-        result.pipeline, name="segmentation_model", serialization_format="cloudpickle", signature=signature,
-        registered_model_name=REGISTERED_MODEL, pip_requirements=model_requirements(),
-    )  # fmt: skip
+    chatter = io.StringIO()  # the registry prints progress to stderr; the console keeps to our own lines
+    with contextlib.redirect_stderr(chatter):
+        mlflow.sklearn.log_model(
+            result.pipeline, name="segmentation_model", serialization_format="cloudpickle", signature=signature,
+            registered_model_name=REGISTERED_MODEL, pip_requirements=model_requirements(),
+        )  # fmt: skip
+    return chatter.getvalue().strip()
 
 
 @dg.multi_asset(
@@ -119,9 +126,11 @@ def segmentation(
         "micro_segments": len(result.micro),
     }
     with mlflow_tracking.start_run(EXPERIMENT, f"segmentation {as_of.isoformat()}", tags) as (mlflow, run):
-        _log_to_mlflow(mlflow, result, params)
+        registry_note = _log_to_mlflow(mlflow, result, params)
         run_url = mlflow_tracking.run_url(run.info.experiment_id, run.info.run_id)
         run_id = run.info.run_id
+    if registry_note:
+        context.log.info(registry_note)
     context.log.info(
         f"selected {chosen['candidate']} of {len(result.selection.table)} candidates; MLflow {run_url}"
     )
@@ -129,12 +138,14 @@ def segmentation(
     link = {"mlflow_run": dg.MetadataValue.url(run_url), "mlflow_run_id": run_id}
     previous_ids = set(previous_devs["segment_id"]) if previous_devs is not None else set()
     kept = len(previous_ids & set(result.label_to_segment.values()))
+    label_map = {str(label): segment for label, segment in result.label_to_segment.items()}
     moved = result.migration
     deviations = long_deviations(result.deviations)
     yield dg.Output(
         result.assignments, "customer_clusters",
         metadata={"dagster/row_count": len(result.assignments), "segments": len(result.profiles),
-                  "ids_kept_from_previous_run": kept, **link},
+                  "ids_kept_from_previous_run": kept,
+                  "model_label_to_segment_id": dg.MetadataValue.json(label_map), **link},
     )  # fmt: skip
     yield dg.Output(
         result.selection.table, "segmentation_candidates",

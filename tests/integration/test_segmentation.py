@@ -29,11 +29,14 @@ def read(settings, table: str, schema: str = "segmentation") -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def two_runs(small_company, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("segmentation")
-    settings = settings_for(tmp_path, copy_extracts(small_company, tmp_path / "landing"), **ATTRIBUTES)
+    landing = copy_extracts(small_company, tmp_path / "landing")
     runs = []
     with pytest.MonkeyPatch.context() as env, dg.instance_for_test() as instance:
         env.setenv("SEG_PSEUDO_KEY", TEST_KEY)
-        for _ in range(2):
+        # a different seed the second time: the clusterer numbers its clusters differently, and the ids
+        # must still follow the segments
+        for seed in (0, 7):
+            settings = settings_for(tmp_path, landing, **ATTRIBUTES, **{"segmentation.seed": seed})
             result = run_all(settings, instance)
             assert result.success, [e.step_key for e in result.all_events if e.is_step_failure]
             metadata = {
@@ -82,16 +85,22 @@ def test_every_profiled_customer_has_one_segment_and_micro_segment(two_runs):
 
 def test_ids_and_names_are_stable_across_runs_on_the_same_data(two_runs):
     first, second = (r["tables"] for r in two_runs["runs"])
-    cols = ["segment_id", "segment_name", "customers"]
+    cols = ["segment_id", "segment_name"]
     pd.testing.assert_frame_equal(first["segment_profiles"][cols], second["segment_profiles"][cols])
+    sizes = first["segment_profiles"]["customers"] / second["segment_profiles"]["customers"]
+    assert sizes.between(0.9, 1.1).all()  # another seed moves a few border customers, not segments
     merged = first["customer_clusters"].merge(second["customer_clusters"], on="customer_key")
-    assert (merged["segment_id_x"] == merged["segment_id_y"]).all()
+    assert len(merged) == len(first["customer_clusters"])
+    kept = (merged["segment_id_x"] == merged["segment_id_y"]).mean()
+    assert kept >= 0.95
     assert first["segment_migration"].empty  # nothing to compare with on the first run
     moved = second["segment_migration"]
     assert moved["customers"].sum() == len(merged)
-    assert (moved["from_segment_id"] == moved["to_segment_id"]).all()
+    on_diagonal = moved.loc[moved["from_segment_id"] == moved["to_segment_id"], "customers"].sum()
+    assert on_diagonal == (merged["segment_id_x"] == merged["segment_id_y"]).sum()
     meta = two_runs["runs"][1]["metadata"]["segment_migration"]
-    assert meta["customers/changed_segment"].value == 0 and meta["customers/stayed"].value == len(merged)
+    assert meta["customers/stayed"].value == on_diagonal
+    assert meta["customers/changed_segment"].value == len(merged) - on_diagonal
     assert meta["customers/joined"].value == 0 and meta["customers/left"].value == 0
 
 
@@ -118,12 +127,15 @@ def test_mlflow_run_and_model_carry_the_dagster_run_id(two_runs):
         }
     versions = client.search_model_versions("name='seg_pipeline_segmentation'")
     assert len(versions) == 2
-    model = mlflow.sklearn.load_model(
-        f"models:/seg_pipeline_segmentation/{max(int(v.version) for v in versions)}"
-    )
-    assert model.predict(two_runs["features"].drop(columns="customer_key")).shape == (
-        len(two_runs["features"]),
-    )
+    # the logged model plus the logged label map reproduce the published segment of every customer
+    last = two_runs["runs"][1]
+    run_id = last["metadata"]["segmentation_candidates"]["mlflow_run_id"].value
+    model = mlflow.sklearn.load_model(f"runs:/{run_id}/segmentation_model")
+    label_map = mlflow.artifacts.load_dict(f"runs:/{run_id}/segment_ids.json")
+    features = two_runs["features"]
+    predicted = pd.Series(model.predict(features.drop(columns="customer_key"))).astype(str).map(label_map)
+    published = features[["customer_key"]].merge(last["tables"]["customer_clusters"], on="customer_key")
+    assert (predicted.to_numpy() == published["segment_id"].to_numpy()).all()
 
 
 def test_lifecycle_stages_cover_every_profiled_customer(two_runs):
