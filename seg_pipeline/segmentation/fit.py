@@ -67,9 +67,7 @@ def _micro_segments(X: np.ndarray, segment: np.ndarray, total: int, seed: int, f
 def _micro_table(features: pd.DataFrame, assignments: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     micro = assignments["micro_segment_id"]
     devs = pf.deviations(features, micro, columns)
-    revenue = (
-        features["monetary_365d"] if "monetary_365d" in features else pd.Series(np.nan, index=features.index)
-    )
+    revenue = pf.revenue_of(features)
     grouped = pd.DataFrame({"micro": micro.to_numpy(), "segment_id": assignments["segment_id"].to_numpy(),
                             "revenue": revenue.to_numpy()}).groupby("micro")  # fmt: skip
     table = pd.DataFrame(
@@ -80,13 +78,7 @@ def _micro_table(features: pd.DataFrame, assignments: pd.DataFrame, columns: lis
         }
     )
     table["share_of_segment"] = table["customers"] / table.groupby("segment_id")["customers"].transform("sum")
-    table["top_deviations"] = [
-        ", ".join(
-            f"{c} {z:+.1f}"
-            for c, z in devs.loc[m].dropna().sort_values(key=abs, ascending=False).head(3).items()
-        )
-        for m in table.index
-    ]
+    table["top_deviations"] = pf.strongest_deviations(devs, table.index, 3)
     table.index.name = "micro_segment_id"
     return table.reset_index()
 

@@ -135,10 +135,7 @@ def profile_table(features: pd.DataFrame, segment: pd.Series, names: dict[int, s
                   churned: pd.Series | None) -> pd.DataFrame:  # fmt: skip
     """One row per segment: size, share, value, observed churn and its strongest deviations in words."""
     frame = pd.DataFrame({"segment_id": segment.to_numpy()})
-    revenue = (
-        features["monetary_365d"] if "monetary_365d" in features else pd.Series(np.nan, index=features.index)
-    )
-    frame["revenue"] = revenue.to_numpy()
+    frame["revenue"] = revenue_of(features).to_numpy()
     frame["churned"] = churned.to_numpy() if churned is not None else np.nan
     grouped = frame.groupby("segment_id")
     table = pd.DataFrame(
@@ -153,17 +150,29 @@ def profile_table(features: pd.DataFrame, segment: pd.Series, names: dict[int, s
     total = table["revenue_365d"].sum()
     table["revenue_share"] = table["revenue_365d"] / total if total else np.nan
     table["segment_name"] = table.index.map(names)
-    table["top_deviations"] = [
-        ", ".join(
-            f"{col} {z:+.1f}"
-            for col, z in devs.loc[seg].dropna().sort_values(key=abs, ascending=False).head(5).items()
-        )
-        for seg in table.index
-    ]
+    table["top_deviations"] = strongest_deviations(devs, table.index, 5)
     table.index.name = "segment_id"
     columns = ["segment_name", "customers", "share", "revenue_365d", "revenue_share", "mean_revenue_365d",
                "observed_churn_rate", "top_deviations"]  # fmt: skip
     return table[columns].reset_index()
+
+
+def strongest_deviations(devs: pd.DataFrame, groups, n: int) -> list[str]:
+    """Per group, its n largest deviations as text: "avg_order_value +2.3, channel_share_app -0.7"."""
+    return [
+        ", ".join(
+            f"{c} {z:+.1f}"
+            for c, z in devs.loc[g].dropna().sort_values(key=abs, ascending=False).head(n).items()
+        )
+        for g in groups
+    ]
+
+
+def revenue_of(features: pd.DataFrame) -> pd.Series:
+    """365-day spend per customer, missing when there is no orders extract."""
+    if "monetary_365d" in features:
+        return features["monetary_365d"]
+    return pd.Series(np.nan, index=features.index)
 
 
 def long_deviations(devs: pd.DataFrame) -> pd.DataFrame:
