@@ -97,10 +97,53 @@ class CustomerAttributes(_Model):
         return [*self.numeric, *self.categorical]
 
 
+class RiskTiers(_Model):
+    """Risk score 0-100 -> tier: up to automated_max automated, up to semi_automated_max semi-automated,
+    above that personal outreach."""
+
+    automated_max: int = Field(40, ge=0, le=99)
+    semi_automated_max: int = Field(70, ge=1, le=99)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RiskTiers:
+        if self.automated_max >= self.semi_automated_max:
+            raise ValueError("automated_max must be below semi_automated_max")
+        return self
+
+
 class ChurnConfig(_Model):
     label: Literal["activity", "explicit"] = "activity"
     horizon_days: int = Field(90, ge=7, le=730)
     explicit_column: str = "churned"
+    candidates: list[Literal["logistic_regression", "hist_gradient_boosting", "random_forest"]] = Field(
+        default_factory=lambda: ["logistic_regression", "hist_gradient_boosting", "random_forest"]
+    )
+    holdout_share: float = Field(0.25, gt=0.05, lt=0.5, description="explicit mode: stratified holdout share")
+    validation_share: float = Field(
+        0.2,
+        gt=0.05,
+        lt=0.5,
+        description="of the training rows, kept back to pick the candidate and threshold",
+    )
+    promotion_metric: Literal["roc_auc", "pr_auc", "brier"] = "pr_auc"
+    promotion_tolerance: float = Field(
+        0.0, ge=0, le=0.2, description="a challenger may be this much worse and still become champion"
+    )
+    min_roc_auc: float = Field(
+        0.6, ge=0.5, le=1, description="the churn_model gate: a model below this on the holdout is not used"
+    )
+    min_training_rows: int = Field(200, ge=20, description="fewer labelled customers than this fails the run")
+    tiers: RiskTiers = Field(default_factory=RiskTiers)
+    high_value_quantile: float = Field(
+        0.8,
+        gt=0,
+        lt=1,
+        description="retention segment: high risk and 365-day spend at or above this quantile",
+    )
+    driver_features: int = Field(
+        12, ge=3, le=100, description="features (by holdout importance) whose per-customer effect is measured"
+    )
+    seed: int = 0
 
 
 class SegmentationConfig(_Model):
@@ -275,6 +318,14 @@ class Settings(_Model):
     @property
     def expectations_dir(self) -> Path:
         return self.quality.expectations_dir or Path(__file__).resolve().parents[1] / "expectations"
+
+    @property
+    def crm_kept_columns(self) -> list[str]:
+        """CRM columns the clean stage carries beyond the canonical ones: attributes and an explicit label."""
+        kept = list(self.customer_attributes.names)
+        if self.churn.label == "explicit" and self.churn.explicit_column not in kept:
+            kept.append(self.churn.explicit_column)
+        return kept
 
     @property
     def mlflow_tracking_uri(self) -> str:

@@ -60,7 +60,7 @@ def clean_customers(
         erased=erasure_keys(cfg.home),
         default_consent=cfg.privacy.default_consent,
         stale_record_days=cfg.quality.stale_record_days,
-        attributes=cfg.customer_attributes.names,
+        attributes=cfg.crm_kept_columns,
         run_id=context.run.run_id,
     )
     customers = result.customers

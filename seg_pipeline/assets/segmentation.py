@@ -7,18 +7,19 @@ segment ids and migration need the previous run's tables, which are read before 
 import contextlib
 import io
 import warnings
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import pandas as pd
 
 from seg_pipeline.assets.common import run_as_of
 from seg_pipeline.resources import PipelineSettings
-from seg_pipeline.segmentation.fit import SegmentationResult, fit_segmentation, observed_churn
 from seg_pipeline.segmentation.lifecycle import LIFECYCLE_STAGES, assign_lifecycle, lifecycle_counts
-from seg_pipeline.segmentation.profiles import long_deviations, migration_summary
-from seg_pipeline.segmentation.selection import selection_markdown
 from seg_pipeline.tracking import MlflowTracking, model_requirements
 from seg_pipeline.warehouse import read_previous
+
+if TYPE_CHECKING:  # scikit-learn and scipy load when the asset runs, not with the code location
+    from seg_pipeline.segmentation.fit import SegmentationResult
 
 SCHEMA = "segmentation"
 EXPERIMENT = "seg_pipeline_segmentation"
@@ -30,10 +31,11 @@ def _out(description: str) -> dg.AssetOut:
                        description=description)  # fmt: skip
 
 
-def _log_to_mlflow(mlflow, result: SegmentationResult, params: dict) -> str:
+def _log_to_mlflow(mlflow, result: "SegmentationResult", params: dict) -> str:
     from mlflow.models import infer_signature
 
     from seg_pipeline.segmentation import figures
+    from seg_pipeline.segmentation.selection import selection_markdown
 
     mlflow.log_params(params)
     table = result.selection.table
@@ -97,6 +99,10 @@ def segmentation(
     customer_features: pd.DataFrame,
     clean_customers: pd.DataFrame,
 ):
+    from seg_pipeline.segmentation.fit import fit_segmentation, observed_churn
+    from seg_pipeline.segmentation.profiles import long_deviations, migration_summary
+    from seg_pipeline.segmentation.selection import selection_markdown
+
     cfg = settings.get()
     as_of = run_as_of(context, cfg)
     warehouse = str(cfg.warehouse_path)

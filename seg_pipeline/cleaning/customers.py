@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from seg_pipeline.cleaning.normalize import (
     normalize_company,
@@ -73,6 +71,9 @@ def normalized(raw: pd.DataFrame) -> pd.DataFrame:
 
 def resolve_identities(frame: pd.DataFrame) -> pd.DataFrame:
     """Add ``cluster`` (connected records), ``is_survivor`` and ``match_rule`` to a normalized frame."""
+    from scipy.sparse import coo_matrix  # scipy loads with the step, not with the code location
+    from scipy.sparse.csgraph import connected_components
+
     n = len(frame)
     rows, cols = [np.arange(n)], [np.arange(n)]
     for _, keys in MATCH_RULES:

@@ -133,10 +133,26 @@ def _zero_when_no_events(column: str) -> bool:
     return column in fixed or (column.startswith("tickets_") and column.endswith("_365d"))
 
 
-def _activity(frames: list[tuple[pd.DataFrame, str]], end: pd.Timestamp, how: str) -> pd.Series:
+def activity_frames(orders: pd.DataFrame, web: pd.DataFrame, email: pd.DataFrame,
+                    tickets: pd.DataFrame) -> list[tuple[pd.DataFrame, str]]:  # fmt: skip
+    """What counts as a customer being active: orders, web events, email opens/clicks, tickets."""
+    engaged = email[email["event_type"].isin(["open", "click"])] if len(email) else email
+    return [(orders, "order_date"), (web, "ts"), (engaged, "ts"), (tickets, "created_at")]
+
+
+def last_activity(frames: list[tuple[pd.DataFrame, str]], end: pd.Timestamp,
+                  after: pd.Timestamp | None = None) -> pd.Series:  # fmt: skip
+    """Each customer's last activity up to ``end`` (and, if given, strictly after ``after``)."""
+    return _activity(frames, end, "max", after)
+
+
+def _activity(frames: list[tuple[pd.DataFrame, str]], end: pd.Timestamp, how: str,
+              after: pd.Timestamp | None = None) -> pd.Series:  # fmt: skip
     """Each customer's first or last dated activity up to as_of across the given (frame, time column)s."""
     parts = [
-        f[(f[c] <= end) & f["customer_key"].notna()].groupby("customer_key")[c].agg(how)
+        f[(f[c] <= end) & f["customer_key"].notna() & ((f[c] > after) if after is not None else True)]
+        .groupby("customer_key")[c]
+        .agg(how)
         for f, c in frames
         if len(f)
     ]
@@ -177,9 +193,8 @@ def build_features(
             table = table.join(builder(frame, end), how="left")
             used.append(name)
 
-    engaged = email[email["event_type"].isin(["open", "click"])] if len(email) else email
-    activity = [(orders, "order_date"), (web, "ts"), (engaged, "ts"), (tickets, "created_at")]
-    table["recency_days"] = _days_before(end, _activity(activity, end, "max")).reindex(table.index)
+    activity = activity_frames(orders, web, email, tickets)
+    table["recency_days"] = _days_before(end, last_activity(activity, end)).reindex(table.index)
     first = _activity([*activity, (email, "ts")], end, "min").reindex(population.index)
     table["tenure_days"] = _days_before(end, population["signup_date"].fillna(first))
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
 
 # A segment whose profile is further than this (root mean squared deviation difference) from every
 # previous segment is new and gets a new id rather than an old one it merely resembles.
@@ -114,6 +113,8 @@ def stable_ids(devs: pd.DataFrame, previous: pd.DataFrame | None) -> tuple[dict[
     if not common:
         start = int(prev.index.max()) + 1
         return {label: start + i for i, label in enumerate(labels)}, {}
+    from scipy.optimize import linear_sum_assignment
+
     a = devs[common].fillna(0).to_numpy()
     b = prev[common].fillna(0).to_numpy()
     cost = np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).mean(axis=2))
