@@ -184,6 +184,29 @@ def cmd_forget(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    import json
+
+    import pandas as pd
+
+    from seg_pipeline.cleaning.privacy import erasure_keys, pseudonymize, resolve_key
+    from seg_pipeline.explain import explain
+
+    settings = _resolve_settings(args)
+    key = resolve_key(settings.privacy.pseudonymization_key_env, settings.home)
+    member = pseudonymize(pd.Series([args.customer_id]), key).iloc[0]
+    result = explain(settings.warehouse_path, args.customer_id, erased=member in erasure_keys(settings.home))
+    if args.json:
+        print(
+            json.dumps(
+                {"customer_id": result.customer_id, "found": result.found, **result.sections}, indent=2
+            )
+        )
+    else:
+        print(result.text())
+    return 0 if result.found or "Erasure" in result.sections else 1
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from seg_pipeline.runner import prepare_dagster_home
 
@@ -232,6 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
     _settings_args(status)
     status.add_argument("--limit", type=int, default=10)
     status.set_defaults(func=cmd_status)
+
+    explain_cmd = sub.add_parser(
+        "explain", help="a customer's segment, lifecycle stage, churn risk and drivers, consent, in words"
+    )
+    _settings_args(explain_cmd)
+    explain_cmd.add_argument("customer_id", help="the CRM's customer id")
+    explain_cmd.add_argument("--json", action="store_true", help="the same as JSON")
+    explain_cmd.set_defaults(func=cmd_explain)
 
     forget = sub.add_parser("forget", help="record an erasure request; every run honours all of them")
     _settings_args(forget)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dagster as dg
 
+from seg_pipeline.assets.churn import churn_assets, churn_checks
 from seg_pipeline.assets.clean import clean_assets
 from seg_pipeline.assets.features import customer_features
 from seg_pipeline.assets.quality import clean_quality_checks, raw_quality_checks, stage_quality_checks
 from seg_pipeline.assets.raw import raw_assets
 from seg_pipeline.assets.segmentation import segmentation_assets
 from seg_pipeline.config import Settings, load_settings
-from seg_pipeline.jobs import full_refresh_job
+from seg_pipeline.jobs import full_refresh_job, rescore_job
 from seg_pipeline.resources import PipelineSettings
 from seg_pipeline.tracking import MlflowTracking
 from seg_pipeline.warehouse import WarehouseIOManager
@@ -19,9 +20,9 @@ from seg_pipeline.warehouse import WarehouseIOManager
 def build_definitions(settings: Settings) -> dg.Definitions:
     settings.home.mkdir(parents=True, exist_ok=True)
     return dg.Definitions(
-        assets=[*raw_assets, *clean_assets, customer_features, *segmentation_assets],
-        asset_checks=[*raw_quality_checks, *clean_quality_checks, *stage_quality_checks],
-        jobs=[full_refresh_job],
+        assets=[*raw_assets, *clean_assets, customer_features, *segmentation_assets, *churn_assets],
+        asset_checks=[*raw_quality_checks, *clean_quality_checks, *stage_quality_checks, *churn_checks],
+        jobs=[full_refresh_job, rescore_job],
         resources={
             "settings": PipelineSettings.of(settings),
             "mlflow_tracking": MlflowTracking.of(settings),

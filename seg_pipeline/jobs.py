@@ -5,9 +5,21 @@ from __future__ import annotations
 import dagster as dg
 
 FULL_REFRESH = "full_refresh"
+RESCORE = "rescore"
 
 full_refresh_job = dg.define_asset_job(
     FULL_REFRESH,
     selection=dg.AssetSelection.all(),
     description="Every asset from the raw extracts to the published tables.",
+)
+
+# Fresh features scored by the current champion: no segmentation fit and no training. Segments and the
+# champion's URI come from the last full refresh (loaded from the warehouse).
+rescore_job = dg.define_asset_job(
+    RESCORE,
+    selection=dg.AssetSelection.groups("raw", "clean")
+    | dg.AssetSelection.assets(
+        "customer_features", "lifecycle_stage", "churn_scores", "retention_segment", "segment_churn_risk"
+    ),  # fmt: skip
+    description="Refresh features and score every customer with the champion churn model, without retraining.",
 )

@@ -32,6 +32,8 @@ EXPECTED_GROUPS = {
     "erasure_index": "clean",
     "quarantine": "clean",
     "customer_features": "features",
+    "churn_training_set": "features",
+    **{name: "churn" for name in ("churn_model", "churn_scores", "retention_segment", "segment_churn_risk")},
     **{
         name: "segmentation"
         for name in (
@@ -57,8 +59,13 @@ def test_asset_keys_and_groups(tmp_path):
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
     assert groups == EXPECTED_GROUPS
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
-    assert checks == {(asset, f"{asset}_quality") for asset in GATED}
+    assert checks == {(asset, f"{asset}_quality") for asset in [*GATED, "churn_model"]}
     assert defs.resolve_job_def("full_refresh") is not None
+    rescore = {
+        key.to_user_string() for key in defs.resolve_job_def("rescore").asset_layer.selected_asset_keys
+    }
+    assert {"churn_scores", "customer_features", "retention_segment"} <= rescore
+    assert not rescore & {"churn_model", "churn_training_set", "segmentation_candidates", "customer_clusters"}
 
 
 def test_workspace_validates_with_dagster_cli(tmp_path):

@@ -1,0 +1,1 @@
+"""Stage 6: churn labels, model training and calibration, registry gate, scores, drivers and tiers."""

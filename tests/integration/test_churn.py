@@ -1,0 +1,234 @@
+"""The churn stage on generated companies: both label modes on every input shape, the champion gate in a
+real MLflow registry, rescoring without training, scores and tiers, and `explain` on a known customer."""
+
+from __future__ import annotations
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from seg_pipeline.churn.registry import CHALLENGER, CHAMPION, MODEL_NAME, alias_version
+from seg_pipeline.churn.scores import TIERS
+from seg_pipeline.definitions import build_definitions
+from seg_pipeline.explain import explain
+from tests.conftest import TEST_KEY
+from tests.integration.support import copy_extracts, run_all, settings_for
+
+ATTRIBUTES = {
+    "customer_attributes.numeric": ["monthly_charges"],
+    "customer_attributes.categorical": ["plan", "contract"],
+}
+
+
+def read(settings, table: str, schema: str) -> pd.DataFrame:
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        return con.execute(f"select * from {schema}.{table}").df()
+
+
+def failures(result) -> list[str]:
+    return [
+        f"{e.step_key}: {e.step_failure_data.error.message[:300]}"
+        for e in result.all_events
+        if e.is_step_failure
+    ]
+
+
+def registry(settings):
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    return mlflow, mlflow.MlflowClient()
+
+
+@pytest.fixture(scope="module")
+def env():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SEG_PSEUDO_KEY", TEST_KEY)
+        yield
+
+
+@pytest.fixture(scope="module")
+def full(small_company, tmp_path_factory, env):
+    """Five sources, activity labels, one full refresh on an instance the later tests keep using."""
+    tmp_path = tmp_path_factory.mktemp("churn_full")
+    settings = settings_for(tmp_path, copy_extracts(small_company, tmp_path / "landing"), **ATTRIBUTES)
+    with dg.instance_for_test() as instance:
+        result = run_all(settings, instance)
+        assert result.success, failures(result)
+        yield {"settings": settings, "instance": instance, "run_id": result.run_id, "company": small_company}
+
+
+def test_activity_model_on_the_full_extract(full):
+    settings = full["settings"]
+    model = read(settings, "churn_model", "churn").iloc[0]
+    assert model["promoted"] and model["gate_reason"] == "no champion yet" and model["version"] == 1
+    assert model["holdout_roc_auc"] > 0.65 and model["holdout_lift_top_decile"] > 1.5
+    assert 0 < model["holdout_brier"] < model["holdout_base_rate"]  # better than predicting the base rate
+    training = read(settings, "churn_training_set", "features")
+    assert set(training["split"]) == {"train", "holdout"} and training["snapshot"].nunique() == 2
+    assert (
+        training.groupby("split")["snapshot"].max()["train"]
+        < training.groupby("split")["snapshot"].min()["holdout"]
+    )
+
+    mlflow, client = registry(settings)
+    run = client.get_run(model["mlflow_run_id"])
+    assert run.data.tags["dagster_run_id"] == full["run_id"] and run.data.tags["promoted"] == "True"
+    assert {
+        "holdout_roc_auc",
+        "holdout_pr_auc",
+        "holdout_brier",
+        "holdout_lift_top_decile",
+        "holdout_f1",
+    } <= set(run.data.metrics)
+    assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["churn_training_set"]
+    figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+    assert figures == {"figures/roc.png", "figures/calibration.png", "figures/lift.png"}
+    assert alias_version(client, CHAMPION) == 1
+
+
+def test_every_profiled_customer_is_scored_consistently(full):
+    settings = full["settings"]
+    scores = read(settings, "churn_scores", "churn")
+    features = read(settings, "customer_features", "features")
+    assert sorted(scores["customer_key"]) == sorted(features["customer_key"])
+    assert scores["churn_probability"].between(0, 1).all()
+    assert (scores["churn_risk_score"] == np.rint(scores["churn_probability"] * 100)).all()
+    tiers = settings.churn.tiers
+    expected = np.select([scores["churn_risk_score"] <= tiers.automated_max,
+                          scores["churn_risk_score"] <= tiers.semi_automated_max], [TIERS[0], TIERS[1]], TIERS[2])  # fmt: skip
+    assert (scores["risk_tier"] == expected).all()
+    assert scores["top_drivers"].str.contains(r", [+-]\d\.\d\d").mean() > 0.9
+    assert (scores["model_version"] == 1).all()
+    retention = read(settings, "retention_segment", "churn")
+    assert (retention["risk_tier"] == "personal_outreach").all()
+    risk = read(settings, "segment_churn_risk", "churn")
+    assert risk["customers"].sum() == len(scores)
+    assert risk["mean_churn_probability"].between(0, 1).all()
+
+
+def test_explain_answers_for_a_known_customer(full):
+    settings = full["settings"]
+    ids = read(settings, "customer_id_map", "clean")
+    scores = read(settings, "churn_scores", "churn").merge(ids, on="customer_key")
+    customer = scores.sort_values("churn_probability").iloc[-1]
+    text = explain(settings.warehouse_path, customer["customer_id"], erased=False).text()
+    clusters = read(settings, "customer_clusters", "segmentation").set_index("customer_key")
+    stage = read(settings, "lifecycle_stage", "segmentation").set_index("customer_key")
+    assert f"Customer {customer['customer_id']}" in text
+    assert clusters.loc[customer["customer_key"], "segment_name"] in text
+    assert stage.loc[customer["customer_key"], "lifecycle_reason"] in text
+    assert f"risk score {customer['churn_risk_score']} of 100" in text and customer["top_drivers"] in text
+    assert "marketing:" in text and "profiling:" in text
+    missing = explain(settings.warehouse_path, "NO-SUCH-ID", erased=False)
+    assert not missing.found and "No customer with id NO-SUCH-ID" in missing.text()
+
+
+def test_a_better_champion_is_kept_when_a_worse_challenger_is_trained(full):
+    """An overfitted 'oracle' trained on the holdout itself is made champion out of band; the next honest
+    model cannot beat it on that holdout, so it stays challenger and scoring keeps using the oracle."""
+    from seg_pipeline.churn.registry import model_columns
+    from seg_pipeline.churn.train import calibrated, feature_frame
+
+    settings = full["settings"]
+    mlflow, client = registry(settings)
+    first = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}/1")
+    numeric, categorical = model_columns(first)
+    holdout = read(settings, "churn_training_set", "features").query("split == 'holdout'")
+    oracle = calibrated("random_forest", numeric, categorical, 0, len(holdout))
+    oracle.fit(feature_frame(holdout, numeric, categorical), holdout["label"])
+    with mlflow.start_run(experiment_id=mlflow.get_experiment_by_name("seg_pipeline_churn").experiment_id):
+        info = mlflow.sklearn.log_model(oracle, name="oracle", serialization_format="cloudpickle",
+                                        registered_model_name=MODEL_NAME)  # fmt: skip
+    oracle_version = int(info.registered_model_version)
+    client.set_registered_model_alias(MODEL_NAME, CHAMPION, str(oracle_version))
+    client.set_model_version_tag(MODEL_NAME, str(oracle_version), "threshold", "0.5")
+
+    result = run_all(settings, full["instance"])
+    assert result.success, failures(result)
+    model = read(settings, "churn_model", "churn").iloc[0]
+    assert not model["promoted"] and model["champion_version"] == oracle_version
+    assert "worse than the champion" in model["gate_reason"]
+    assert alias_version(client, CHAMPION) == oracle_version
+    assert alias_version(client, CHALLENGER) == model["version"] == oracle_version + 1
+    assert (read(settings, "churn_scores", "churn")["model_version"] == oracle_version).all()
+    meta = (
+        full["instance"]
+        .get_latest_materialization_event(dg.AssetKey("churn_model"))
+        .asset_materialization.metadata
+    )
+    assert meta["promoted"].value is False and "worse than" in meta["gate"].value
+
+
+def test_rescore_scores_with_the_champion_without_training(full):
+    settings, instance = full["settings"], full["instance"]
+    mlflow, client = registry(settings)
+    versions_before = len(client.search_model_versions(f"name='{MODEL_NAME}'"))
+    champion = alias_version(client, CHAMPION)
+    job = build_definitions(settings).resolve_job_def("rescore")
+    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    assert result.success, failures(result)
+    done = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert {"churn_scores", "customer_features", "retention_segment"} <= done
+    assert not done & {"churn_model", "churn_training_set", "segmentation_candidates"}
+    assert len(client.search_model_versions(f"name='{MODEL_NAME}'")) == versions_before
+    assert (read(settings, "churn_scores", "churn")["model_version"] == champion).all()
+
+
+def shaped_run(tmp_path, company, shape: str, **overrides):
+    """One full refresh on a reshaped copy of the company: crm_only (CRM with attributes and its churn
+    column, no events at all) or orders_only (a CRM of ids only, plus orders)."""
+    landing = copy_extracts(company, tmp_path / "landing")
+    if shape == "crm_only":
+        for name in ("orders", "web_events", "support_tickets", "email_events"):
+            (landing / f"{name}.csv").unlink()
+    elif shape == "orders_only":
+        for name in ("web_events", "support_tickets", "email_events"):
+            (landing / f"{name}.csv").unlink()
+        crm = pd.read_csv(landing / "crm_customers.csv", dtype=str, keep_default_na=False)
+        crm[["customer_id"]].to_csv(landing / "crm_customers.csv", index=False)
+    settings = settings_for(tmp_path, landing, **overrides)
+    with dg.instance_for_test() as instance:
+        result = run_all(settings, instance)
+    return settings, result
+
+
+@pytest.mark.parametrize(
+    "shape, mode, overrides",
+    [
+        ("full", "explicit", ATTRIBUTES),
+        ("crm_only", "explicit", {**ATTRIBUTES, "churn.min_roc_auc": 0.5}),
+        ("orders_only", "activity", {}),
+    ],
+)
+def test_each_label_mode_on_each_input_shape(small_company, tmp_path, env, shape, mode, overrides):
+    settings, result = shaped_run(tmp_path, small_company, shape, **{"churn.label": mode, **overrides})
+    assert result.success, failures(result)
+    model = read(settings, "churn_model", "churn").iloc[0]
+    assert model["promoted"] and model["holdout_roc_auc"] > (0.55 if shape == "crm_only" else 0.65)
+    training = read(settings, "churn_training_set", "features")
+    features = read(settings, "customer_features", "features")
+    scores = read(settings, "churn_scores", "churn")
+    assert len(scores) == len(features) and scores["churn_probability"].between(0, 1).all()
+    if mode == "explicit":
+        customers = read(settings, "clean_customers", "clean").set_index("customer_key")
+        unknown = customers.index[customers["churned"].isna()]
+        assert len(unknown) > 0 and not training["customer_key"].isin(unknown).any()
+        assert scores["customer_key"].isin(unknown).any()  # unknown label: scored anyway
+    if shape == "crm_only":
+        assert set(features.columns) == {"customer_key", "tenure_days", "recency_days", "monthly_charges", "plan",
+                                         "contract"}  # fmt: skip
+    if shape == "orders_only":
+        assert "frequency_365d" in features and "email_open_rate" not in features
+
+
+def test_activity_labels_on_a_crm_only_extract_fail_with_the_reason(small_company, tmp_path, env):
+    settings, result = shaped_run(tmp_path, small_company, "crm_only", **ATTRIBUTES)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert failure.step_key == "churn_training_set"
+    error = failure.step_failure_data.error
+    message = (error.cause.message if error.cause else "") + error.message
+    assert "churn.label: explicit" in message

@@ -1,0 +1,201 @@
+"""Churn labels (both modes), the no-leakage guarantee, training, the champion rule, scores and tiers."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from seg_pipeline.churn.registry import decide
+from seg_pipeline.churn.scores import drivers, retention_segment, risk_score, risk_tier, typical_values
+from seg_pipeline.churn.train import (
+    best_threshold,
+    evaluate,
+    feature_frame,
+    top_decile_lift,
+    train_churn_model,
+)
+from seg_pipeline.config import ChurnConfig, RiskTiers
+from seg_pipeline.errors import SegPipelineError
+from seg_pipeline.features.build import as_of_end
+from seg_pipeline.features.labels import KEY_COLUMNS, activity_training_set, explicit_training_set
+
+AS_OF = dt.date(2024, 6, 30)
+HORIZON = 90
+TRAIN_SNAPSHOT = pd.Timestamp(AS_OF - dt.timedelta(days=2 * HORIZON))
+HOLDOUT_SNAPSHOT = pd.Timestamp(AS_OF - dt.timedelta(days=HORIZON))
+DAY = pd.Timedelta(days=1)
+
+
+def empty_sources() -> dict[str, pd.DataFrame]:
+    return {
+        "web": pd.DataFrame({"customer_key": pd.Series(dtype=object), "ts": pd.Series(dtype="datetime64[ns]"),
+                             "event_type": pd.Series(dtype=object), "session_id": pd.Series(dtype=object)}),
+        "tickets": pd.DataFrame({"customer_key": pd.Series(dtype=object),
+                                 "created_at": pd.Series(dtype="datetime64[ns]"),
+                                 "resolved_at": pd.Series(dtype="datetime64[ns]"),
+                                 "topic": pd.Series(dtype=object), "satisfaction": pd.Series(dtype=float)}),
+        "email": pd.DataFrame({"customer_key": pd.Series(dtype=object), "ts": pd.Series(dtype="datetime64[ns]"),
+                               "event_type": pd.Series(dtype=object)}),
+    }  # fmt: skip
+
+
+def company(n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Customers who buy at their own rate until they stop (some stop, some never do): the gap since the
+    last order predicts stopping, as in life."""
+    rng = np.random.default_rng(seed)
+    keys = [f"k{i:04d}" for i in range(n)]
+    signup = pd.Timestamp("2022-06-01") + pd.to_timedelta(rng.integers(0, 200, n), unit="D")
+    rate = rng.uniform(0.05, 0.3, n)  # orders per day
+    stop = pd.Timestamp("2023-06-01") + pd.to_timedelta(rng.integers(0, 500, n), unit="D")
+    rows = []
+    for i in range(n):
+        t = signup[i]
+        while t < stop[i] and t <= pd.Timestamp(AS_OF):
+            rows.append((keys[i], t, float(rng.lognormal(3, 0.5)), "web", "office"))
+            t = t + pd.Timedelta(days=float(rng.exponential(1 / rate[i])))
+    orders = pd.DataFrame(
+        rows, columns=["customer_key", "order_date", "amount", "channel", "product_category"]
+    )
+    customers = pd.DataFrame({"customer_key": keys, "signup_date": signup, "profiling_allowed": True,
+                              "plan": rng.choice(["basic", "pro"], n), "churned": stop <= pd.Timestamp(AS_OF)})  # fmt: skip
+    return customers, orders
+
+
+def activity(customers, orders, **config) -> pd.DataFrame:
+    return activity_training_set(customers, orders, **empty_sources(), as_of=AS_OF,
+                                 churn=ChurnConfig(horizon_days=HORIZON, **config), attributes=["plan"]).table  # fmt: skip
+
+
+def test_activity_labels_known_answers():
+    customers = pd.DataFrame({"customer_key": list("abcdef"), "signup_date": pd.Timestamp("2023-01-01"),
+                              "profiling_allowed": True, "plan": "pro"})  # fmt: skip
+    rows = [
+        ("a", TRAIN_SNAPSHOT - 10 * DAY), ("a", TRAIN_SNAPSHOT + 10 * DAY),  # train: stays
+        ("b", TRAIN_SNAPSHOT - 5 * DAY),  # train: active before, silent after -> churned
+        ("c", TRAIN_SNAPSHOT - 200 * DAY),  # long gone before either snapshot: never labelled
+        ("d", HOLDOUT_SNAPSHOT - 3 * DAY), ("d", HOLDOUT_SNAPSHOT + 80 * DAY),  # holdout: stays
+        ("e", HOLDOUT_SNAPSHOT - 1 * DAY),  # holdout: churned
+        ("f", HOLDOUT_SNAPSHOT + 1 * DAY),  # first active after the holdout snapshot: not labelled there
+    ]  # fmt: skip
+    orders = pd.DataFrame(rows, columns=["customer_key", "order_date"]).assign(
+        amount=10.0, channel="web", product_category="home"
+    )
+    table = activity(customers, orders).set_index(["split", "customer_key"])["label"].to_dict()
+    assert table == {("train", "a"): 0, ("train", "b"): 1, ("holdout", "a"): 1, ("holdout", "d"): 0,
+                     ("holdout", "e"): 1}  # fmt: skip
+
+
+def test_events_after_the_snapshot_never_reach_the_features():
+    """Leakage: what happens after a snapshot may change its labels, never its features."""
+    customers, orders = company()
+    before = activity(customers, orders)
+    after_snapshot = orders["order_date"] > as_of_end(HOLDOUT_SNAPSHOT.date())  # the snapshot day counts
+    rng = np.random.default_rng(1)
+    churned_keys = before.loc[(before["split"] == "holdout") & (before["label"] == 1), "customer_key"]
+    revived = churned_keys.sample(frac=0.5, random_state=1)  # these now order again after the snapshot
+    extra = pd.DataFrame({"customer_key": revived, "order_date": HOLDOUT_SNAPSHOT + 30 * DAY,
+                          "amount": 1e6, "channel": "phone", "product_category": "services"})  # fmt: skip
+    changed = pd.concat([orders[~after_snapshot | (rng.random(len(orders)) < 0.5)], extra], ignore_index=True)
+    after = activity(customers, changed)
+    keys = ["split", "customer_key"]
+    a, b = before.set_index(keys).sort_index(), after.set_index(keys).sort_index()
+    features = [c for c in a.columns if c not in KEY_COLUMNS]
+    pd.testing.assert_frame_equal(a[features], b[features])
+    holdout_labels = b.loc["holdout", "label"]
+    assert (holdout_labels.loc[revived] == 0).all()  # the test can tell: those labels did change
+
+
+def test_activity_mode_without_any_event_source_says_what_to_do():
+    customers, orders = company(50)
+    with pytest.raises(SegPipelineError, match="churn.label: explicit"):
+        activity(customers, orders.head(0))
+
+
+def test_explicit_labels_skip_unknown_and_stratify():
+    customers, orders = company()
+    customers["churned"] = customers["churned"].astype("boolean")
+    customers.loc[::7, "churned"] = pd.NA  # unknown status: scored, never trained on
+    features = customers[["customer_key", "plan"]].assign(tenure_days=1.0)
+    built = explicit_training_set(customers, features, churn=ChurnConfig(label="explicit"))
+    table = built.table
+    assert built.counts["label_unknown"] == len(customers.iloc[::7])
+    assert not table["customer_key"].isin(customers.loc[::7, "customer_key"]).any()
+    rates = table.groupby("split")["label"].mean()
+    assert abs(rates["train"] - rates["holdout"]) < 0.02
+    assert (table["split"] == "holdout").mean() == pytest.approx(0.25, abs=0.01)
+    with pytest.raises(SegPipelineError, match="no column 'gone'"):
+        explicit_training_set(
+            customers, features, churn=ChurnConfig(label="explicit", explicit_column="gone")
+        )
+
+
+def test_training_picks_a_calibrated_model_that_ranks_churners_first():
+    customers, orders = company(900)
+    table = activity(customers, orders)
+    features = [c for c in table.columns if c not in KEY_COLUMNS]
+    config = ChurnConfig(horizon_days=HORIZON, min_training_rows=100)
+    trained = train_churn_model(table, features, ["plan"], config)
+    assert trained.candidate in config.candidates and trained.candidates["selected"].sum() == 1
+    metrics = trained.holdout_metrics
+    assert metrics["roc_auc"] > 0.7 and metrics["lift_top_decile"] > 1.5
+    assert metrics["rows"] == int((table["split"] == "holdout").sum())
+    p = trained.model.predict_proba(feature_frame(table, trained.numeric, trained.categorical))[:, 1]
+    assert ((p >= 0) & (p <= 1)).all()
+    assert abs(p.mean() - table["label"].mean()) < 0.1  # calibrated: the mean prediction tracks the rate
+    with pytest.raises(SegPipelineError, match="min_training_rows"):
+        train_churn_model(table, features, ["plan"], ChurnConfig(min_training_rows=10_000))
+
+
+def test_metrics_on_known_answers():
+    y = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+    p = np.array([0.9, 0.2, 0.8, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
+    assert top_decile_lift(y, p) == pytest.approx(5.0)  # the top row is a churner; the base rate is 0.2
+    result = evaluate(y, p, 0.5)
+    assert result["precision"] == 0.5 and result["recall"] == 0.5
+    assert best_threshold(y, p) == pytest.approx(0.2)  # catching both churners at one false alarm: F1 0.8
+
+
+def test_the_champion_rule():
+    champion = {"pr_auc": 0.5, "roc_auc": 0.8, "brier": 0.1}
+    assert decide({"pr_auc": 0.4}, None, "pr_auc", 0.0) == (True, "no champion yet")
+    promoted, reason = decide({"pr_auc": 0.49}, champion, "pr_auc", 0.0)
+    assert not promoted and "worse than the champion's 0.5000" in reason
+    assert decide({"pr_auc": 0.49}, champion, "pr_auc", 0.02)[0]
+    assert decide({"brier": 0.09}, champion, "brier", 0.0)[0]  # lower Brier is better
+    assert not decide({"brier": 0.11}, champion, "brier", 0.0)[0]
+
+
+def test_risk_scores_and_tiers_follow_the_configured_thresholds():
+    scores = risk_score(np.array([0.0, 0.404, 0.405, 0.70, 0.7049, 0.706, 1.0]))
+    assert scores.tolist() == [0, 40, 40, 70, 70, 71, 100]
+    tiers = risk_tier(np.array([0, 40, 41, 70, 71, 100]), RiskTiers())
+    assert tiers.tolist() == ["automated", "automated", "semi_automated", "semi_automated", "personal_outreach",
+                              "personal_outreach"]  # fmt: skip
+    assert risk_tier(np.array([30]), RiskTiers(automated_max=20, semi_automated_max=25)).tolist() == [
+        "personal_outreach"
+    ]
+
+
+def test_drivers_say_which_feature_raises_the_risk():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"days_since_last_purchase": rng.uniform(0, 300, 500), "noise": rng.normal(size=500)})
+    y = (X["days_since_last_purchase"] + rng.normal(0, 30, 500) > 150).astype(int)
+    model = LogisticRegression().fit(X, y)
+    p = model.predict_proba(X)[:, 1]
+    texts, effects = drivers(model, X, p, ["days_since_last_purchase", "noise"], typical_values(X), n=1)
+    late = int(np.argmax(X["days_since_last_purchase"]))
+    assert texts[late].startswith(f"days since last purchase {X.iat[late, 0]:,.0f}, +")
+    assert effects[late, 0] > 0.2 and abs(effects[late, 1]) < 0.05
+
+
+def test_retention_segment_is_high_risk_and_high_value():
+    scores = pd.DataFrame({"risk_tier": ["personal_outreach", "personal_outreach", "automated", "personal_outreach"]},
+                          index=list("abcd"))  # fmt: skip
+    value = pd.Series([1000.0, 10.0, 5000.0, 0.0], index=list("abcd"))
+    chosen = retention_segment(scores, value, ChurnConfig(high_value_quantile=0.5))
+    assert chosen.tolist() == [True, False, False, False]
