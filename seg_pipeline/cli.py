@@ -246,7 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="execute the pipeline on the Dagster instance in $DAGSTER_HOME")
     _settings_args(run)
-    run.add_argument("--job", default="full_refresh")
+    run.add_argument(
+        "--job",
+        default="full_refresh",
+        choices=("full_refresh", "rescore"),
+        help="full_refresh: everything; rescore: fresh features scored by the champion, no training",
+    )
     run.add_argument("--quiet", action="store_true", help="print only errors")
     run.add_argument("--verbose", action="store_true", help="also print Dagster's event log with tracebacks")
     run.set_defaults(func=cmd_run)

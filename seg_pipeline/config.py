@@ -140,6 +140,12 @@ class ChurnConfig(_Model):
         lt=1,
         description="retention segment: high risk and 365-day spend at or above this quantile",
     )
+    retention_min_risk_score: int = Field(
+        41,
+        ge=0,
+        le=100,
+        description="retention segment: risk score from which a customer counts as high risk",
+    )
     driver_features: int = Field(
         12, ge=3, le=100, description="features (by holdout importance) whose per-customer effect is measured"
     )

@@ -272,8 +272,9 @@ def churn_scores(
     group_name="churn",
     kinds={"pandas", "duckdb"},
     metadata={"schema": "churn"},
-    description="Customers at high risk (personal-outreach tier) and of high value (365-day spend in the top "
-    "churn.high_value_quantile of buyers), with their segment and lifecycle stage: who to call first.",
+    description="Customers at high risk (risk score from churn.retention_min_risk_score) and of high value "
+    "(365-day spend in the top churn.high_value_quantile of buyers), with segment and lifecycle stage: who to "
+    "call first.",
 )
 def retention_segment(
     settings: PipelineSettings,

@@ -84,7 +84,10 @@ def drivers(model, X: pd.DataFrame, probability: np.ndarray, features: list[str]
 
 
 def retention_segment(scores: pd.DataFrame, value: pd.Series, config: ChurnConfig) -> pd.Series:
-    """High risk (personal-outreach tier) and high value (365-day spend in the top quantile of buyers)."""
+    """High risk (score from churn.retention_min_risk_score: by default everyone beyond the automated tier)
+    and high value (365-day spend in the top churn.high_value_quantile of buyers)."""
     buyers = value[value > 0]
     cut = buyers.quantile(config.high_value_quantile) if len(buyers) else np.inf
-    return (scores["risk_tier"] == "personal_outreach") & (value.reindex(scores.index) >= cut)
+    return (scores["churn_risk_score"] >= config.retention_min_risk_score) & (
+        value.reindex(scores.index) >= cut
+    )

@@ -148,3 +148,25 @@ def test_forget_then_run_removes_the_customer_everywhere(project):
         for schema, table in found:
             frame = con.execute(f"select * from {schema}.{table}").df().astype(str)
             assert not frame.isin([customer_id, customer_key]).any().any(), table
+    explained = cli("explain", customer_id, cwd=project)
+    assert explained.returncode == 0 and "An erasure request is recorded" in explained.stdout
+
+
+def test_explain_and_rescore(project):
+    """After a full refresh: `explain` answers for a customer, `run --job rescore` scores without training."""
+    with duckdb.connect(str(project / ".seg" / "warehouse.duckdb"), read_only=True) as con:
+        customer_id, tier = con.execute(
+            "select m.customer_id, s.risk_tier from clean.customer_id_map m join churn.churn_scores s "
+            "using (customer_key) where m.customer_id = m.surviving_customer_id limit 1"
+        ).fetchone()
+    explained = cli("explain", customer_id, cwd=project)
+    assert explained.returncode == 0, explained.stderr
+    for section in ("Consent:", "Segment:", "Lifecycle stage:", "Churn risk:"):
+        assert section in explained.stdout
+    assert tier.replace("_", " ") in explained.stdout
+    unknown = cli("explain", "NOBODY", cwd=project)
+    assert unknown.returncode == 1 and "No customer with id NOBODY" in unknown.stdout
+    rescored = cli("run", "--job", "rescore", "--as-of", "2024-06-30", cwd=project)
+    assert rescored.returncode == 0, rescored.stderr
+    assert "churn_scores" in rescored.stdout and "churn_model" not in rescored.stdout
+    assert "segmentation " not in rescored.stdout
