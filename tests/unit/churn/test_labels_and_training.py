@@ -195,10 +195,10 @@ def test_drivers_say_which_feature_raises_the_risk():
 
 def test_retention_segment_is_high_risk_and_high_value():
     scores = pd.DataFrame({"churn_risk_score": [80, 45, 10, 90, 40]}, index=list("abcde"))
-    value = pd.Series([1000.0, 2900.0, 5000.0, 0.0, 3000.0], index=list("abcde"))
+    value = pd.Series([1000.0, 4000.0, 5000.0, 0.0, 3000.0], index=list("abcde"))
     chosen = retention_segment(scores, value, ChurnConfig(high_value_quantile=0.5))
-    assert chosen.tolist() == [False, True, False, False, False]  # the top half of buyers spent >= 2950
+    assert chosen.tolist() == [False, True, False, False, False]  # the top half of buyers spent >= 3500
     chosen = retention_segment(
         scores, value, ChurnConfig(high_value_quantile=0.25, retention_min_risk_score=40)
     )
-    assert chosen.tolist() == [False, True, False, False, True]  # the top three quarters spent >= 2425
+    assert chosen.tolist() == [False, True, False, False, True]  # the top three quarters spent >= 2500
