@@ -21,6 +21,12 @@ from seg_pipeline.tracking import MlflowTracking, model_requirements
 EXPERIMENT = "seg_pipeline_churn"
 
 
+def _churn_asset(description: str, *kinds: str):
+    """An asset of the churn group, stored as table churn.<name>."""
+    return dg.asset(group_name="churn", kinds={*kinds, "duckdb"}, metadata={"schema": "churn"},
+                    description=description)  # fmt: skip
+
+
 def _meta_table(frame: pd.DataFrame) -> dg.MetadataValue:
     return dg.MetadataValue.md(frame.to_markdown(index=False, floatfmt=".3f"))
 
@@ -115,12 +121,11 @@ def _log_training(mlflow, trained, table: pd.DataFrame, params: dict) -> tuple[i
     return int(info.registered_model_version), chatter.getvalue().strip()
 
 
-@dg.asset(
-    group_name="churn",
-    kinds={"scikitlearn", "mlflow", "duckdb"},
-    metadata={"schema": "churn"},
-    description="Trains the churn candidates, registers the chosen model as a version of seg_pipeline_churn "
+@_churn_asset(
+    "Trains the churn candidates, registers the chosen model as a version of seg_pipeline_churn "
     "and promotes it to alias champion only if it is no worse than the champion on the same holdout.",
+    "scikitlearn",
+    "mlflow",
 )
 def churn_model(
     context: dg.AssetExecutionContext,
@@ -213,12 +218,11 @@ def churn_model_quality(settings: PipelineSettings, churn_model: pd.DataFrame) -
     )
 
 
-@dg.asset(
-    group_name="churn",
-    kinds={"pandas", "mlflow", "duckdb"},
-    metadata={"schema": "churn"},
-    description="Every profiled customer scored by the champion: probability, risk score 0-100, tier and the "
+@_churn_asset(
+    "Every profiled customer scored by the champion: probability, risk score 0-100, tier and the "
     "three features that move their risk most.",
+    "pandas",
+    "mlflow",
 )
 def churn_scores(
     context: dg.AssetExecutionContext,
@@ -268,13 +272,11 @@ def churn_scores(
     )  # fmt: skip
 
 
-@dg.asset(
-    group_name="churn",
-    kinds={"pandas", "duckdb"},
-    metadata={"schema": "churn"},
-    description="Customers at high risk (risk score from churn.retention_min_risk_score) and of high value "
+@_churn_asset(
+    "Customers at high risk (risk score from churn.retention_min_risk_score) and of high value "
     "(365-day spend in the top churn.high_value_quantile of buyers), with segment and lifecycle stage: who to "
     "call first.",
+    "pandas",
 )
 def retention_segment(
     settings: PipelineSettings,
@@ -307,11 +309,9 @@ def retention_segment(
     )  # fmt: skip
 
 
-@dg.asset(
-    group_name="churn",
-    kinds={"pandas", "duckdb"},
-    metadata={"schema": "churn"},
-    description="Churn risk per segment: mean probability, customers per tier, and retention-segment size.",
+@_churn_asset(
+    "Churn risk per segment: mean probability, customers per tier, and retention-segment size.",
+    "pandas",
 )
 def segment_churn_risk(
     churn_scores: pd.DataFrame, customer_clusters: pd.DataFrame, retention_segment: pd.DataFrame
