@@ -58,7 +58,12 @@ def churn_training_set(
             as_of=as_of, churn=cfg.churn, attributes=cfg.customer_attributes.names,
         )  # fmt: skip
     else:
-        built = explicit_training_set(clean_customers, customer_features, churn=cfg.churn)
+        sources = {"orders": clean_orders, "web": clean_web_events, "tickets": clean_support_tickets,
+                   "email": clean_email_events}  # fmt: skip
+        built = explicit_training_set(clean_customers, customer_features, churn=cfg.churn, sources=sources,
+                                      as_of=as_of, attributes=cfg.customer_attributes.names)  # fmt: skip
+    for note in built.notes:
+        context.log.info(note)
     table = built.table
     by_split = (
         table.groupby("split")["label"]
@@ -75,6 +80,7 @@ def churn_training_set(
             or "as_of (explicit)",
             "rows_by_split": _meta_table(by_split.reset_index()),
             "features": len(built.feature_columns),
+            "notes": "; ".join(built.notes) or "none",
             **{f"count/{k}": v for k, v in built.counts.items()},
         },
     )

@@ -69,15 +69,34 @@ def activity_training_set(customers: pd.DataFrame, orders: pd.DataFrame, web: pd
     return _finish(parts, counts, [])
 
 
-def explicit_training_set(
-    customers: pd.DataFrame, features: pd.DataFrame, *, churn: ChurnConfig
-) -> TrainingSet:
+def explicit_training_set(customers: pd.DataFrame, features: pd.DataFrame, *, churn: ChurnConfig,
+                          sources: dict[str, pd.DataFrame] | None = None, as_of: dt.date | None = None,
+                          attributes: list[str] = ()) -> TrainingSet:  # fmt: skip
+    """CRM labels. With churn dates in the CRM (and the sources to rebuild features) the features are taken
+    as of as_of - horizon and customers who had churned by then are left out, so the model predicts churn
+    in the horizon instead of recognising the silence after it; without churn dates, features as of as_of."""
     column = churn.explicit_column
     if column not in customers:
         raise SegPipelineError(
             f"churn.label is explicit, but the CRM extract has no column {column!r} "
             "(churn.explicit_column); map yours under sources.crm_customers.columns"
         )
+    counts: dict[str, int] = {"profiled": len(features)}
+    notes: list[str] = []
+    snapshot = pd.NaT
+    dated = "churn_date" in customers and customers["churn_date"].notna().any()
+    if dated and sources is not None and as_of is not None:
+        snapshot_date = as_of - dt.timedelta(days=churn.horizon_days)
+        snapshot = pd.Timestamp(snapshot_date)
+        features = build_features(
+            customers, **sources, as_of=snapshot_date, attributes=list(attributes)
+        ).table
+        churned_on = features["customer_key"].map(customers.set_index("customer_key")["churn_date"])
+        gone = (churned_on <= as_of_end(snapshot_date)).to_numpy()
+        counts |= {"profiled_at_snapshot": len(features), "churned_before_snapshot": int(gone.sum())}
+        features = features[~gone]
+    else:
+        notes.append("no churn dates in the CRM: features as of as_of, so holdout metrics may be optimistic")
     label = features["customer_key"].map(customers.set_index("customer_key")[column])
     known = label.notna()
     table = features[known].assign(label=label[known].astype(bool).astype("int64"))
@@ -87,11 +106,16 @@ def explicit_training_set(
         rows = np.flatnonzero(table["label"].to_numpy() == value)
         take = int(round(len(rows) * churn.holdout_share))
         holdout[rng.choice(rows, take, replace=False)] = True
-    table = table.assign(snapshot=pd.NaT, split=np.where(holdout, "holdout", "train"))
+    table = table.assign(snapshot=snapshot, split=np.where(holdout, "holdout", "train"))
     table["snapshot"] = pd.to_datetime(table["snapshot"])
-    counts = {"profiled": len(features), "label_unknown": int((~known).sum()), "labelled": len(table),
-              "churned": int(table["label"].sum())}  # fmt: skip
-    return _finish([table], counts, ["label unknown: scored, never trained on"] if (~known).any() else [])
+    counts |= {
+        "label_unknown": int((~known).sum()),
+        "labelled": len(table),
+        "churned": int(table["label"].sum()),
+    }
+    if (~known).any():
+        notes.append("label unknown: scored, never trained on")
+    return _finish([table], counts, notes)
 
 
 def _finish(parts: list[pd.DataFrame], counts: dict[str, int], notes: list[str]) -> TrainingSet:

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from seg_pipeline.cleaning.privacy import pseudonymize
+from tests.integration.support import QUICK_ENV
 
 CLI = str(Path(sys.executable).parent / "seg-pipeline")
 
@@ -78,7 +79,7 @@ def test_failed_run_exits_non_zero_with_a_short_reason(project, tmp_path):
     config.write_text(
         f"as_of: 2024-06-30\nsources:\n  orders: {{path: {tmp_path / 'orders.csv'}}}\n", encoding="utf-8"
     )
-    ran = cli("run", "--config", str(config), cwd=project)
+    ran = cli("run", "--config", str(config), cwd=project, env=QUICK_ENV)
     assert ran.returncode == 1
     assert (
         "FAILED: step raw_orders failed" in ran.stderr and "missing required column(s) amount" in ran.stderr
@@ -88,7 +89,15 @@ def test_failed_run_exits_non_zero_with_a_short_reason(project, tmp_path):
     assert "FAILURE" in status.stdout and "failed at raw_orders: " in status.stdout
     assert "missing required column(s) amount" in status.stdout
 
-    mapped = cli("run", "--config", str(config), "--set", "sources.orders.columns.amount=total", cwd=project)
+    mapped = cli(
+        "run",
+        "--config",
+        str(config),
+        "--set",
+        "sources.orders.columns.amount=total",
+        cwd=project,
+        env=QUICK_ENV,
+    )
     assert mapped.returncode == 0, mapped.stderr
 
 
@@ -137,7 +146,7 @@ def test_forget_then_run_removes_the_customer_everywhere(project):
     assert customer_id not in (project / ".seg" / "privacy" / "erasure_requests.csv").read_text()
     again = cli("forget", customer_id, cwd=project)
     assert "Already recorded" in again.stdout
-    ran = cli("run", "--as-of", "2024-06-30", cwd=project)
+    ran = cli("run", "--as-of", "2024-06-30", cwd=project, env=QUICK_ENV)
     assert ran.returncode == 0, ran.stderr
     key = (project / ".seg" / "secrets" / "pseudonymization.key").read_text(encoding="utf-8").strip().encode()
     customer_key = pseudonymize(pd.Series([customer_id]), key).iloc[0]

@@ -8,6 +8,7 @@ from pathlib import Path
 import psycopg
 
 from tests.e2e.test_cli import cli
+from tests.integration.support import QUICK_ENV
 from tests.test_definitions import EXPECTED_GROUPS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,7 +18,7 @@ def test_run_on_a_postgres_backed_instance(tmp_path, small_company, pg_url):
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
     shutil.copy(ROOT / "dagster.yaml.example", dagster_home / "dagster.yaml")
-    env = {"DAGSTER_HOME": str(dagster_home), "DAGSTER_PG_URL": pg_url}
+    env = {"DAGSTER_HOME": str(dagster_home), "DAGSTER_PG_URL": pg_url, **QUICK_ENV}
     args = ("--home", str(tmp_path / "home"), "--set", f"landing={small_company}", "--as-of", "2024-06-30")
 
     ran = cli("run", *args, cwd=tmp_path, env=env)

@@ -12,10 +12,27 @@ from seg_pipeline.config import Settings, load_settings
 from seg_pipeline.definitions import build_definitions
 from tests.conftest import AS_OF
 
+# Tests about other stages do not need every clusterer and model candidate; the segmentation and churn
+# tests run the defaults (quick=False).
+QUICK_MODELS = {
+    "segmentation.algorithms": ["kmeans"],
+    "segmentation.k_max": 6,
+    "segmentation.stability_resamples": 2,
+    "churn.candidates": ["logistic_regression"],
+    "churn.driver_features": 5,
+}
+QUICK_ENV = {
+    "SEG_SEGMENTATION__ALGORITHMS": "[kmeans]",
+    "SEG_SEGMENTATION__K_MAX": "6",
+    "SEG_SEGMENTATION__STABILITY_RESAMPLES": "2",
+    "SEG_CHURN__CANDIDATES": "[logistic_regression]",
+    "SEG_CHURN__DRIVER_FEATURES": "5",
+}
 
-def settings_for(tmp_path, landing, **overrides) -> Settings:
+
+def settings_for(tmp_path, landing, quick: bool = True, **overrides) -> Settings:
     base = {"home": str(tmp_path / "home"), "landing": str(landing), "as_of": AS_OF.isoformat()}
-    return load_settings(overrides={**base, **overrides}, environ={})
+    return load_settings(overrides={**base, **(QUICK_MODELS if quick else {}), **overrides}, environ={})
 
 
 def run_all(settings: Settings, instance: dg.DagsterInstance, selection: list[str] | None = None,

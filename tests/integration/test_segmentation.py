@@ -36,7 +36,9 @@ def two_runs(small_company, tmp_path_factory):
         # a different seed the second time: the clusterer numbers its clusters differently, and the ids
         # must still follow the segments
         for seed in (0, 7):
-            settings = settings_for(tmp_path, landing, **ATTRIBUTES, **{"segmentation.seed": seed})
+            settings = settings_for(
+                tmp_path, landing, quick=False, **ATTRIBUTES, **{"segmentation.seed": seed}
+            )
             result = run_all(settings, instance)
             assert result.success, [e.step_key for e in result.all_events if e.is_step_failure]
             metadata = {

@@ -121,6 +121,7 @@ def test_explicit_labels_skip_unknown_and_stratify():
     features = customers[["customer_key", "plan"]].assign(tenure_days=1.0)
     built = explicit_training_set(customers, features, churn=ChurnConfig(label="explicit"))
     table = built.table
+    assert "no churn dates" in built.notes[0]
     assert built.counts["label_unknown"] == len(customers.iloc[::7])
     assert not table["customer_key"].isin(customers.loc[::7, "customer_key"]).any()
     rates = table.groupby("split")["label"].mean()
@@ -130,6 +131,33 @@ def test_explicit_labels_skip_unknown_and_stratify():
         explicit_training_set(
             customers, features, churn=ChurnConfig(label="explicit", explicit_column="gone")
         )
+
+
+def test_explicit_labels_with_churn_dates_use_features_from_before_the_horizon():
+    customers, orders = company()
+    stopped = orders.groupby("customer_key")["order_date"].max()
+    customers["churn_date"] = customers["customer_key"].map(stopped).where(customers["churned"])
+    features = customers[["customer_key"]].assign(tenure_days=1.0)
+    sources = {"orders": orders, **empty_sources()}
+    built = explicit_training_set(customers, features, churn=ChurnConfig(label="explicit"), sources=sources,
+                                  as_of=AS_OF, attributes=["plan"])  # fmt: skip
+    table = built.table
+    assert (table["snapshot"] == HOLDOUT_SNAPSHOT).all() and not built.notes
+    gone = customers.loc[customers["churn_date"] <= as_of_end(HOLDOUT_SNAPSHOT.date()), "customer_key"]
+    assert built.counts["churned_before_snapshot"] == len(gone) > 0
+    assert not table["customer_key"].isin(gone).any()  # already gone at the snapshot: not a prediction
+    churners = table[table["label"] == 1]
+    assert (
+        churners["customer_key"].map(customers.set_index("customer_key")["churn_date"]) > HOLDOUT_SNAPSHOT
+    ).all()
+    # features are those of the snapshot: nobody has been silent for longer than since their last order then
+    last = (
+        orders[orders["order_date"] <= as_of_end(HOLDOUT_SNAPSHOT.date())]
+        .groupby("customer_key")["order_date"]
+        .max()
+    )
+    expected = (as_of_end(HOLDOUT_SNAPSHOT.date()) - table["customer_key"].map(last)) / DAY
+    assert np.allclose(table["days_since_last_purchase"], expected, equal_nan=True)
 
 
 def test_training_picks_a_calibrated_model_that_ranks_churners_first():
