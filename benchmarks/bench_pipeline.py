@@ -1,0 +1,147 @@
+"""Pipeline scale benchmark: `full_refresh` then `rescore` on a fresh home for a company of N customers.
+
+Usage: python benchmarks/bench_pipeline.py N [N ...]   (results merged into benchmarks/results/pipeline.*)
+Companies are generated once (seed 42, as of 2024-06-30) and cached in benchmarks/cache/. Each run is a
+`seg-pipeline run` child process: its wall time and peak resident memory (os.wait4) are measured alone,
+and the time of every step comes from the Dagster instance's own step statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+CACHE = HERE / "cache"
+CLI = str(Path(sys.executable).parent / "seg-pipeline")
+AS_OF = "2024-06-30"
+CONFIG = """home: {home}
+landing: {landing}
+as_of: {as_of}
+customer_attributes: {{numeric: [monthly_charges], categorical: [plan, contract]}}
+"""
+
+
+def company(customers: int) -> tuple[Path, int]:
+    """The cached extracts of an N-customer company and their total rows."""
+    out = CACHE / f"company_{customers}"
+    summary = out / "rows.json"
+    if not summary.exists():
+        done = subprocess.run(
+            [CLI, "generate", "--customers", str(customers), "--seed", "42", "--as-of", AS_OF, "--out", str(out)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        rows = sum(
+            int(line.split()[-2].replace(",", ""))
+            for line in done.stdout.splitlines()
+            if line.endswith(" rows")
+        )
+        summary.write_text(json.dumps({"rows": rows}))
+    return out, json.loads(summary.read_text())["rows"]
+
+
+def timed_run(config: Path, job: str, env: dict) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one `seg-pipeline run` child process."""
+    start = time.perf_counter()
+    child = subprocess.Popen([CLI, "run", "--config", str(config), "--job", job, "--quiet"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(f"{job} failed:\n{child.stderr.read().decode()[-3000:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def step_seconds(dagster_home: Path) -> list[dict[str, float]]:
+    """Per step of each run on the instance, newest run last: step key and seconds."""
+    import dagster as dg
+
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    with dg.DagsterInstance.get() as instance:
+        records = sorted(instance.get_run_records(), key=lambda r: r.create_timestamp)
+        runs = []
+        for record in records:
+            stats = instance.get_run_step_stats(record.dagster_run.run_id)
+            runs.append({s.step_key: round(s.end_time - s.start_time, 2) for s in stats if s.end_time})
+        return runs
+
+
+def measure(customers: int) -> dict:
+    landing, rows = company(customers)
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        config = Path(tmp) / "bench.yaml"
+        config.write_text(CONFIG.format(home=home, landing=landing, as_of=AS_OF))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SEG_") and k != "DAGSTER_HOME"}
+        env["SEG_PSEUDO_KEY"] = "benchmark-key"
+        full_s, full_mb = timed_run(config, "full_refresh", env)
+        rescore_s, rescore_mb = timed_run(config, "rescore", env)
+        full_steps, rescore_steps = step_seconds(home / "dagster")
+    busy = sum(full_steps.values())
+    return {
+        "customers": customers,
+        "rows": rows,
+        "full_refresh": {
+            "seconds": round(full_s, 1),
+            "peak_rss_mb": round(full_mb),
+            "rows_per_second": int(rows / full_s),
+            "steps": full_steps,
+        },  # fmt: skip
+        "rescore": {"seconds": round(rescore_s, 1), "peak_rss_mb": round(rescore_mb), "steps": rescore_steps},
+        "rescore_share_of_full": round(rescore_s / full_s, 3),
+        # wall time of the CLI process over the time Dagster records inside steps: process start-up, code
+        # location load, event log and IO-manager writes between steps
+        "outside_steps_ratio": round(full_s / busy, 3) if busy else None,
+    }
+
+
+def markdown(data: dict) -> str:
+    runs = [data["runs"][k] for k in sorted(data["runs"], key=int)]
+    lines = [
+        "# Pipeline benchmark", "",
+        f"Machine: {data['machine']['cpus']} CPUs, Python {data['machine']['python']}, {data['machine']['system']}.",
+        "Reproduce: `make bench SIZE=\"10000 100000\"`.", "",
+        "| customers | input rows | full refresh s | peak RSS MB | rows/s | rescore s | rescore / full | wall / in-step |",
+        "|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for r in runs:
+        f = r["full_refresh"]
+        lines.append(
+            f"| {r['customers']:,} | {r['rows']:,} | {f['seconds']} | {f['peak_rss_mb']:,} | {f['rows_per_second']:,} "
+            f"| {r['rescore']['seconds']} | {r['rescore_share_of_full']} | {r['outside_steps_ratio']} |"
+        )
+    lines += ["", "Slowest steps of the full refresh (seconds):", ""]
+    for r in runs:
+        top = sorted(r["full_refresh"]["steps"].items(), key=lambda kv: -kv[1])[:8]
+        lines.append(f"- {r['customers']:,}: " + ", ".join(f"{k} {v}" for k, v in top))
+    return "\n".join(lines) + "\n"
+
+
+def main(sizes: list[int]) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    CACHE.mkdir(exist_ok=True)
+    path = RESULTS / "pipeline.json"
+    data = json.loads(path.read_text()) if path.exists() else {"runs": {}}
+    data["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "system": platform.platform(),
+    }
+    for n in sorted(sizes):
+        result = measure(n)
+        data["runs"][str(n)] = result
+        print(json.dumps({k: v for k, v in result.items() if k not in ("full_refresh", "rescore")}
+                         | {"full_s": result["full_refresh"]["seconds"], "rescore_s": result["rescore"]["seconds"]}))  # fmt: skip
+        path.write_text(json.dumps(data, indent=2) + "\n")
+        (RESULTS / "pipeline.md").write_text(markdown(data))
+
+
+if __name__ == "__main__":
+    main([int(a) for a in sys.argv[1:]] or [10_000])
