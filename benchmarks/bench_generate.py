@@ -7,8 +7,6 @@ Each size runs in a fresh child process so its peak resident memory is measured 
 from __future__ import annotations
 
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -16,7 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+from results_file import RESULTS, open_results
+
 CLI = str(Path(sys.executable).parent / "seg-pipeline")
 
 
@@ -48,14 +47,7 @@ def measure(customers: int) -> dict:
 
 
 def main(sizes: list[int]) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "generate.json"
-    data = json.loads(path.read_text()) if path.exists() else {"runs": {}}
-    data["machine"] = {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "system": platform.platform(),
-    }
+    path, data = open_results("generate")
     for n in sorted(sizes):
         result = measure(n)
         print(result)

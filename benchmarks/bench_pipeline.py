@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from results_file import RESULTS, open_results
+
 HERE = Path(__file__).parent
-RESULTS = HERE / "results"
 CACHE = HERE / "cache"
 CLI = str(Path(sys.executable).parent / "seg-pipeline")
 AS_OF = "2024-06-30"
@@ -125,15 +125,8 @@ def markdown(data: dict) -> str:
 
 
 def main(sizes: list[int]) -> None:
-    RESULTS.mkdir(exist_ok=True)
     CACHE.mkdir(exist_ok=True)
-    path = RESULTS / "pipeline.json"
-    data = json.loads(path.read_text()) if path.exists() else {"runs": {}}
-    data["machine"] = {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "system": platform.platform(),
-    }
+    path, data = open_results("pipeline")
     for n in sorted(sizes):
         result = measure(n)
         data["runs"][str(n)] = result
