@@ -236,6 +236,65 @@ class QualityConfig(_Model):
 
 class PublishConfig(_Model):
     postgres_dsn: SecretStr | None = Field(None, description="or env SEG_PUBLISH_DSN; null = warehouse only")
+    postgres_schema: str = Field("seg_pipeline", pattern=r"^[a-z_][a-z0-9_]*$",
+                                 description="PostgreSQL schema of the published tables")  # fmt: skip
+    lock_wait_seconds: float = Field(
+        300,
+        gt=0,
+        description="how long a publish waits for another publish or for readers holding the tables",
+    )
+
+
+DEFAULT_DRIFT_FEATURES = ["tenure_days", "recency_days", "frequency_365d", "monetary_365d", "avg_order_value",
+                          "web_sessions_90d", "email_open_rate", "tickets_365d", "satisfaction_mean"]  # fmt: skip
+
+
+class MonitoringConfig(_Model):
+    drift_features: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_DRIFT_FEATURES),
+        description="features compared with the last publish (PSI); the churn score is always compared",
+    )
+    psi_threshold: float = Field(0.2, gt=0, description="PSI above this raises the drift check's warning")
+    psi_bins: int = Field(10, ge=4, le=50, description="quantile bins of the reference distribution")
+
+
+class OrchestrationConfig(_Model):
+    schedule_cron: str = Field("0 2 * * *", description="nightly full refresh (cron, in schedule_timezone)")
+    schedule_timezone: str = "UTC"
+    landing_sensor_interval_seconds: int = Field(60, ge=10)
+    landing_settle_seconds: int = Field(
+        60, ge=0, description="extracts must be unchanged this long before the sensor starts a run"
+    )
+    freshness_warn_hours: int = Field(
+        26, ge=1, description="published tables older than this: freshness warns"
+    )
+    freshness_fail_hours: int = Field(50, ge=2, description="older than this: freshness fails")
+
+    @field_validator("schedule_cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from dagster._utils.schedules import is_valid_cron_string
+
+        if not is_valid_cron_string(value):
+            raise ValueError(f"not a valid cron expression: {value!r} (e.g. '0 2 * * *')")
+        return value
+
+    @field_validator("schedule_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as 'Europe/Madrid')") from None
+        return value
+
+    @model_validator(mode="after")
+    def _windows_ordered(self) -> OrchestrationConfig:
+        if self.freshness_warn_hours >= self.freshness_fail_hours:
+            raise ValueError("freshness_warn_hours must be below freshness_fail_hours")
+        return self
 
 
 class PrivacyConfig(_Model):
@@ -256,6 +315,8 @@ class Settings(_Model):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     @field_validator("as_of", mode="before")
@@ -340,6 +401,22 @@ class Settings(_Model):
     @property
     def mlflow_artifacts_dir(self) -> Path:
         return self.home / "mlartifacts"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def alerts_path(self) -> Path:
+        return self.home / "alerts" / "run_failures.jsonl"
+
+    @property
+    def publish_dsn(self) -> str | None:
+        """PostgreSQL DSN for publishing: env SEG_PUBLISH_DSN, else publish.postgres_dsn, else None."""
+        dsn = os.environ.get("SEG_PUBLISH_DSN") or (
+            self.publish.postgres_dsn.get_secret_value() if self.publish.postgres_dsn else None
+        )
+        return dsn or None
 
     @property
     def landing_dir(self) -> Path:

@@ -7,12 +7,19 @@ import dagster as dg
 from seg_pipeline.assets.churn import churn_assets, churn_checks
 from seg_pipeline.assets.clean import clean_assets
 from seg_pipeline.assets.features import customer_features
+from seg_pipeline.assets.publish import (
+    population_drift,
+    publish_checks,
+    published_tables_asset,
+    segment_report,
+)
 from seg_pipeline.assets.quality import clean_quality_checks, raw_quality_checks, stage_quality_checks
 from seg_pipeline.assets.raw import raw_assets
 from seg_pipeline.assets.segmentation import segmentation_assets
+from seg_pipeline.automation import failure_alert_sensor, landing_sensor, nightly_schedule
 from seg_pipeline.config import Settings, load_settings
 from seg_pipeline.jobs import full_refresh_job, rescore_job
-from seg_pipeline.resources import PipelineSettings
+from seg_pipeline.resources import PipelineSettings, PublishTarget
 from seg_pipeline.tracking import MlflowTracking
 from seg_pipeline.warehouse import WarehouseIOManager
 
@@ -20,11 +27,29 @@ from seg_pipeline.warehouse import WarehouseIOManager
 def build_definitions(settings: Settings) -> dg.Definitions:
     settings.home.mkdir(parents=True, exist_ok=True)
     return dg.Definitions(
-        assets=[*raw_assets, *clean_assets, customer_features, *segmentation_assets, *churn_assets],
-        asset_checks=[*raw_quality_checks, *clean_quality_checks, *stage_quality_checks, *churn_checks],
+        assets=[
+            *raw_assets,
+            *clean_assets,
+            customer_features,
+            *segmentation_assets,
+            *churn_assets,
+            population_drift,
+            published_tables_asset(settings),
+            segment_report,
+        ],  # fmt: skip
+        asset_checks=[
+            *raw_quality_checks,
+            *clean_quality_checks,
+            *stage_quality_checks,
+            *churn_checks,
+            *publish_checks,
+        ],  # fmt: skip
         jobs=[full_refresh_job, rescore_job],
+        schedules=[nightly_schedule(settings)],
+        sensors=[landing_sensor(settings), failure_alert_sensor(settings)],
         resources={
             "settings": PipelineSettings.of(settings),
+            "publish_target": PublishTarget.of(settings),
             "mlflow_tracking": MlflowTracking.of(settings),
             "io_manager": WarehouseIOManager(database=str(settings.warehouse_path)),
         },

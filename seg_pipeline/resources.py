@@ -1,6 +1,9 @@
-"""Dagster resources: the resolved settings, handed to every asset."""
+"""Dagster resources: the resolved settings, handed to every asset, and the publish target."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import dagster as dg
 
@@ -18,3 +21,37 @@ class PipelineSettings(dg.ConfigurableResource):
 
     def get(self) -> Settings:
         return settings_from_json(self.settings_json)
+
+
+class PublishTarget(dg.ConfigurableResource):
+    """Where published tables go: always the warehouse, and PostgreSQL when a DSN is configured.
+
+    The DSN is given as ``EnvVar("SEG_PUBLISH_DSN")`` when that variable is set, so the UI shows the
+    variable's name rather than the password.
+    """
+
+    warehouse_path: str
+    postgres_dsn: str | None = None
+    postgres_schema: str = "seg_pipeline"
+    lock_wait_seconds: float = 300.0
+
+    @classmethod
+    def of(cls, settings: Settings) -> PublishTarget:
+        configured = settings.publish.postgres_dsn
+        dsn = (
+            dg.EnvVar("SEG_PUBLISH_DSN")
+            if os.environ.get("SEG_PUBLISH_DSN")
+            else (configured.get_secret_value() if configured else None)
+        )
+        return cls(
+            warehouse_path=str(settings.warehouse_path),
+            postgres_dsn=dsn,
+            postgres_schema=settings.publish.postgres_schema,
+            lock_wait_seconds=settings.publish.lock_wait_seconds,
+        )
+
+    def publish(self, tables: dict, monitoring: dict) -> list[str]:
+        from seg_pipeline.publish.writers import publish
+
+        postgres = (self.postgres_dsn, self.postgres_schema) if self.postgres_dsn else None
+        return publish(Path(self.warehouse_path), tables, monitoring, postgres, self.lock_wait_seconds)

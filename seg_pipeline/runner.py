@@ -12,6 +12,16 @@ DAGSTER_YAML = """\
 # repository for a PostgreSQL-backed instance.
 telemetry:
   enabled: false
+concurrency:
+  # the publish step (pool seg_publish) takes the only slot: two refreshes never publish at once
+  pools:
+    default_limit: 1
+    granularity: op
+  # queued runs (UI, schedule, sensor) that publish run one at a time
+  runs:
+    tag_concurrency_limits:
+      - key: seg_pipeline/publishes
+        limit: 1
 """
 
 
@@ -102,7 +112,7 @@ def _outcome(instance, run_id: str, job_name: str, success: bool) -> RunOutcome:
         elif event.event_type == DagsterEventType.STEP_FAILURE:
             outcome.status = "failed"
             outcome.seconds = record.timestamp - started.get(key, record.timestamp)
-            outcome.error = _error_text(event.step_failure_data.error)
+            outcome.error = error_text(event.step_failure_data.error)
         elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
             metadata = event.step_materialization_data.materialization.metadata
             if (
@@ -128,7 +138,7 @@ def _outcome(instance, run_id: str, job_name: str, success: bool) -> RunOutcome:
     return RunOutcome(run_id=run_id, job=job_name, success=success, steps=ordered)
 
 
-def _error_text(error) -> str:
+def error_text(error) -> str:
     """The sentence a user needs: the innermost cause, without Dagster's wrapper."""
     if error is None:
         return "unknown error"
@@ -182,5 +192,5 @@ def _first_failure(instance, run_id: str) -> str | None:
     from dagster import DagsterEventType
 
     for record in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
-        return f"{record.dagster_event.step_key}: {_error_text(record.dagster_event.step_failure_data.error)}"
+        return f"{record.dagster_event.step_key}: {error_text(record.dagster_event.step_failure_data.error)}"
     return None

@@ -1,0 +1,249 @@
+"""Stage 7, published: drift against the last publish, the published tables (one atomic swap per store)
+and the segment report.
+
+The published tables are written by the PublishTarget resource, not the IO manager: all four swap in one
+transaction per store, which an IO manager (one output at a time) cannot do. They depend on every gate
+upstream, so a failed gate leaves the last good publish in place.
+"""
+
+import dagster as dg
+import pandas as pd
+
+from seg_pipeline.assets.common import latest_metadata, run_as_of
+from seg_pipeline.errors import SegPipelineError
+from seg_pipeline.publish.contract import PUBLISHED_TABLES, TABLES
+from seg_pipeline.resources import PipelineSettings, PublishTarget
+
+GROUP = "published"
+MONITORING = "monitoring"
+PUBLISH_POOL = "seg_publish"  # one slot (dagster.yaml): two refreshes never publish at the same time
+# I/O steps retry on transient errors (a file share or a database restarting): 5, 10, 20 s apart, +-jitter
+IO_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+
+def published_key(table: str) -> dg.AssetKey:
+    return dg.AssetKey([GROUP, table])
+
+
+def _table_schema(table: str) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(c.name, c.kind, description=c.description or None,
+                           constraints=dg.TableColumnConstraints(nullable=c.nullable))
+            for c in TABLES[table]
+        ]
+    )  # fmt: skip
+
+
+def _freshness(settings) -> dg.FreshnessPolicy:
+    return dg.FreshnessPolicy.time_window(
+        fail_window=pd.Timedelta(hours=settings.orchestration.freshness_fail_hours).to_pytimedelta(),
+        warn_window=pd.Timedelta(hours=settings.orchestration.freshness_warn_hours).to_pytimedelta(),
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pandas", "duckdb"},
+    metadata={"schema": MONITORING},
+    description="Population stability index (PSI) of key features and of the churn score against the "
+    "distributions the last good publish saw (monitoring.drift_reference).",
+)
+def population_drift(
+    settings: PipelineSettings, customer_features: pd.DataFrame, churn_scores: pd.DataFrame
+) -> dg.Output[pd.DataFrame]:
+    from seg_pipeline.publish.drift import compare
+    from seg_pipeline.publish.tables import drift_frame
+    from seg_pipeline.publish.writers import MONITORING_SCHEMA, read_warehouse_table
+
+    cfg = settings.get()
+    reference = read_warehouse_table(cfg.warehouse_path, "drift_reference", MONITORING_SCHEMA)
+    table = compare(drift_frame(customer_features, churn_scores, cfg.monitoring.drift_features), reference,
+                    cfg.monitoring.psi_threshold)  # fmt: skip
+    metadata = {
+        "dagster/row_count": len(table),
+        "reference": "none yet (first publish)" if reference is None else
+        f"run {reference['run_id'].iloc[0]} as of {pd.Timestamp(reference['as_of'].iloc[0]).date()}",
+        "flagged": ", ".join(table.loc[table["flagged"], "feature"]) or "none",
+        "psi_threshold": cfg.monitoring.psi_threshold,
+        **{f"psi/{row.feature}": float(row.psi) for row in table.itertuples()},
+    }  # fmt: skip
+    if len(table):
+        metadata["psi"] = dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".3f"))
+    return dg.Output(table, metadata=metadata)
+
+
+@dg.asset_check(asset=population_drift, blocking=False,
+                description="Warns when a key feature or the churn score moved more than "
+                "monitoring.psi_threshold (PSI) since the last publish.")  # fmt: skip
+def population_drift_within_threshold(settings: PipelineSettings, population_drift: pd.DataFrame):
+    threshold = settings.get().monitoring.psi_threshold
+    flagged = population_drift[population_drift["flagged"]]
+    return dg.AssetCheckResult(
+        passed=flagged.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"psi_threshold": threshold, "features_compared": len(population_drift),
+                  "max_psi": float(population_drift["psi"].max()) if len(population_drift) else 0.0},
+        description=None if flagged.empty else "PSI above " + str(threshold) + ": " + ", ".join(
+            f"{row.feature} {row.psi:.2f}" for row in flagged.itertuples()),
+    )  # fmt: skip
+
+
+_DESCRIPTIONS = {
+    "customer_segments": "Per customer (CRM customer_id): segment, lifecycle stage, micro-segment, churn risk "
+    "score and tier, retention-segment flag.",
+    "churn_scores": "Per customer: churn probability, risk score, tier, top drivers and model version.",
+    "segment_profiles": "Per segment: size, share, value, observed churn, churn risk and tiers, traits.",
+    "segment_history": "One row per segment per publish: size, stayed / joined / left, churn risk.",
+}
+
+
+# what each published table is made of (lineage in the UI); the drift reference is written with them
+_CUSTOMERS = ["clean_customers", "churn_scores", "customer_clusters", "lifecycle_stage", "retention_segment"]
+_LINEAGE = {
+    "customer_segments": _CUSTOMERS,
+    "churn_scores": ["clean_customers", "churn_scores", "customer_features", "population_drift"],
+    "segment_profiles": [*_CUSTOMERS, "segment_profiles"],
+    "segment_history": [*_CUSTOMERS, "segment_profiles"],
+}
+
+
+def published_tables_asset(settings) -> dg.AssetsDefinition:
+    """The four published tables as one step; built from the settings for the freshness windows."""
+    specs = [
+        dg.AssetSpec(published_key(t), group_name=GROUP, description=_DESCRIPTIONS[t], kinds={"duckdb", "postgres"},
+                     deps=_LINEAGE[t], metadata={"dagster/column_schema": _table_schema(t)},
+                     freshness_policy=_freshness(settings))
+        for t in PUBLISHED_TABLES
+    ]  # fmt: skip
+
+    @dg.multi_asset(
+        name="published_tables",
+        specs=specs,
+        ins={name: dg.AssetIn(name) for name in dict.fromkeys(d for deps in _LINEAGE.values() for d in deps)},
+        pool=PUBLISH_POOL,
+        retry_policy=IO_RETRY,
+        description="Writes customer_segments, churn_scores, segment_profiles and segment_history as new tables "
+        "and swaps them in, in one transaction per store (PostgreSQL first when configured, then the warehouse).",
+    )  # fmt: skip
+    def published_tables(context: dg.AssetExecutionContext, settings: PipelineSettings,
+                         publish_target: PublishTarget, **inputs: pd.DataFrame):  # fmt: skip
+        from seg_pipeline.publish import tables
+        from seg_pipeline.publish.drift import build_reference
+        from seg_pipeline.publish.writers import PublishUnavailable, read_warehouse_table
+
+        cfg = settings.get()
+        as_of = run_as_of(context, cfg)
+        run_id = context.run.run_id
+        ids = inputs["clean_customers"][["customer_key", "customer_id"]]
+        scores = inputs["churn_scores"]
+        segments = tables.customer_segments(ids, scores, inputs["customer_clusters"], inputs["lifecycle_stage"],
+                                            inputs["retention_segment"], as_of, run_id)  # fmt: skip
+        published_scores = tables.churn_scores(ids, scores, as_of, run_id)
+        profiles = tables.segment_profiles(
+            inputs["segment_profiles"], segments, published_scores, as_of, run_id
+        )
+        warehouse = cfg.warehouse_path
+        history = tables.segment_history(
+            read_warehouse_table(warehouse, "segment_history"), read_warehouse_table(warehouse, "customer_segments"),
+            segments, profiles, as_of, run_id,
+        )  # fmt: skip
+        drift_columns = tables.drift_frame(inputs["customer_features"], scores, cfg.monitoring.drift_features)
+        reference = build_reference(
+            drift_columns, list(drift_columns.columns), as_of, run_id, cfg.monitoring.psi_bins
+        )
+        frames = {"customer_segments": segments, "churn_scores": published_scores,
+                  "segment_profiles": profiles, "segment_history": history}  # fmt: skip
+        try:
+            stores = publish_target.publish(frames, {"drift_reference": reference})
+        except PublishUnavailable as exc:
+            raise dg.Failure(str(exc), allow_retries=True) from None
+        except SegPipelineError as exc:
+            raise dg.Failure(str(exc), allow_retries=False) from None
+        context.log.info(f"published {', '.join(f'{n} ({len(f):,} rows)' for n, f in frames.items())} "
+                         f"to {' and '.join(stores)}")  # fmt: skip
+        unassigned = int(segments["segment_id"].isna().sum())
+        for name, frame in frames.items():
+            yield dg.MaterializeResult(
+                asset_key=published_key(name),
+                metadata={
+                    "dagster/row_count": len(frame), "dagster/table_name": f"{GROUP}.{name}",
+                    "stores": ", ".join(stores), "run_id": run_id, "as_of": as_of.isoformat(),
+                    **({"customers_without_segment": unassigned} if name == "customer_segments" else {}),
+                },
+            )  # fmt: skip
+
+    return published_tables
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"html"},
+    deps=[published_key(t) for t in PUBLISHED_TABLES],
+    description="One self-contained HTML report per run (plots embedded): segments and profiles, lifecycle, "
+    "churn risk by segment, the retention segment, migration, model metrics and drift.",
+)
+def segment_report(
+    context: dg.AssetExecutionContext,
+    settings: PipelineSettings,
+    clean_customers: pd.DataFrame,
+    retention_segment: pd.DataFrame,
+    segment_migration: pd.DataFrame,
+    churn_model: pd.DataFrame,
+    population_drift: pd.DataFrame,
+) -> dg.MaterializeResult:
+    from seg_pipeline.publish.report import ReportInputs, summary_markdown, write_report
+    from seg_pipeline.publish.writers import read_warehouse_table
+
+    cfg = settings.get()
+    published = {
+        t: read_warehouse_table(cfg.warehouse_path, t) for t in ("customer_segments", "segment_profiles")
+    }
+    ids = clean_customers[["customer_key", "customer_id"]]
+    retention = retention_segment.merge(ids, on="customer_key", how="left")[
+        ["customer_id", "segment_name", "lifecycle_stage", "churn_risk_score", "risk_tier", "monetary_365d",
+         "top_drivers"]]  # fmt: skip
+    model_row = churn_model.iloc[0].to_dict()
+    churn_meta = latest_metadata(context, "churn_model")
+    seg_meta = latest_metadata(context, "segmentation_candidates")
+    model = {k: model_row.get(k) for k in (
+        "model_version", "candidate", "promoted", "gate_reason", "champion_version", "holdout_roc_auc",
+        "holdout_pr_auc", "holdout_brier", "holdout_lift_top_decile", "holdout_f1", "threshold")}  # fmt: skip
+    model["model_version"] = model_row.get("version")
+    model["mlflow_run_url"] = _meta_value(churn_meta, "mlflow_run")
+    segmentation = {k: _meta_value(seg_meta, k) for k in ("selected", "silhouette", "stability")}
+    segmentation["mlflow_run_url"] = _meta_value(seg_meta, "mlflow_run")
+    links = {
+        "Dagster run": f"http://127.0.0.1:3000/runs/{context.run.run_id}",
+        "Data Docs": (cfg.datadocs_dir / "index.html").resolve().as_uri(),
+        **({"MLflow churn run": model["mlflow_run_url"]} if model["mlflow_run_url"] else {}),
+        **(
+            {"MLflow segmentation run": segmentation["mlflow_run_url"]}
+            if segmentation["mlflow_run_url"]
+            else {}
+        ),
+    }
+    inputs = ReportInputs(
+        run_id=context.run.run_id, job=context.run.job_name, as_of=run_as_of(context, cfg),
+        segment_profiles=published["segment_profiles"], customer_segments=published["customer_segments"],
+        retention=retention, migration=segment_migration, first_run=segment_migration.empty, model=model,
+        segmentation=segmentation, drift=population_drift, drift_threshold=cfg.monitoring.psi_threshold,
+        links=links,
+    )  # fmt: skip
+    path = write_report(inputs, cfg.reports_dir).resolve()
+    return dg.MaterializeResult(
+        metadata={
+            "report": dg.MetadataValue.url(path.as_uri()),
+            "report_path": dg.MetadataValue.path(str(path)),
+            "latest": dg.MetadataValue.path(str(path.with_name("latest.html"))),
+            "summary": dg.MetadataValue.md(summary_markdown(inputs)),
+        }
+    )
+
+
+def _meta_value(metadata: dict, key: str):
+    entry = metadata.get(key)
+    return None if entry is None else entry.value
+
+
+publish_checks = [population_drift_within_threshold]

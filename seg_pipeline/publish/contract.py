@@ -1,0 +1,135 @@
+"""The published table contract: what consumers (a CRM, a marketing tool, analysts) may rely on.
+
+Columns, their order and their types are fixed here and nowhere else; the writers create tables from
+these definitions and refuse a frame that does not match. Rows carry the CRM's own ``customer_id``
+(the business needs it to act), never a name, email or phone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from seg_pipeline.errors import SegPipelineError
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # text | bigint | double | boolean | date
+    nullable: bool = False
+    description: str = ""
+
+
+# kind -> (pandas dtype, PostgreSQL type, DuckDB type)
+KINDS = {
+    "text": ("object", "text", "VARCHAR"),
+    "bigint": ("Int64", "bigint", "BIGINT"),
+    "double": ("float64", "double precision", "DOUBLE"),
+    "boolean": ("boolean", "boolean", "BOOLEAN"),
+    "date": ("datetime64[ns]", "date", "DATE"),
+}
+
+_RUN = [
+    Column("as_of", "date", description="the date the run's features are computed as of"),
+    Column("run_id", "text", description="the Dagster run that published the row"),
+]
+
+TABLES: dict[str, list[Column]] = {
+    "customer_segments": [
+        Column(
+            "customer_id", "text", description="the CRM's customer id (the surviving id of merged records)"
+        ),
+        Column(
+            "segment_id",
+            "bigint",
+            nullable=True,
+            description="stable segment id; missing for customers new since the last segmentation (rescore)",
+        ),
+        Column("segment_name", "text", nullable=True, description="readable name derived from the profile"),
+        Column("lifecycle_stage", "text", description="new / growing / champion / at risk / dormant ..."),
+        Column("micro_segment_id", "bigint", nullable=True, description="finer group within the segment"),
+        Column("churn_risk_score", "bigint", description="0-100 from the calibrated churn probability"),
+        Column("risk_tier", "text", description="automated / semi_automated / personal_outreach"),
+        Column("in_retention_segment", "boolean", description="high churn risk and high value"),
+        *_RUN,
+    ],
+    "churn_scores": [
+        Column("customer_id", "text", description="the CRM's customer id"),
+        Column(
+            "churn_probability", "double", description="calibrated probability of churning in the horizon"
+        ),
+        Column("churn_risk_score", "bigint", description="0-100"),
+        Column("risk_tier", "text", description="automated / semi_automated / personal_outreach"),
+        Column("top_drivers", "text", description="the three features that move this customer's risk most"),
+        Column("model_version", "bigint", description="version of seg_pipeline_churn in the MLflow registry"),
+        *_RUN,
+    ],
+    "segment_profiles": [
+        Column("segment_id", "bigint"),
+        Column("segment_name", "text"),
+        Column("customers", "bigint"),
+        Column("share", "double", description="share of profiled customers"),
+        Column("revenue_365d", "double", nullable=True, description="spend in the last 365 days"),
+        Column("revenue_share", "double", nullable=True),
+        Column("mean_revenue_365d", "double", nullable=True),
+        Column("observed_churn_rate", "double", nullable=True, description="churned share where it is known"),
+        Column("mean_churn_probability", "double", nullable=True),
+        Column("mean_churn_risk_score", "double", nullable=True),
+        Column("customers_automated", "bigint"),
+        Column("customers_semi_automated", "bigint"),
+        Column("customers_personal_outreach", "bigint"),
+        Column("customers_in_retention_segment", "bigint"),
+        Column("top_traits", "text", description="strongest deviations from the population (std units)"),
+        *_RUN,
+    ],
+    "segment_history": [
+        *_RUN,
+        Column("segment_id", "bigint"),
+        Column("segment_name", "text"),
+        Column("customers", "bigint"),
+        Column("share", "double"),
+        Column("customers_stayed", "bigint", description="in this segment in the previous published run too"),
+        Column("customers_joined", "bigint", description="came from another segment or are new"),
+        Column("customers_left", "bigint", description="moved to another segment or left the population"),
+        Column("mean_churn_probability", "double", nullable=True),
+        Column("revenue_365d", "double", nullable=True),
+    ],
+}
+
+PUBLISHED_TABLES = tuple(TABLES)
+
+
+def column_names(table: str) -> list[str]:
+    return [c.name for c in TABLES[table]]
+
+
+def conform(table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with exactly the contract's columns, order and dtypes, or an error naming the breach."""
+    if table not in TABLES:
+        raise SegPipelineError(f"unknown published table {table!r}; published tables: {', '.join(TABLES)}")
+    expected = column_names(table)
+    missing = [c for c in expected if c not in frame.columns]
+    extra = [c for c in frame.columns if c not in expected]
+    if missing or extra:
+        raise SegPipelineError(
+            f"published table {table}: columns do not match the contract "
+            f"(missing {missing or 'none'}, unexpected {extra or 'none'})"
+        )
+    out = frame[expected].reset_index(drop=True).copy()
+    for column in TABLES[table]:
+        values = out[column.name]
+        if column.kind == "date":
+            out[column.name] = pd.to_datetime(values).dt.normalize()
+        elif column.kind == "text":
+            out[column.name] = values.astype("object").where(values.notna(), None)
+        else:
+            out[column.name] = values.astype(KINDS[column.kind][0])
+        if not column.nullable and out[column.name].isna().any():
+            row = int(out[column.name].isna().to_numpy().argmax())
+            raise SegPipelineError(
+                f"published table {table}: column {column.name} is missing in row {row} "
+                f"({int(out[column.name].isna().sum())} rows); the contract does not allow missing values"
+            )
+    return out

@@ -1,0 +1,141 @@
+"""The published tables built from the pipeline's internal ones (pandas in, pandas out).
+
+Internally customers are keyed by the pseudonymous ``customer_key``; published rows carry the CRM's own
+``customer_id`` again (the surviving id of merged records) so a CRM or marketing tool can act on them.
+The population is every scored customer: in a rescore, customers new since the last segmentation have
+no segment yet (missing segment_id), and customers erased since then are gone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+from seg_pipeline.churn.scores import TIERS
+from seg_pipeline.publish.contract import column_names
+
+
+def customer_segments(
+    ids: pd.DataFrame,
+    scores: pd.DataFrame,
+    clusters: pd.DataFrame,
+    lifecycle: pd.DataFrame,
+    retention: pd.DataFrame,
+    as_of: dt.date,
+    run_id: str,
+) -> pd.DataFrame:
+    """One row per scored customer: segment, lifecycle stage, micro-segment, risk and retention flag."""
+    table = (
+        scores[["customer_key", "churn_risk_score", "risk_tier"]]
+        .merge(ids[["customer_key", "customer_id"]], on="customer_key", how="left", validate="one_to_one")
+        .merge(clusters[["customer_key", "segment_id", "segment_name", "micro_segment_id"]], on="customer_key",
+               how="left", validate="one_to_one")
+        .merge(lifecycle[["customer_key", "lifecycle_stage"]], on="customer_key", how="left", validate="one_to_one")
+    )  # fmt: skip
+    table["in_retention_segment"] = table["customer_key"].isin(retention["customer_key"])
+    table["as_of"] = pd.Timestamp(as_of)
+    table["run_id"] = run_id
+    return table[column_names("customer_segments")].sort_values("customer_id", ignore_index=True)
+
+
+def churn_scores(ids: pd.DataFrame, scores: pd.DataFrame, as_of: dt.date, run_id: str) -> pd.DataFrame:
+    table = scores.merge(
+        ids[["customer_key", "customer_id"]], on="customer_key", how="left", validate="one_to_one"
+    )
+    table["as_of"] = pd.Timestamp(as_of)
+    table["run_id"] = run_id
+    return table[column_names("churn_scores")].sort_values("customer_id", ignore_index=True)
+
+
+def segment_profiles(
+    profiles: pd.DataFrame, segments: pd.DataFrame, scores: pd.DataFrame, as_of: dt.date, run_id: str
+) -> pd.DataFrame:
+    """The segmentation's profile per segment with this run's churn risk: counts and shares come from
+    ``segments`` (the published customer_segments) so the two tables always agree."""
+    joined = segments[["segment_id", "risk_tier", "in_retention_segment", "churn_risk_score"]].assign(
+        churn_probability=scores.set_index("customer_id")["churn_probability"]
+        .reindex(segments["customer_id"])
+        .to_numpy()
+    )
+    assigned = joined[joined["segment_id"].notna()]
+    grouped = assigned.groupby("segment_id")
+    risk = pd.DataFrame(
+        {
+            "customers": grouped.size(),
+            "mean_churn_probability": grouped["churn_probability"].mean(),
+            "mean_churn_risk_score": grouped["churn_risk_score"].mean(),
+            "customers_in_retention_segment": grouped["in_retention_segment"].sum(),
+        }
+    )
+    tiers = pd.crosstab(assigned["segment_id"], assigned["risk_tier"]).reindex(
+        columns=list(TIERS), fill_value=0
+    )
+    risk = risk.join(tiers.add_prefix("customers_"))
+    risk["share"] = risk["customers"] / max(len(segments), 1)
+    base = profiles.drop(columns=["customers", "share"]).rename(columns={"top_deviations": "top_traits"})
+    table = base.merge(risk.reset_index(), on="segment_id", how="left")
+    counts = ["customers", "customers_in_retention_segment", *[f"customers_{t}" for t in TIERS]]
+    table[counts] = table[counts].fillna(0).astype("int64")
+    table["share"] = table["share"].fillna(0.0)
+    table["as_of"] = pd.Timestamp(as_of)
+    table["run_id"] = run_id
+    return table[column_names("segment_profiles")].sort_values("segment_id", ignore_index=True)
+
+
+def segment_history(
+    previous_history: pd.DataFrame | None,
+    previous_segments: pd.DataFrame | None,
+    segments: pd.DataFrame,
+    profiles: pd.DataFrame,
+    as_of: dt.date,
+    run_id: str,
+) -> pd.DataFrame:
+    """The previous publish's history plus one row per segment of this run, with the customers who
+    stayed in, joined or left each segment since the previous publish (by CRM customer_id)."""
+    current = segments[["customer_id", "segment_id"]]
+    if previous_segments is not None:
+        moved = previous_segments[["customer_id", "segment_id"]].merge(
+            current, on="customer_id", how="outer", suffixes=("_from", "_to")
+        )
+        src, dst = moved["segment_id_from"], moved["segment_id_to"]
+        same = (src == dst).fillna(False).to_numpy(dtype=bool)
+        stayed = dst[same].value_counts()
+        joined = dst[~same].dropna().value_counts()
+        left = src[~same].dropna().value_counts()
+    else:  # the first publish: everyone joined
+        stayed = pd.Series(dtype="int64")
+        joined = current["segment_id"].dropna().value_counts()
+        left = pd.Series(dtype="int64")
+    rows = profiles[
+        ["segment_id", "segment_name", "customers", "share", "mean_churn_probability", "revenue_365d"]
+    ]
+    rows = rows.assign(
+        customers_stayed=rows["segment_id"].map(stayed).fillna(0).astype("int64"),
+        customers_joined=rows["segment_id"].map(joined).fillna(0).astype("int64"),
+        customers_left=rows["segment_id"].map(left).fillna(0).astype("int64"),
+        as_of=pd.Timestamp(as_of),
+        run_id=run_id,
+    )[column_names("segment_history")]
+    if previous_history is not None and len(previous_history):
+        earlier = previous_history[previous_history["run_id"] != run_id][column_names("segment_history")]
+        rows = pd.concat([earlier, rows], ignore_index=True)
+    return rows.sort_values(["as_of", "run_id", "segment_id"], ignore_index=True)
+
+
+def drift_frame(features: pd.DataFrame, scores: pd.DataFrame, wanted: list[str]) -> pd.DataFrame:
+    """The columns drift is measured on: the listed features present this run and the churn score."""
+    present = [f for f in wanted if f in features.columns]
+    frame = features[["customer_key", *present]].merge(
+        scores[["customer_key", "churn_probability"]], on="customer_key", how="left"
+    )
+    return frame.drop(columns="customer_key").astype({c: "float64" for c in present if _numeric(frame[c])})
+
+
+def _numeric(values: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+
+
+def unassigned_share(segments: pd.DataFrame) -> float:
+    """Share of published customers without a segment (new since the last segmentation)."""
+    return float(segments["segment_id"].isna().mean()) if len(segments) else 0.0
