@@ -134,13 +134,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"\nRun {outcome.run_id} succeeded.")
         quarantined = next((s.rows for s in outcome.steps if s.step == "quarantine"), None)
-        print(f"  tables:   {settings.warehouse_path} (DuckDB; schemas raw, clean, features, segmentation)")
+        print(
+            f"  tables:   {settings.warehouse_path} (DuckDB; schemas raw, clean, features, segmentation, churn)"
+        )
         if quarantined is not None:
             print(f"  quarantine: {quarantined:,} rows with their reasons in clean.quarantine")
         print(f"  Data Docs: {settings.datadocs_dir / 'index.html'} (GX results of every gate, per run)")
         for step in outcome.steps:
             for label, url in step.links.items():
-                print(f"  {label}: {url} ({step.step}; `make mlflow` serves the MLflow UI)")
+                hint = (
+                    f"{step.step}; `make mlflow` serves the MLflow UI"
+                    if label.startswith("MLflow")
+                    else step.step
+                )
+                print(f"  {label}: {url} ({hint})")
         print(f"  runs:     {dagster_home} (Dagster instance; `seg-pipeline status` lists them)")
         print(
             f"  UI:       `make dev` (or `seg-pipeline dev`), then http://{UI_HOST}:{UI_PORT}/runs/{outcome.run_id}"
@@ -149,6 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from seg_pipeline.automation import read_alerts
     from seg_pipeline.runner import prepare_dagster_home, recent_runs
 
     settings = _resolve_settings(args)
@@ -165,6 +173,45 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  {run.run_id:<36}  {run.job:<14} {run.status:<10} {started:<19} {seconds}")
         if run.failure:
             print(f"      failed at {run.failure}")
+    alerts = read_alerts(settings, 5)
+    if alerts:
+        print(f"Recent alerts ({settings.alerts_path}):")
+        for alert in alerts:
+            steps = "; ".join(f"{s['step']}: {s['error']}" for s in alert["failed_steps"]) or alert["message"]
+            print(
+                f"  {alert['recorded_at']}  {alert['job']} run {alert['run_id']} ({alert['trigger']}): {steps}"
+            )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from seg_pipeline.publish.contract import PUBLISHED_TABLES
+    from seg_pipeline.publish.writers import read_postgres_table, read_warehouse_table
+
+    settings = _resolve_settings(args)
+    if args.table not in PUBLISHED_TABLES:
+        raise SegPipelineError(
+            f"unknown table {args.table!r}; published tables: {', '.join(PUBLISHED_TABLES)}"
+        )
+    if args.source == "postgres":
+        dsn = settings.publish_dsn
+        if dsn is None:
+            raise SegPipelineError(
+                "--from postgres: no DSN configured (set SEG_PUBLISH_DSN or publish.postgres_dsn)"
+            )
+        frame = read_postgres_table(dsn, settings.publish.postgres_schema, args.table)
+        where = f"PostgreSQL schema {settings.publish.postgres_schema}"
+    else:
+        frame = read_warehouse_table(settings.warehouse_path, args.table)
+        where = f"the warehouse {settings.warehouse_path}"
+    if frame is None:
+        raise SegPipelineError(
+            f"{args.table} has not been published to {where} yet; run `seg-pipeline run` first"
+        )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out, index=False, date_format="%Y-%m-%d")
+    print(f"Wrote {len(frame):,} rows of {args.table} from {where} to {out}")
     return 0
 
 
@@ -260,6 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
     _settings_args(status)
     status.add_argument("--limit", type=int, default=10)
     status.set_defaults(func=cmd_status)
+
+    export = sub.add_parser("export", help="write a published table to a CSV file")
+    _settings_args(export)
+    export.add_argument("table", help="customer_segments, churn_scores, segment_profiles or segment_history")
+    export.add_argument("--out", metavar="FILE.csv", required=True)
+    export.add_argument(
+        "--from", dest="source", choices=("warehouse", "postgres"), default="warehouse",
+        help="the store to read (default: the warehouse, which every publish writes)",
+    )  # fmt: skip
+    export.set_defaults(func=cmd_export)
 
     explain_cmd = sub.add_parser(
         "explain", help="a customer's segment, lifecycle stage, churn risk and drivers, consent, in words"

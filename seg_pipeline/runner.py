@@ -123,6 +123,10 @@ def _outcome(instance, run_id: str, job_name: str, success: bool) -> RunOutcome:
                 outcome.notes.append(f"selected {metadata['selected'].value}")
             if "mlflow_run" in metadata:
                 outcome.links["MLflow run"] = str(metadata["mlflow_run"].value)
+            if "report_path" in metadata:
+                outcome.links["report"] = str(metadata["report_path"].value)
+            if "stores" in metadata:
+                outcome.links["published to"] = str(metadata["stores"].value)
             nulled = metadata.get("values_coerced_to_null")
             if nulled is not None and nulled.value:
                 outcome.notes.append(f"{nulled.value} unparseable optional values set to missing")

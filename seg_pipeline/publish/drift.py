@@ -24,6 +24,7 @@ def reference_bins(values: pd.Series, bins: int = 10) -> pd.DataFrame:
     present = numbers.dropna().to_numpy()
     if len(present):
         inner = np.unique(np.quantile(present, np.linspace(0, 1, bins + 1)[1:-1], method="lower"))
+        inner = inner[inner < present.max()]  # an edge at the maximum would leave the top bin empty
     else:
         inner = np.array([])
     lower = np.concatenate([[-np.inf], inner])

@@ -339,6 +339,8 @@ def _colors(labels: Sequence[str], fixed: dict[str, str]) -> list[str]:
 
 
 def _segment_size_chart(profiles: pd.DataFrame, names: dict[int, str]) -> str:
+    from matplotlib.ticker import MaxNLocator
+
     frame = profiles.dropna(subset=["segment_id"]).sort_values("segment_id")
     labels = [names[int(s)] for s in frame["segment_id"]]
     counts = pd.to_numeric(frame["customers"], errors="coerce").fillna(0).to_numpy()
@@ -351,6 +353,7 @@ def _segment_size_chart(profiles: pd.DataFrame, names: dict[int, str]) -> str:
     ax.bar_label(bars, labels=[f"{_int(c)} ({_pct(s)})" for c, s in zip(counts, shares, strict=True)],
                  padding=3, fontsize=9)  # fmt: skip
     ax.set_xlabel("customers")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlim(0, max(float(counts.max(initial=0)), 1.0) * 1.25)
     _style(ax)
     return _img(fig, "Customers per segment", "Customers per segment (share of all segmented customers).")
@@ -406,11 +409,16 @@ def _risk_box_chart(customers: pd.DataFrame, order: list[str]) -> str:
 def _retention_chart(by_segment: pd.DataFrame) -> str:
     fig, ax = _figure(8, 0.45 * len(by_segment) + 1.2)
     y = np.arange(len(by_segment))
+    from matplotlib.ticker import MaxNLocator
+
     bars = ax.barh(y, by_segment["customers"].to_numpy(), color="#D55E00")
-    ax.bar_label(bars, padding=3, fontsize=9)
+    labels = [f"{_int(c)}" + ("" if _missing(r) else f" · {_money(r)} at risk")
+              for c, r in zip(by_segment["customers"], by_segment["revenue"], strict=True)]  # fmt: skip
+    ax.bar_label(bars, labels=labels, padding=3, fontsize=9)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_yticks(y, [_plain(s) for s in by_segment.index])
     ax.invert_yaxis()
-    ax.set_xlim(0, max(float(by_segment["customers"].max()), 1.0) * 1.2)
+    ax.set_xlim(0, max(float(by_segment["customers"].max()), 1.0) * 1.45)
     ax.set_xlabel("customers in the retention segment")
     _style(ax)
     return _img(fig, "Retention segment customers per segment")
@@ -714,6 +722,7 @@ def _model_section(inputs: ReportInputs) -> str:
     intro = "The churn model that produced this run's scores, how well it did on customers it never saw, and "
     intro += "whether it replaced the previous model."
     version, champion = m.get("model_version"), m.get("champion_version")
+    reason = _esc(str(m.get("gate_reason")).rstrip(". ") if not _missing(m.get("gate_reason")) else None)
     if inputs.job == "rescore":
         shown = champion if not _missing(champion) else version
         gate = (f"Not retrained in this run (rescore): customers were scored with the champion model, "
@@ -721,9 +730,9 @@ def _model_section(inputs: ReportInputs) -> str:
     elif _missing(version):
         gate = "No churn model information for this run."
     elif _truthy(m.get("promoted")):
-        gate = f"Version {_esc(version)} was <strong>promoted to champion</strong>: {_esc(m.get('gate_reason'))}."
+        gate = f"Version {_esc(version)} was <strong>promoted to champion</strong>: {reason}."
     else:
-        gate = (f"Version {_esc(version)} was <strong>not promoted</strong>: {_esc(m.get('gate_reason'))}. "
+        gate = (f"Version {_esc(version)} was <strong>not promoted</strong>: {reason}. "
                 f"The champion stays version {_esc(champion)}.")  # fmt: skip
     metrics = [
         ("Model version", _esc(version), "version in the MLflow model registry"),
@@ -737,8 +746,7 @@ def _model_section(inputs: ReportInputs) -> str:
         ("F1 at threshold", _num(m.get("holdout_f1")), "balance of precision and recall at the threshold"),
         ("Decision threshold", _num(m.get("threshold")), "probability above which a customer counts as a churner"),
     ]  # fmt: skip
-    table = _table(["Metric", "Value", "What it means"], [[_Html(a), _Html(b), c] for a, b, c in metrics],
-                   numeric=(1,))  # fmt: skip
+    table = _table(["Metric", "Value", "What it means"], [[_Html(a), _Html(b), c] for a, b, c in metrics])
     link = ""
     if not _missing(m.get("mlflow_run_url")):
         link = f"<p>{_link('Model training run in MLflow', m.get('mlflow_run_url'))}</p>"
@@ -751,8 +759,8 @@ def _drift_section(inputs: ReportInputs) -> str:
     threshold = inputs.drift_threshold
     intro = (
         "Whether this run's customers look different from the reference run's, per feature. PSI (population "
-        f"stability index): below 0.1 stable, 0.1-0.25 some change; above {threshold:g} is flagged. "
-        "Flagged features can make segments and churn scores less reliable."
+        "stability index) is 0 for identical distributions; under 0.1 is usually noise, over 0.25 a large shift. "
+        f"Features above {threshold:g} are flagged: they can make segments and churn scores less reliable."
     )
     drift = inputs.drift
     if drift.empty:
@@ -765,10 +773,12 @@ def _drift_section(inputs: ReportInputs) -> str:
     frame["_flagged"] = (frame["flagged"].fillna(False).astype(bool) if "flagged" in frame
                          else frame["psi"] > threshold)  # fmt: skip
     frame = frame.sort_values(["_flagged", "psi"], ascending=[False, False], na_position="last")
-    refs = sorted({(_date(a), str(r)) for a, r in zip(frame.get("reference_as_of", []), frame.get(
-        "reference_run_id", []), strict=True)})  # fmt: skip
+    refs = []
+    if {"reference_as_of", "reference_run_id"} <= set(frame.columns):
+        pairs = zip(frame["reference_as_of"], frame["reference_run_id"], strict=True)
+        refs = sorted({(_date(a), _esc(r)) for a, r in pairs})
     ref_text = "; ".join(f"as of {a}, run {r}" for a, r in refs)
-    ref = f'<p class="note">Reference: {html.escape(ref_text)}.</p>' if refs else ""
+    ref = f'<p class="note">Reference: {ref_text}.</p>' if refs else ""
     table = _table(
         ["Feature", "PSI", "Flagged"],
         [[f, _num(p), "yes" if fl else "no"] for f, p, fl in zip(frame["feature"], frame["psi"], frame["_flagged"],
@@ -778,6 +788,9 @@ def _drift_section(inputs: ReportInputs) -> str:
     n = int(frame["_flagged"].sum())
     summary = f"{n} of {len(frame)} features above the threshold {threshold:g}."
     body = ref + f'<p class="{"callout" if n else "note"}">{html.escape(summary)}</p>'
+    if "churn_probability" in set(frame["feature"]):
+        body += ('<p class="note">&ldquo;churn_probability&rdquo; is the model\'s own output: when it drifts, the '
+                 "share of risky customers changed, through the customers or through the model.</p>")  # fmt: skip
     return _section("drift", body + _drift_chart(frame, threshold) + table, intro)
 
 
@@ -867,7 +880,7 @@ def summary_markdown(inputs: ReportInputs) -> str:
     cs = prep.customers
     unassigned = int((cs["segment"] == UNASSIGNED).sum())
     lines = [
-        f"**Segment report** · run `{_md(inputs.run_id[:8])}` · {_md(inputs.job)} · as of {_date(inputs.as_of)}",
+        f"**Segment report** · run `{str(inputs.run_id)[:8].replace('`', '')}` · {_md(inputs.job)} · as of {_date(inputs.as_of)}",
         "",
         f"{len(cs):,} customers in {len(prep.names)} segments"
         + (f" ({unassigned:,} unassigned, new since the last segmentation)" if unassigned else ""),
