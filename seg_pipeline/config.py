@@ -265,6 +265,8 @@ class OrchestrationConfig(_Model):
     landing_settle_seconds: int = Field(
         60, ge=0, description="extracts must be unchanged this long before the sensor starts a run"
     )
+    io_retries: int = Field(3, ge=0, le=10, description="retries of I/O steps (extract reads, publish)")
+    io_retry_delay_seconds: float = Field(5, ge=0, description="first retry delay; doubles with each retry")
     freshness_warn_hours: int = Field(
         26, ge=1, description="published tables older than this: freshness warns"
     )

@@ -28,7 +28,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     settings.home.mkdir(parents=True, exist_ok=True)
     return dg.Definitions(
         assets=[
-            *raw_assets,
+            *raw_assets(settings),
             *clean_assets,
             customer_features,
             *segmentation_assets,

@@ -46,6 +46,12 @@ EXPECTED_GROUPS = {
             "lifecycle_stage",
         )
     },  # fmt: skip
+    "population_drift": "published",
+    "segment_report": "published",
+    **{
+        f"published/{t}": "published"
+        for t in ("customer_segments", "churn_scores", "segment_profiles", "segment_history")
+    },
 }
 GATED = [k for k in EXPECTED_GROUPS if k.startswith(("raw_", "clean_"))] + [
     "customer_features", "customer_clusters", "segment_profiles", "lifecycle_stage",
@@ -59,12 +65,15 @@ def test_asset_keys_and_groups(tmp_path):
     groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
     assert groups == EXPECTED_GROUPS
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
-    assert checks == {(asset, f"{asset}_quality") for asset in [*GATED, "churn_model"]}
+    assert checks == {(asset, f"{asset}_quality") for asset in [*GATED, "churn_model"]} | {
+        ("population_drift", "population_drift_within_threshold")
+    }
     assert defs.resolve_job_def("full_refresh") is not None
     rescore = {
         key.to_user_string() for key in defs.resolve_job_def("rescore").asset_layer.selected_asset_keys
     }
-    assert {"churn_scores", "customer_features", "retention_segment"} <= rescore
+    assert {"churn_scores", "customer_features", "retention_segment", "segment_report"} <= rescore
+    assert {f"published/{t}" for t in ("customer_segments", "churn_scores")} <= rescore
     assert not rescore & {"churn_model", "churn_training_set", "segmentation_candidates", "customer_clusters"}
 
 

@@ -39,3 +39,12 @@ def previous_good_row_count(context, asset: str) -> int | None:
         if rows is not None:
             return int(rows.value)
     return None
+
+
+def io_retry_policy(settings: Settings) -> dg.RetryPolicy:
+    """For steps that read or write outside the process (extracts, PostgreSQL): transient errors (a file
+    share or a database restarting) are retried with exponential backoff; our own errors (a bad file,
+    a contract breach) are raised as Failure(allow_retries=False) and fail at once."""
+    orchestration = settings.orchestration
+    return dg.RetryPolicy(max_retries=orchestration.io_retries, delay=orchestration.io_retry_delay_seconds,
+                          backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)  # fmt: skip

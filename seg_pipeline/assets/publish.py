@@ -9,7 +9,7 @@ upstream, so a failed gate leaves the last good publish in place.
 import dagster as dg
 import pandas as pd
 
-from seg_pipeline.assets.common import latest_metadata, run_as_of
+from seg_pipeline.assets.common import io_retry_policy, latest_metadata, run_as_of
 from seg_pipeline.errors import SegPipelineError
 from seg_pipeline.publish.contract import PUBLISHED_TABLES, TABLES
 from seg_pipeline.resources import PipelineSettings, PublishTarget
@@ -17,8 +17,6 @@ from seg_pipeline.resources import PipelineSettings, PublishTarget
 GROUP = "published"
 MONITORING = "monitoring"
 PUBLISH_POOL = "seg_publish"  # one slot (dagster.yaml): two refreshes never publish at the same time
-# I/O steps retry on transient errors (a file share or a database restarting): 5, 10, 20 s apart, +-jitter
-IO_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
 def published_key(table: str) -> dg.AssetKey:
@@ -122,7 +120,7 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
         specs=specs,
         ins={name: dg.AssetIn(name) for name in dict.fromkeys(d for deps in _LINEAGE.values() for d in deps)},
         pool=PUBLISH_POOL,
-        retry_policy=IO_RETRY,
+        retry_policy=io_retry_policy(settings),
         description="Writes customer_segments, churn_scores, segment_profiles and segment_history as new tables "
         "and swaps them in, in one transaction per store (PostgreSQL first when configured, then the warehouse).",
     )  # fmt: skip

@@ -6,6 +6,7 @@ No `from __future__ import annotations` here: Dagster inspects the context annot
 import dagster as dg
 import pandas as pd
 
+from seg_pipeline.assets.common import io_retry_policy
 from seg_pipeline.config import Settings
 from seg_pipeline.errors import SegPipelineError
 from seg_pipeline.resources import PipelineSettings
@@ -70,7 +71,7 @@ def ingest_metadata(frame: pd.DataFrame, report: IngestReport, contract: SourceC
     return metadata
 
 
-def _raw_asset(source: str) -> dg.AssetsDefinition:
+def _raw_asset(source: str, retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
     contract = CONTRACTS[source]
 
     @dg.asset(
@@ -78,6 +79,7 @@ def _raw_asset(source: str) -> dg.AssetsDefinition:
         group_name="raw",
         kinds={"pandas", "duckdb"},
         metadata={"schema": "raw"},
+        retry_policy=retry_policy,
         description=(
             f"The {source} extract coerced to its canonical contract "
             f"({'required' if contract.required_source else 'optional; empty typed table when absent'})."
@@ -118,4 +120,6 @@ def _raw_asset(source: str) -> dg.AssetsDefinition:
     return raw_table
 
 
-raw_assets = [_raw_asset(source) for source in CONTRACTS]
+def raw_assets(settings: Settings) -> list[dg.AssetsDefinition]:
+    """One raw asset per source; built from the settings for the retry policy."""
+    return [_raw_asset(source, io_retry_policy(settings)) for source in CONTRACTS]

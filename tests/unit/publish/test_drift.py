@@ -59,4 +59,10 @@ def test_values_becoming_missing_count_as_drift():
 
 def test_without_a_reference_nothing_is_compared():
     out = compare(pd.DataFrame({"x": [1.0, 2.0]}), None, threshold=0.2)
-    assert out.empty and list(out.columns) == ["feature", "psi", "reference_as_of", "reference_run_id", "flagged"]
+    assert out.empty and list(out.columns) == [
+        "feature",
+        "psi",
+        "reference_as_of",
+        "reference_run_id",
+        "flagged",
+    ]

@@ -1,0 +1,106 @@
+"""The published tables from internal ones: CRM ids back, contract columns, history arithmetic."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from seg_pipeline.errors import SegPipelineError
+from seg_pipeline.publish import tables
+from seg_pipeline.publish.contract import PUBLISHED_TABLES, column_names, conform
+
+AS_OF = dt.date(2024, 6, 30)
+
+
+@pytest.fixture
+def internal():
+    keys = ["k1", "k2", "k3", "k4"]
+    ids = pd.DataFrame({"customer_key": keys, "customer_id": ["C1", "C2", "C3", "C4"], "name_hash": "x"})
+    scores = pd.DataFrame({
+        "customer_key": keys, "churn_probability": [0.1, 0.5, 0.8, 0.3], "churn_risk_score": [10, 50, 80, 30],
+        "risk_tier": ["automated", "semi_automated", "personal_outreach", "automated"],
+        "top_drivers": ["a", "b", "c", "d"], "model_version": 3, "as_of": pd.Timestamp(AS_OF),
+    })  # fmt: skip
+    # k4 joined after the last segmentation (a rescore): no segment yet
+    clusters = pd.DataFrame({"customer_key": keys[:3], "segment_id": [1, 1, 2], "segment_name": ["A", "A", "B"],
+                             "micro_segment_id": [101, 102, 201]})  # fmt: skip
+    lifecycle = pd.DataFrame({"customer_key": keys, "lifecycle_stage": ["new", "steady", "at_risk", "new"]})
+    retention = pd.DataFrame({"customer_key": ["k3"]})
+    profiles = pd.DataFrame({
+        "segment_id": [1, 2], "segment_name": ["A", "B"], "customers": [2, 1], "share": [0.66, 0.33],
+        "revenue_365d": [100.0, 50.0], "revenue_share": [0.66, 0.33], "mean_revenue_365d": [50.0, 50.0],
+        "observed_churn_rate": [0.1, float("nan")], "top_deviations": ["x +1.0", "y -1.0"],
+    })  # fmt: skip
+    return ids, scores, clusters, lifecycle, retention, profiles
+
+
+def test_customer_segments_carry_crm_ids_and_exact_contract_columns(internal):
+    ids, scores, clusters, lifecycle, retention, _ = internal
+    out = tables.customer_segments(ids, scores, clusters, lifecycle, retention, AS_OF, "run-1")
+    assert list(out.columns) == column_names("customer_segments")
+    assert out["customer_id"].tolist() == ["C1", "C2", "C3", "C4"]
+    assert out.set_index("customer_id")["in_retention_segment"].to_dict() == {
+        "C1": False,
+        "C2": False,
+        "C3": True,
+        "C4": False,
+    }
+    new = out.set_index("customer_id").loc["C4"]
+    assert pd.isna(new["segment_id"]) and new["lifecycle_stage"] == "new"
+    conformed = conform("customer_segments", out)
+    assert str(conformed["segment_id"].dtype) == "Int64" and conformed["as_of"].iloc[0] == pd.Timestamp(AS_OF)
+
+
+def test_profiles_count_from_the_published_assignments(internal):
+    ids, scores, clusters, lifecycle, retention, profiles = internal
+    segments = tables.customer_segments(ids, scores, clusters, lifecycle, retention, AS_OF, "run-1")
+    published = tables.churn_scores(ids, scores, AS_OF, "run-1")
+    out = tables.segment_profiles(profiles, segments, published, AS_OF, "run-1").set_index("segment_id")
+    assert list(out.reset_index().columns) == column_names("segment_profiles")
+    assert out.loc[1, "customers"] == 2 and out.loc[2, "customers"] == 1
+    assert out.loc[1, "share"] == pytest.approx(0.5)  # of all 4 published customers, one unassigned
+    assert out.loc[1, "mean_churn_probability"] == pytest.approx(0.3)
+    assert (out.loc[1, "customers_automated"], out.loc[1, "customers_semi_automated"]) == (1, 1)
+    assert (
+        out.loc[2, "customers_personal_outreach"] == 1 and out.loc[2, "customers_in_retention_segment"] == 1
+    )
+    assert out.loc[1, "top_traits"] == "x +1.0"
+
+
+def test_history_counts_stayed_joined_left_and_keeps_earlier_runs(internal):
+    ids, scores, clusters, lifecycle, retention, profiles = internal
+    segments = tables.customer_segments(ids, scores, clusters, lifecycle, retention, AS_OF, "run-2")
+    published = tables.churn_scores(ids, scores, AS_OF, "run-2")
+    current = tables.segment_profiles(profiles, segments, published, AS_OF, "run-2")
+    first = tables.segment_history(None, None, segments, current, AS_OF, "run-1")
+    assert first["customers_joined"].tolist() == [2, 1] and first["customers_stayed"].sum() == 0
+
+    # previously: C1 in 1, C2 in 2, C3 in 2, C9 in 1 (since erased); now C1 1, C2 1, C3 2, C4 none
+    previous = pd.DataFrame({"customer_id": ["C1", "C2", "C3", "C9"], "segment_id": [1, 2, 2, 1]})
+    history = tables.segment_history(first, previous, segments, current, AS_OF, "run-2")
+    assert list(history.columns) == column_names("segment_history")
+    latest = history[history["run_id"] == "run-2"].set_index("segment_id")
+    assert latest.loc[1, ["customers_stayed", "customers_joined", "customers_left"]].tolist() == [1, 1, 1]
+    assert latest.loc[2, ["customers_stayed", "customers_joined", "customers_left"]].tolist() == [1, 0, 1]
+    assert (history["run_id"] == "run-1").sum() == 2  # earlier rows kept
+    again = tables.segment_history(history, previous, segments, current, AS_OF, "run-2")
+    assert len(again) == len(history)  # re-publishing a run replaces its rows
+
+
+def test_conform_names_the_breach():
+    with pytest.raises(SegPipelineError, match=r"missing \['run_id'\].*unexpected \['email'\]"):
+        conform("churn_scores", pd.DataFrame(columns=[*column_names("churn_scores")[:-1], "email"]))
+    frame = pd.DataFrame({c: ["x"] for c in column_names("churn_scores")})
+    frame = frame.assign(churn_probability=[0.5], churn_risk_score=[50], model_version=[1], as_of=["2024-06-30"],
+                         customer_id=[None])  # fmt: skip
+    with pytest.raises(SegPipelineError, match="column customer_id is missing in row 0"):
+        conform("churn_scores", frame)
+    with pytest.raises(SegPipelineError, match="unknown published table"):
+        conform("customers", frame)
+
+
+def test_no_published_column_can_identify_a_person():
+    for table in PUBLISHED_TABLES:
+        assert not {"name", "email", "phone", "company", "customer_key"} & set(column_names(table))
