@@ -12,10 +12,10 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from seg_pipeline.config import Settings
 from seg_pipeline.sources.contracts import SOURCE_NAMES
+from seg_pipeline.sources.readers import file_sha256
 
 
 @dataclass(frozen=True)
@@ -25,14 +25,6 @@ class ExtractFile:
     size: int
     mtime_ns: int
     sha256: str
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def extract_set(settings: Settings, previous: dict[str, ExtractFile] | None = None) -> dict[str, ExtractFile]:
@@ -48,7 +40,7 @@ def extract_set(settings: Settings, previous: dict[str, ExtractFile] | None = No
         same_file = known is not None and (known.path, known.size, known.mtime_ns) == (
             str(path), stat.st_size, stat.st_mtime_ns,
         )  # fmt: skip
-        digest = known.sha256 if same_file else _sha256(path)
+        digest = known.sha256 if same_file else file_sha256(path)
         found[source] = ExtractFile(source, str(path), stat.st_size, stat.st_mtime_ns, digest)
     return found
 

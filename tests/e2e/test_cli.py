@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from seg_pipeline.cleaning.privacy import pseudonymize
+from seg_pipeline.publish.contract import column_names
 from tests.integration.support import QUICK_ENV
 
 CLI = str(Path(sys.executable).parent / "seg-pipeline")
@@ -179,3 +180,21 @@ def test_explain_and_rescore(project):
     assert rescored.returncode == 0, rescored.stderr
     assert "churn_scores" in rescored.stdout and "churn_model" not in rescored.stdout
     assert "segmentation " not in rescored.stdout
+
+
+def test_export_writes_a_published_table(project):
+    out = project / "exports" / "segments.csv"
+    exported = cli("export", "customer_segments", "--out", str(out), cwd=project)
+    assert exported.returncode == 0, exported.stderr
+    frame = pd.read_csv(out, dtype={"customer_id": str})
+    assert list(frame.columns) == column_names("customer_segments") and len(frame) > 0
+    assert f"Wrote {len(frame):,} rows of customer_segments" in exported.stdout
+    assert frame["as_of"].eq("2024-06-30").all() and frame["run_id"].nunique() == 1
+    crm = pd.read_csv(project / ".seg" / "landing" / "crm_customers.csv", dtype=str)
+    assert set(frame["customer_id"]) <= set(crm["customer_id"])
+    unknown = cli("export", "customers", "--out", "x.csv", cwd=project)
+    assert unknown.returncode == 2 and "published tables: customer_segments" in unknown.stderr
+    no_pg = cli("export", "churn_scores", "--from", "postgres", "--out", "x.csv", cwd=project)
+    assert no_pg.returncode == 2 and "SEG_PUBLISH_DSN" in no_pg.stderr
+    fresh = cli("export", "churn_scores", "--out", "x.csv", "--home", str(project / "empty"), cwd=project)
+    assert fresh.returncode == 2 and "has not been published" in fresh.stderr
