@@ -142,10 +142,10 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
             inputs["segment_profiles"], segments, published_scores, as_of, run_id
         )
         warehouse = cfg.warehouse_path
-        history = tables.segment_history(
-            read_warehouse_table(warehouse, "segment_history"), read_warehouse_table(warehouse, "customer_segments"),
-            segments, profiles, as_of, run_id,
-        )  # fmt: skip
+        previous = read_warehouse_table(warehouse, "customer_segments")
+        moved = tables.migration_since(previous, segments)
+        history = tables.segment_history(read_warehouse_table(warehouse, "segment_history"), moved,
+                                         previous is None, segments, profiles, as_of, run_id)  # fmt: skip
         drift_columns = tables.drift_frame(inputs["customer_features"], scores, cfg.monitoring.drift_features)
         reference = build_reference(
             drift_columns, list(drift_columns.columns), as_of, run_id, cfg.monitoring.psi_bins
@@ -153,7 +153,9 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
         frames = {"customer_segments": segments, "churn_scores": published_scores,
                   "segment_profiles": profiles, "segment_history": history}  # fmt: skip
         try:
-            stores = publish_target.publish(frames, {"drift_reference": reference})
+            stores = publish_target.publish(
+                frames, {"drift_reference": reference, "publish_migration": moved}
+            )
         except PublishUnavailable as exc:
             raise dg.Failure(str(exc), allow_retries=True) from None
         except SegPipelineError as exc:
@@ -186,17 +188,18 @@ def segment_report(
     settings: PipelineSettings,
     clean_customers: pd.DataFrame,
     retention_segment: pd.DataFrame,
-    segment_migration: pd.DataFrame,
     churn_model: pd.DataFrame,
     population_drift: pd.DataFrame,
 ) -> dg.MaterializeResult:
     from seg_pipeline.publish.report import ReportInputs, summary_markdown, write_report
-    from seg_pipeline.publish.writers import read_warehouse_table
+    from seg_pipeline.publish.writers import MONITORING_SCHEMA, read_warehouse_table
 
     cfg = settings.get()
     published = {
         t: read_warehouse_table(cfg.warehouse_path, t) for t in ("customer_segments", "segment_profiles")
     }
+    # since the previous publish, for full_refresh and rescore alike (empty on the first publish)
+    migration = read_warehouse_table(cfg.warehouse_path, "publish_migration", MONITORING_SCHEMA)
     ids = clean_customers[["customer_key", "customer_id"]]
     retention = retention_segment.merge(ids, on="customer_key", how="left")[
         ["customer_id", "segment_name", "lifecycle_stage", "churn_risk_score", "risk_tier", "monetary_365d",
@@ -205,8 +208,8 @@ def segment_report(
     churn_meta = latest_metadata(context, "churn_model")
     seg_meta = latest_metadata(context, "segmentation_candidates")
     model = {k: model_row.get(k) for k in (
-        "model_version", "candidate", "promoted", "gate_reason", "champion_version", "holdout_roc_auc",
-        "holdout_pr_auc", "holdout_brier", "holdout_lift_top_decile", "holdout_f1", "threshold")}  # fmt: skip
+        "candidate", "promoted", "gate_reason", "champion_version", "holdout_roc_auc", "holdout_pr_auc",
+        "holdout_brier", "holdout_lift_top_decile", "holdout_f1", "threshold")}  # fmt: skip
     model["model_version"] = model_row.get("version")
     model["mlflow_run_url"] = _meta_value(churn_meta, "mlflow_run")
     segmentation = {k: _meta_value(seg_meta, k) for k in ("selected", "silhouette", "stability")}
@@ -224,7 +227,7 @@ def segment_report(
     inputs = ReportInputs(
         run_id=context.run.run_id, job=context.run.job_name, as_of=run_as_of(context, cfg),
         segment_profiles=published["segment_profiles"], customer_segments=published["customer_segments"],
-        retention=retention, migration=segment_migration, first_run=segment_migration.empty, model=model,
+        retention=retention, migration=migration, first_run=migration.empty, model=model,
         segmentation=segmentation, drift=population_drift, drift_threshold=cfg.monitoring.psi_threshold,
         links=links,
     )  # fmt: skip

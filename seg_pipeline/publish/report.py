@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-TIERS = ("automated", "semi_automated", "personal_outreach")
+from seg_pipeline.churn.scores import TIERS
+
 TIER_LABELS = {
     "automated": "Automated",
     "semi_automated": "Semi-automated",

@@ -14,6 +14,7 @@ import pandas as pd
 
 from seg_pipeline.churn.scores import TIERS
 from seg_pipeline.publish.contract import column_names
+from seg_pipeline.segmentation.profiles import migration
 
 
 def customer_segments(
@@ -83,30 +84,36 @@ def segment_profiles(
     return table[column_names("segment_profiles")].sort_values("segment_id", ignore_index=True)
 
 
+def migration_since(previous_segments: pd.DataFrame | None, segments: pd.DataFrame) -> pd.DataFrame:
+    """Customers per (segment in the previous publish, segment now), by CRM customer_id; a missing
+    from/to id means the customer joined / left the published population. Empty on the first publish."""
+    as_keyed = {"customer_id": "customer_key"}
+    previous = None if previous_segments is None else previous_segments.rename(columns=as_keyed)
+    moved = migration(previous, segments.rename(columns=as_keyed))
+    # customers without a segment on either side (new since the last segmentation) moved nowhere
+    return moved[moved["from_segment_id"].notna() | moved["to_segment_id"].notna()].reset_index(drop=True)
+
+
 def segment_history(
     previous_history: pd.DataFrame | None,
-    previous_segments: pd.DataFrame | None,
+    moved: pd.DataFrame,
+    first_publish: bool,
     segments: pd.DataFrame,
     profiles: pd.DataFrame,
     as_of: dt.date,
     run_id: str,
 ) -> pd.DataFrame:
     """The previous publish's history plus one row per segment of this run, with the customers who
-    stayed in, joined or left each segment since the previous publish (by CRM customer_id)."""
-    current = segments[["customer_id", "segment_id"]]
-    if previous_segments is not None:
-        moved = previous_segments[["customer_id", "segment_id"]].merge(
-            current, on="customer_id", how="outer", suffixes=("_from", "_to")
-        )
-        src, dst = moved["segment_id_from"], moved["segment_id_to"]
-        same = (src == dst).fillna(False).to_numpy(dtype=bool)
-        stayed = dst[same].value_counts()
-        joined = dst[~same].dropna().value_counts()
-        left = src[~same].dropna().value_counts()
-    else:  # the first publish: everyone joined
-        stayed = pd.Series(dtype="int64")
-        joined = current["segment_id"].dropna().value_counts()
-        left = pd.Series(dtype="int64")
+    stayed in, joined or left each segment since the previous publish (``moved``: migration_since)."""
+    src, dst, n = moved["from_segment_id"], moved["to_segment_id"], moved["customers"]
+    same = (src == dst).fillna(False).to_numpy(dtype=bool)
+    if first_publish:  # everyone joined
+        n = segments["segment_id"].value_counts()
+        stayed, joined, left = pd.Series(dtype="int64"), n, pd.Series(dtype="int64")
+    else:
+        stayed = n[same].groupby(dst[same]).sum()
+        joined = n[~same & dst.notna()].groupby(dst[~same & dst.notna()]).sum()
+        left = n[~same & src.notna()].groupby(src[~same & src.notna()]).sum()
     rows = profiles[
         ["segment_id", "segment_name", "customers", "share", "mean_churn_probability", "revenue_365d"]
     ]

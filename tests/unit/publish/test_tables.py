@@ -74,18 +74,24 @@ def test_history_counts_stayed_joined_left_and_keeps_earlier_runs(internal):
     segments = tables.customer_segments(ids, scores, clusters, lifecycle, retention, AS_OF, "run-2")
     published = tables.churn_scores(ids, scores, AS_OF, "run-2")
     current = tables.segment_profiles(profiles, segments, published, AS_OF, "run-2")
-    first = tables.segment_history(None, None, segments, current, AS_OF, "run-1")
+    nothing = tables.migration_since(None, segments)
+    assert nothing.empty
+    first = tables.segment_history(None, nothing, True, segments, current, AS_OF, "run-1")
     assert first["customers_joined"].tolist() == [2, 1] and first["customers_stayed"].sum() == 0
 
     # previously: C1 in 1, C2 in 2, C3 in 2, C9 in 1 (since erased); now C1 1, C2 1, C3 2, C4 none
     previous = pd.DataFrame({"customer_id": ["C1", "C2", "C3", "C9"], "segment_id": [1, 2, 2, 1]})
-    history = tables.segment_history(first, previous, segments, current, AS_OF, "run-2")
+    moved = tables.migration_since(previous, segments)
+    pairs = {(f, t): n for f, t, n in moved.astype(object).where(moved.notna(), None).itertuples(index=False)}
+    # C9 left; C4 has no segment on either side, so it moved nowhere
+    assert pairs == {(1, 1): 1, (1, None): 1, (2, 1): 1, (2, 2): 1}
+    history = tables.segment_history(first, moved, False, segments, current, AS_OF, "run-2")
     assert list(history.columns) == column_names("segment_history")
     latest = history[history["run_id"] == "run-2"].set_index("segment_id")
     assert latest.loc[1, ["customers_stayed", "customers_joined", "customers_left"]].tolist() == [1, 1, 1]
     assert latest.loc[2, ["customers_stayed", "customers_joined", "customers_left"]].tolist() == [1, 0, 1]
     assert (history["run_id"] == "run-1").sum() == 2  # earlier rows kept
-    again = tables.segment_history(history, previous, segments, current, AS_OF, "run-2")
+    again = tables.segment_history(history, moved, False, segments, current, AS_OF, "run-2")
     assert len(again) == len(history)  # re-publishing a run replaces its rows
 
 
