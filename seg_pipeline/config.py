@@ -133,6 +133,9 @@ class ChurnConfig(_Model):
         0.6, ge=0.5, le=1, description="the churn_model gate: a model below this on the holdout is not used"
     )
     min_training_rows: int = Field(200, ge=20, description="fewer labelled customers than this fails the run")
+    max_training_rows: int = Field(
+        150_000, ge=1000, description="larger training splits are sampled (stratified) down to this size"
+    )
     tiers: RiskTiers = Field(default_factory=RiskTiers)
     high_value_quantile: float = Field(
         0.8,
@@ -174,6 +177,9 @@ class SegmentationConfig(_Model):
     stability_resamples: int = Field(3, ge=2, le=50, description="bootstrap refits for the stability ARI")
     min_stability: float = Field(
         0.6, ge=0, le=1, description="candidates less stable than this are not selected (unless none is)"
+    )
+    n_jobs: int = Field(
+        -1, ge=-1, description="candidates fitted side by side in worker processes; -1: one per CPU"
     )
     seed: int = 0
 

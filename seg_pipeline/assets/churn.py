@@ -156,7 +156,8 @@ def churn_model(
     params = {
         "as_of": as_of.isoformat(), "label_mode": cfg.churn.label, "horizon_days": cfg.churn.horizon_days,
         "candidates": ", ".join(cfg.churn.candidates), "selected": trained.candidate,
-        "train_rows": int((table["split"] == "train").sum()), "holdout_rows": len(holdout),
+        "train_rows": trained.training_rows,
+        "train_rows_available": trained.training_rows_available, "holdout_rows": len(holdout),
         "features": ", ".join(trained.columns), "threshold": round(trained.threshold, 4),
         "promotion_metric": cfg.churn.promotion_metric,
     }  # fmt: skip

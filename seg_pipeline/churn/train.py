@@ -49,6 +49,8 @@ class TrainedModel:
     holdout_probabilities: dict[str, np.ndarray]  # per candidate (fitted without the validation rows)
     holdout_labels: np.ndarray
     seconds: dict[str, float] = field(default_factory=dict)
+    training_rows: int = 0  # fitted on (the final model)
+    training_rows_available: int = 0  # before sampling down to churn.max_training_rows
 
     @property
     def columns(self) -> list[str]:
@@ -80,7 +82,13 @@ def _categorical_encoder(kind: str):
     )
 
 
-def make_candidate(name: str, numeric: list[str], categorical: list[str], seed: int) -> Pipeline:
+# Each forest tree sees a bootstrap of at most this many rows: past it, more rows cost time linearly and
+# no longer improve the holdout (at 100k customers: 30.6 -> 18.9 s, PR-AUC 0.436 -> 0.439).
+FOREST_TREE_ROWS = 20_000
+
+
+def make_candidate(name: str, numeric: list[str], categorical: list[str], seed: int, rows: int) -> Pipeline:
+    """An unfitted candidate pipeline; ``rows`` is how many rows it will be fitted on."""
     if name == "logistic_regression":
         numeric_steps = Pipeline([("impute", SimpleImputer(strategy="median", add_indicator=True,
                                                            keep_empty_features=True)),
@@ -102,8 +110,8 @@ def make_candidate(name: str, numeric: list[str], categorical: list[str], seed: 
         )  # fmt: skip
     elif name == "random_forest":
         model = RandomForestClassifier(
-            n_estimators=200, min_samples_leaf=5, max_features="sqrt", class_weight="balanced_subsample",
-            n_jobs=-1, random_state=seed,
+            n_estimators=150, min_samples_leaf=10, max_features="sqrt", class_weight="balanced_subsample",
+            max_samples=min(1.0, FOREST_TREE_ROWS / max(rows, 1)), n_jobs=-1, random_state=seed,
         )  # fmt: skip
     else:
         raise ValueError(f"unknown churn model candidate {name!r}")
@@ -115,7 +123,10 @@ def calibrated(
 ) -> CalibratedClassifierCV:
     # isotonic needs enough rows per fold to be smooth; sigmoid is the safe choice for small sets
     method = "isotonic" if rows >= 3000 else "sigmoid"
-    return CalibratedClassifierCV(make_candidate(name, numeric, categorical, seed), method=method, cv=3)
+    fold_rows = rows * 2 // 3  # each of the 3 calibration folds fits on two thirds
+    return CalibratedClassifierCV(
+        make_candidate(name, numeric, categorical, seed, fold_rows), method=method, cv=3
+    )
 
 
 def top_decile_lift(y: np.ndarray, p: np.ndarray) -> float:
@@ -164,6 +175,10 @@ def train_churn_model(table: pd.DataFrame, feature_columns: list[str], categoric
             f"churn model: only {len(train)} labelled training rows (churn.min_training_rows is "
             f"{config.min_training_rows}); more history or customers are needed"
         )
+    sampled_from = len(train)
+    if len(train) > config.max_training_rows:  # learning curves are flat long before this; time is not
+        train, _ = train_test_split(train, train_size=config.max_training_rows, stratify=train["label"],
+                                    random_state=config.seed)  # fmt: skip
     cats = [c for c in feature_columns if c in categorical or not pd.api.types.is_numeric_dtype(table[c])]
     nums = [c for c in feature_columns if c not in cats and table[c].notna().any()]
     X_train, y_train = feature_frame(train, nums, cats), train["label"].to_numpy()
@@ -197,4 +212,5 @@ def train_churn_model(table: pd.DataFrame, feature_columns: list[str], categoric
         model=final, candidate=chosen, threshold=thresholds[chosen], numeric=nums, categorical=cats,
         holdout_metrics=evaluate(y_hold, p_hold, thresholds[chosen]), candidates=candidates,
         holdout_probabilities={**holdout_p, "selected (refit)": p_hold}, holdout_labels=y_hold, seconds=seconds,
+        training_rows=len(X_train), training_rows_available=sampled_from,
     )  # fmt: skip

@@ -102,7 +102,8 @@ def fit_segmentation(features: pd.DataFrame, *, config: SegmentationConfig, cate
     found = candidates(config.algorithms, config.k_min, config.k_max)
     selection = select(X_fit, found, k_min=config.k_min, k_max=config.k_max, seed=config.seed,
                        metric_sample=config.metric_sample, hierarchical_sample=config.hierarchical_sample,
-                       resamples=config.stability_resamples, min_stability=config.min_stability)  # fmt: skip
+                       resamples=config.stability_resamples, min_stability=config.min_stability,
+                       n_jobs=config.n_jobs)  # fmt: skip
     pipeline = Pipeline([("prepare", prep), ("cluster", selection.model)])
     seconds["selection"] = time.perf_counter() - clock
 

@@ -73,13 +73,14 @@ def _mean_rank(table: pd.DataFrame) -> pd.Series:
     return ranks.mean(axis=1)
 
 
-def select(X: np.ndarray, candidates: list[Candidate], *, k_min: int, k_max: int, seed: int,
-           metric_sample: int, hierarchical_sample: int, resamples: int, min_stability: float) -> Selection:  # fmt: skip
-    rng = np.random.default_rng(seed)
-    evaluation = np.sort(rng.choice(len(X), min(metric_sample, len(X)), replace=False))
-    rows, fitted = [], {}
-    for candidate in candidates:
+def _evaluate(candidate: Candidate, X: np.ndarray, evaluation: np.ndarray, *, seed: int, hierarchical_sample: int,
+              resamples: int, metric_sample: int, k_min: int, k_max: int, min_stability: float):  # fmt: skip
+    """Fit and score one candidate (in a worker process: one thread, its own random stream)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # candidates run side by side; nested BLAS/OpenMP threads would fight
         started = time.perf_counter()
+        rng = np.random.default_rng([seed, candidate.k or 0, sum(map(ord, candidate.algorithm))])
         estimator = make_estimator(
             candidate, n_rows=len(X), seed=seed, hierarchical_sample=hierarchical_sample
         )
@@ -101,14 +102,28 @@ def select(X: np.ndarray, candidates: list[Candidate], *, k_min: int, k_max: int
             "smallest_share": float(np.bincount(labels).min() / len(labels)),
             "fit_seconds": round(time.perf_counter() - started, 2),
         }
-        notes = []
-        if not k_min <= k <= k_max:
-            notes.append(f"k={k} outside {k_min}-{k_max}")
-        if k > 1 and row["stability"] < min_stability:
-            notes.append(f"stability {row['stability']:.2f} below {min_stability:.2f}")
-        row["note"] = "; ".join(notes)
-        rows.append(row)
-        fitted[row["candidate"]] = (model, labels)
+    notes = []
+    if not k_min <= k <= k_max:
+        notes.append(f"k={k} outside {k_min}-{k_max}")
+    if k > 1 and row["stability"] < min_stability:
+        notes.append(f"stability {row['stability']:.2f} below {min_stability:.2f}")
+    row["note"] = "; ".join(notes)
+    return row, model, labels
+
+
+def select(X: np.ndarray, candidates: list[Candidate], *, k_min: int, k_max: int, seed: int,
+           metric_sample: int, hierarchical_sample: int, resamples: int, min_stability: float,
+           n_jobs: int = -1) -> Selection:  # fmt: skip
+    """Every candidate fitted and scored, ``n_jobs`` at a time in worker processes (-1: one per CPU)."""
+    from joblib import Parallel, delayed
+
+    rng = np.random.default_rng(seed)
+    evaluation = np.sort(rng.choice(len(X), min(metric_sample, len(X)), replace=False))
+    settings = {"seed": seed, "hierarchical_sample": hierarchical_sample, "resamples": resamples,
+                "metric_sample": metric_sample, "k_min": k_min, "k_max": k_max, "min_stability": min_stability}  # fmt: skip
+    results = Parallel(n_jobs=n_jobs)(delayed(_evaluate)(c, X, evaluation, **settings) for c in candidates)
+    rows = [row for row, _, _ in results]
+    fitted = {row["candidate"]: (model, labels) for row, model, labels in results}
 
     table = pd.DataFrame(rows)
     in_range = table["k"].between(k_min, k_max)

@@ -230,3 +230,18 @@ def test_retention_segment_is_high_risk_and_high_value():
         scores, value, ChurnConfig(high_value_quantile=0.25, retention_min_risk_score=40)
     )
     assert chosen.tolist() == [False, True, False, False, True]  # the top three quarters spent >= 2500
+
+
+def test_large_training_splits_are_sampled_down_stratified():
+    rng = np.random.default_rng(3)
+    n = 4000
+    table = pd.DataFrame({"customer_key": [f"k{i}" for i in range(n)], "snapshot": pd.Timestamp("2024-01-01"),
+                          "split": np.where(np.arange(n) < 3000, "train", "holdout"),
+                          "x": rng.normal(size=n)})  # fmt: skip
+    table["label"] = (table["x"] + rng.normal(size=n) > 1).astype(int)
+    config = ChurnConfig(candidates=["logistic_regression"], max_training_rows=1000)
+    trained = train_churn_model(table, ["x"], [], config)
+    assert (trained.training_rows, trained.training_rows_available) == (1000, 3000)
+    assert len(trained.holdout_labels) == 1000  # the holdout is never sampled
+    unsampled = train_churn_model(table, ["x"], [], ChurnConfig(candidates=["logistic_regression"]))
+    assert unsampled.training_rows == unsampled.training_rows_available == 3000
