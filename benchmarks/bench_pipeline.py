@@ -47,16 +47,19 @@ def company(customers: int) -> tuple[Path, int]:
     return out, json.loads(summary.read_text())["rows"]
 
 
-def timed_run(config: Path, job: str, env: dict) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one `seg-pipeline run` child process."""
+def timed(command: list[str], env: dict) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one child process."""
     start = time.perf_counter()
-    child = subprocess.Popen([CLI, "run", "--config", str(config), "--job", job, "--quiet"], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - start
     if status != 0:
-        raise SystemExit(f"{job} failed:\n{child.stderr.read().decode()[-3000:]}")
+        raise SystemExit(f"{' '.join(command)} failed:\n{child.stderr.read().decode()[-3000:]}")
     return seconds, usage.ru_maxrss / 1024
+
+
+def timed_run(config: Path, job: str, env: dict) -> tuple[float, float]:
+    return timed([CLI, "run", "--config", str(config), "--job", job, "--quiet"], env)
 
 
 def step_seconds(dagster_home: Path) -> list[dict[str, float]]:
@@ -84,6 +87,10 @@ def measure(customers: int) -> dict:
         full_s, full_mb = timed_run(config, "full_refresh", env)
         rescore_s, rescore_mb = timed_run(config, "rescore", env)
         full_steps, rescore_steps = step_seconds(home / "dagster")
+        # the same asset and check functions called directly, on a fresh home (direct_run.py)
+        direct_config = Path(tmp) / "direct.yaml"
+        direct_config.write_text(CONFIG.format(home=Path(tmp) / "direct_home", landing=landing, as_of=AS_OF))
+        direct_s, direct_mb = timed([sys.executable, str(HERE / "direct_run.py"), str(direct_config)], env)
     busy = sum(full_steps.values())
     return {
         "customers": customers,
@@ -96,10 +103,20 @@ def measure(customers: int) -> dict:
         },  # fmt: skip
         "rescore": {"seconds": round(rescore_s, 1), "peak_rss_mb": round(rescore_mb), "steps": rescore_steps},
         "rescore_share_of_full": round(rescore_s / full_s, 3),
+        "direct": {"seconds": round(direct_s, 1), "peak_rss_mb": round(direct_mb)},
+        # the Dagster job's wall time over the same functions called directly in one process
+        "dagster_overhead": round(full_s / direct_s, 3),
         # wall time of the CLI process over the time Dagster records inside steps: process start-up, code
         # location load, event log and IO-manager writes between steps
         "outside_steps_ratio": round(full_s / busy, 3) if busy else None,
     }
+
+
+def _direct(run: dict, what: str) -> str:
+    """Runs recorded before the direct comparison existed show a dash."""
+    if "direct" not in run:
+        return "-"
+    return str(run["direct"]["seconds"] if what == "seconds" else run["dagster_overhead"])
 
 
 def markdown(data: dict) -> str:
@@ -108,14 +125,15 @@ def markdown(data: dict) -> str:
         "# Pipeline benchmark", "",
         f"Machine: {data['machine']['cpus']} CPUs, Python {data['machine']['python']}, {data['machine']['system']}.",
         "Reproduce: `make bench SIZE=\"10000 100000\"`.", "",
-        "| customers | input rows | full refresh s | peak RSS MB | rows/s | rescore s | rescore / full | wall / in-step |",
-        "|---|---|---|---|---|---|---|---|",
+        "| customers | input rows | full refresh s | peak RSS MB | rows/s | rescore s | rescore / full | direct s | Dagster overhead |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for r in runs:
         f = r["full_refresh"]
         lines.append(
             f"| {r['customers']:,} | {r['rows']:,} | {f['seconds']} | {f['peak_rss_mb']:,} | {f['rows_per_second']:,} "
-            f"| {r['rescore']['seconds']} | {r['rescore_share_of_full']} | {r['outside_steps_ratio']} |"
+            f"| {r['rescore']['seconds']} | {r['rescore_share_of_full']} | {_direct(r, 'seconds')} "
+            f"| {_direct(r, 'overhead')} |"
         )
     lines += ["", "Slowest steps of the full refresh (seconds):", ""]
     for r in runs:

@@ -14,7 +14,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from seg_pipeline.assets.common import run_as_of
+from seg_pipeline.assets.common import current_run_id, run_as_of
 from seg_pipeline.resources import PipelineSettings
 from seg_pipeline.tracking import MlflowTracking, model_requirements
 
@@ -161,11 +161,11 @@ def churn_model(
         "features": ", ".join(trained.columns), "threshold": round(trained.threshold, 4),
         "promotion_metric": cfg.churn.promotion_metric,
     }  # fmt: skip
-    tags = {"dagster_run_id": context.run.run_id, "as_of": as_of.isoformat(), "stage": "churn"}
+    tags = {"dagster_run_id": current_run_id(context), "as_of": as_of.isoformat(), "stage": "churn"}
     with mlflow_tracking.start_run(EXPERIMENT, f"churn {as_of.isoformat()}", tags) as (mlflow, run):
         version, chatter = _log_training(mlflow, trained, table, params)
         client = mlflow.MlflowClient()
-        for key, value in {"threshold": trained.threshold, "dagster_run_id": context.run.run_id,
+        for key, value in {"threshold": trained.threshold, "dagster_run_id": current_run_id(context),
                            "driver_features": json.dumps(driver_features),
                            **{f"holdout_{k}": v for k, v in trained.holdout_metrics.items()}}.items():  # fmt: skip
             client.set_model_version_tag(MODEL_NAME, str(version), key, str(value))

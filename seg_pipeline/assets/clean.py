@@ -6,7 +6,7 @@ From here on customers are keyed by customer_key; name, email and phone stop at 
 import dagster as dg
 import pandas as pd
 
-from seg_pipeline.assets.common import run_as_of
+from seg_pipeline.assets.common import current_run_id, run_as_of
 from seg_pipeline.cleaning import events as ev
 from seg_pipeline.cleaning.customers import clean_customers as clean_customer_records
 from seg_pipeline.cleaning.privacy import erasure_keys, resolve_key
@@ -61,7 +61,7 @@ def clean_customers(
         default_consent=cfg.privacy.default_consent,
         stale_record_days=cfg.quality.stale_record_days,
         attributes=cfg.crm_kept_columns,
-        run_id=context.run.run_id,
+        run_id=current_run_id(context),
     )
     customers = result.customers
     excluded = int((~customers["profiling_allowed"]).sum())
@@ -117,7 +117,7 @@ def _event_stage(source: str, clean_fn) -> dg.AssetsDefinition:
         )
         result = clean_fn(
             raw, identity, as_of=run_as_of(context, cfg), retention_days=cfg.privacy.retention_days,
-            run_id=context.run.run_id,
+            run_id=current_run_id(context),
         )  # fmt: skip
         metadata = {
             "dagster/row_count": len(result.table),

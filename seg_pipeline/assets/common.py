@@ -3,15 +3,32 @@
 import datetime as dt
 
 import dagster as dg
+from dagster._core.errors import DagsterInvalidPropertyError
 
 from seg_pipeline.config import Settings
+
+
+def current_run_id(context) -> str:
+    """The Dagster run's id; "direct" when the asset is invoked outside a run (Dagster's direct invocation,
+    as the benchmark's Dagster-overhead comparison does)."""
+    try:
+        return context.run.run_id
+    except DagsterInvalidPropertyError:  # not part of dagster's public names
+        return "direct"
+
+
+def current_job_name(context) -> str:
+    try:
+        return context.run.job_name
+    except DagsterInvalidPropertyError:  # not part of dagster's public names
+        return "direct"
 
 
 def run_as_of(context: dg.OpExecutionContext | dg.AssetCheckExecutionContext, settings: Settings) -> dt.date:
     """The configured as_of, else the date (UTC) the run was created: one date for every step of a run."""
     if settings.as_of is not None:
         return settings.as_of
-    record = context.instance.get_run_record_by_id(context.run.run_id)
+    record = context.instance.get_run_record_by_id(current_run_id(context))
     created = record.create_timestamp if record is not None else dt.datetime.now(dt.UTC)
     return created.astimezone(dt.UTC).date()
 
@@ -30,7 +47,7 @@ def previous_good_row_count(context, asset: str) -> int | None:
     """Rows of the asset in the newest earlier run that succeeded as a whole (gates passed)."""
     records = context.instance.fetch_materializations(dg.AssetKey(asset), limit=25).records
     for record in records:
-        if record.run_id == context.run.run_id:
+        if record.run_id == current_run_id(context):
             continue
         run = context.instance.get_run_by_id(record.run_id)
         if run is None or run.status != dg.DagsterRunStatus.SUCCESS:

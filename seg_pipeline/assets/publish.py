@@ -9,7 +9,13 @@ upstream, so a failed gate leaves the last good publish in place.
 import dagster as dg
 import pandas as pd
 
-from seg_pipeline.assets.common import io_retry_policy, latest_metadata, run_as_of
+from seg_pipeline.assets.common import (
+    current_job_name,
+    current_run_id,
+    io_retry_policy,
+    latest_metadata,
+    run_as_of,
+)
 from seg_pipeline.errors import SegPipelineError
 from seg_pipeline.publish.contract import PUBLISHED_TABLES, TABLES
 from seg_pipeline.resources import PipelineSettings, PublishTarget
@@ -132,7 +138,7 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
 
         cfg = settings.get()
         as_of = run_as_of(context, cfg)
-        run_id = context.run.run_id
+        run_id = current_run_id(context)
         ids = inputs["clean_customers"][["customer_key", "customer_id"]]
         scores = inputs["churn_scores"]
         segments = tables.customer_segments(ids, scores, inputs["customer_clusters"], inputs["lifecycle_stage"],
@@ -215,7 +221,7 @@ def segment_report(
     segmentation = {k: _meta_value(seg_meta, k) for k in ("selected", "silhouette", "stability")}
     segmentation["mlflow_run_url"] = _meta_value(seg_meta, "mlflow_run")
     links = {
-        "Dagster run": f"http://127.0.0.1:3000/runs/{context.run.run_id}",
+        "Dagster run": f"http://127.0.0.1:3000/runs/{current_run_id(context)}",
         "Data Docs": (cfg.datadocs_dir / "index.html").resolve().as_uri(),
         **({"MLflow churn run": model["mlflow_run_url"]} if model["mlflow_run_url"] else {}),
         **(
@@ -225,7 +231,7 @@ def segment_report(
         ),
     }
     inputs = ReportInputs(
-        run_id=context.run.run_id, job=context.run.job_name, as_of=run_as_of(context, cfg),
+        run_id=current_run_id(context), job=current_job_name(context), as_of=run_as_of(context, cfg),
         segment_profiles=published["segment_profiles"], customer_segments=published["customer_segments"],
         retention=retention, migration=migration, first_run=migration.empty, model=model,
         segmentation=segmentation, drift=population_drift, drift_threshold=cfg.monitoring.psi_threshold,

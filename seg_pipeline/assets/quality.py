@@ -6,7 +6,13 @@ import inspect
 import dagster as dg
 import pandas as pd
 
-from seg_pipeline.assets.common import end_of_day, latest_metadata, previous_good_row_count, run_as_of
+from seg_pipeline.assets.common import (
+    current_run_id,
+    end_of_day,
+    latest_metadata,
+    previous_good_row_count,
+    run_as_of,
+)
 from seg_pipeline.resources import PipelineSettings
 
 EARLIEST_PLAUSIBLE = dt.datetime(1990, 1, 1)
@@ -102,7 +108,7 @@ def gx_suite_check(
             suite_path,
             gx_root=cfg.gx_root,
             docs_dir=cfg.datadocs_dir,
-            run_name=context.run.run_id,
+            run_name=current_run_id(context),
             parameters=parameters,
             absent_columns=absent_columns,
         )

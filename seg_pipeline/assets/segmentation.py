@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 import pandas as pd
 
-from seg_pipeline.assets.common import run_as_of
+from seg_pipeline.assets.common import current_run_id, run_as_of
 from seg_pipeline.resources import PipelineSettings
 from seg_pipeline.segmentation.lifecycle import LIFECYCLE_STAGES, assign_lifecycle, lifecycle_counts
 from seg_pipeline.tracking import MlflowTracking, model_requirements
@@ -118,7 +118,7 @@ def segmentation(
         previous_assignments=previous_clusters,
     )
     chosen = result.selection.chosen
-    tags = {"dagster_run_id": context.run.run_id, "as_of": as_of.isoformat(), "stage": "segmentation"}
+    tags = {"dagster_run_id": current_run_id(context), "as_of": as_of.isoformat(), "stage": "segmentation"}
     params = {
         "as_of": as_of.isoformat(),
         "customers": len(customer_features),

@@ -1,0 +1,83 @@
+"""The full_refresh job's own asset and check functions, called directly in dependency order in one process.
+
+No executor, run storage, event log or IO manager: each asset's return value is handed to the next in
+memory (Dagster's direct invocation). Timed against `seg-pipeline run` on the same company, this is the
+Dagster overhead the benchmark reports. A failed blocking check stops the run, as it would in the job.
+
+Usage: python benchmarks/direct_run.py CONFIG.yaml   (prints {"seconds": ..., "assets": ...} as JSON)
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+import time
+
+import dagster as dg
+
+from seg_pipeline.config import load_settings
+from seg_pipeline.definitions import build_definitions
+
+
+def _takes_context(definition) -> bool:
+    return "context" in inspect.signature(definition.op.compute_fn.decorated_fn).parameters
+
+
+def _outputs(definition, result) -> dict[dg.AssetKey, object]:
+    """Asset key -> value for what one invocation returned (a value, an Output, or a generator of them)."""
+    produced = result if inspect.isgenerator(result) or isinstance(result, tuple | list) else [result]
+    values = {}
+    for item in produced:
+        if isinstance(item, dg.Output):
+            values[definition.keys_by_output_name[item.output_name]] = item.value
+        elif isinstance(item, dg.MaterializeResult):
+            values[item.asset_key or definition.key] = None
+        else:
+            values[definition.key] = item
+    return values
+
+
+def run(config: str) -> dict:
+    settings = load_settings(config)
+    definitions = build_definitions(settings)
+    graph = definitions.resolve_asset_graph()
+    resources = {k: v for k, v in definitions.resources.items() if k != "io_manager"}
+    checks_of = {}
+    for check in definitions.asset_checks or []:
+        for key in check.check_keys:
+            checks_of.setdefault(key.asset_key, []).append(check)
+    values: dict[dg.AssetKey, object] = {}
+    done = set()
+    started = time.perf_counter()
+    with dg.instance_for_test() as instance:
+        for key in graph.toposorted_asset_keys:
+            definition = graph.get(key).assets_def
+            if id(definition) in done:
+                continue
+            done.add(id(definition))
+            inputs = {
+                name: values[k]
+                for name, k in definition.keys_by_input_name.items()
+                if not definition.op.ins[name].dagster_type.is_nothing
+            }  # order-only deps carry no value
+            context = dg.build_asset_context(instance=instance)  # resources are bound to the definitions
+            args = (context,) if _takes_context(definition) else ()
+            values |= _outputs(definition, definition(*args, **inputs))
+            for produced in definition.keys:
+                for check in checks_of.get(produced, []):
+                    params = inspect.signature(check.op.compute_fn.decorated_fn).parameters
+                    kwargs = {produced.path[-1]: values[produced]}
+                    kwargs |= {name: resources[name] for name in params if name in resources}
+                    if "context" in params:
+                        kwargs["context"] = dg.build_asset_check_context(instance=instance)
+                    result = check(**kwargs)
+                    if not result.passed and result.severity == dg.AssetCheckSeverity.ERROR:
+                        raise SystemExit(
+                            f"check {result.check_name or check.name} failed: {result.description}"
+                        )
+    return {"seconds": round(time.perf_counter() - started, 2), "assets": len(values)}
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(sys.argv[1])))
