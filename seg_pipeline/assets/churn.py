@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from seg_pipeline.assets.common import current_run_id, run_as_of
+from seg_pipeline.assets.features import event_inputs
 from seg_pipeline.resources import PipelineSettings
 from seg_pipeline.tracking import MlflowTracking, model_requirements
 
@@ -35,6 +36,7 @@ def _meta_table(frame: pd.DataFrame) -> dg.MetadataValue:
     group_name="features",
     kinds={"pandas", "duckdb"},
     metadata={"schema": "features"},
+    ins=event_inputs(),
     description="Labelled rows for the churn model: features as of a snapshot, the label observed after it "
     "(activity mode: train at as_of - 2 x horizon, holdout at as_of - horizon; explicit mode: a CRM column).",
 )
@@ -257,7 +259,7 @@ def churn_scores(
     X = feature_frame(customer_features, numeric, categorical)
     probability = model.predict_proba(X)[:, 1]
     driver_columns = [c for c in json.loads(tags.get("driver_features", "[]")) if c in X.columns]
-    texts, _ = drivers(model, X, probability, driver_columns, typical_values(X))
+    texts, _ = drivers(model, X, driver_columns, typical_values(X))
     scores = pd.DataFrame(
         {
             "customer_key": customer_features["customer_key"].to_numpy(),

@@ -4,9 +4,14 @@ import dagster as dg
 import pandas as pd
 
 from seg_pipeline.assets.common import run_as_of
-from seg_pipeline.features.build import build_features
+from seg_pipeline.features.build import EVENT_COLUMNS, build_features
 from seg_pipeline.features.catalogue import catalogue_markdown
 from seg_pipeline.resources import PipelineSettings
+
+
+def event_inputs() -> dict[str, dg.AssetIn]:
+    """The clean event tables, each loaded with only the columns the feature builders read."""
+    return {name: dg.AssetIn(metadata={"columns": columns}) for name, columns in EVENT_COLUMNS.items()}
 
 
 @dg.asset(
@@ -14,6 +19,7 @@ from seg_pipeline.resources import PipelineSettings
     kinds={"pandas", "duckdb"},
     metadata={"schema": "features"},
     description="One row per profiled customer: point-in-time features as of as_of (catalogue in the README).",
+    ins=event_inputs(),
 )
 def customer_features(
     context: dg.AssetExecutionContext,

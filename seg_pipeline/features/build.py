@@ -17,6 +17,14 @@ from seg_pipeline.features.catalogue import QUARTER_DAYS, YEAR_DAYS
 
 DAY = pd.Timedelta(days=1)
 TOP_LEVELS = 8
+# The columns the builders read from each clean event table: assets load only these from the warehouse
+# (ids, pages, campaigns and row numbers would double the memory of the biggest steps for nothing).
+EVENT_COLUMNS = {
+    "clean_orders": ["customer_key", "order_date", "amount", "channel", "product_category"],
+    "clean_web_events": ["customer_key", "ts", "event_type", "session_id"],
+    "clean_email_events": ["customer_key", "ts", "event_type"],
+    "clean_support_tickets": ["customer_key", "created_at", "resolved_at", "topic", "satisfaction"],
+}
 
 
 @dataclass

@@ -9,7 +9,16 @@ import pandas as pd
 import pytest
 
 from seg_pipeline.churn.registry import decide
-from seg_pipeline.churn.scores import drivers, retention_segment, risk_score, risk_tier, typical_values
+from seg_pipeline.churn.scores import (
+    NO_DRIVER,
+    driver_texts,
+    drivers,
+    effect_model,
+    retention_segment,
+    risk_score,
+    risk_tier,
+    typical_values,
+)
 from seg_pipeline.churn.train import (
     best_threshold,
     evaluate,
@@ -214,11 +223,37 @@ def test_drivers_say_which_feature_raises_the_risk():
     X = pd.DataFrame({"days_since_last_purchase": rng.uniform(0, 300, 500), "noise": rng.normal(size=500)})
     y = (X["days_since_last_purchase"] + rng.normal(0, 30, 500) > 150).astype(int)
     model = LogisticRegression().fit(X, y)
-    p = model.predict_proba(X)[:, 1]
-    texts, effects = drivers(model, X, p, ["days_since_last_purchase", "noise"], typical_values(X), n=1)
+    texts, effects = drivers(model, X, ["days_since_last_purchase", "noise"], typical_values(X), n=1)
     late = int(np.argmax(X["days_since_last_purchase"]))
     assert texts[late].startswith(f"days since last purchase {X.iat[late, 0]:,.0f}, +")
     assert effects[late, 0] > 0.2 and abs(effects[late, 1]) < 0.05
+
+
+def test_driver_texts_rank_by_size_and_drop_negligible_effects():
+    values = pd.DataFrame({"recency_days": [143.0, 5.0, 20.0], "plan": ["basic", "pro", None],
+                           "email_open_rate": [0.123, 0.5, 0.25]})  # fmt: skip
+    effects = np.array([[0.21, -0.03, 0.001], [0.0, 0.004, -0.002], [-0.05, 0.10, 0.02]])
+    texts = driver_texts(values, effects, n=2)
+    assert texts[0] == "recency days 143, +0.21; plan basic, -0.03"
+    assert texts[1] == NO_DRIVER  # nothing reaches 0.005
+    assert texts[2] == "plan unknown, +0.10; recency days 20, -0.05"
+
+
+def test_drivers_of_a_calibrated_ensemble_are_measured_on_one_member():
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame({"a": rng.normal(size=600), "b": rng.normal(size=600)})
+    y = (X["a"] + rng.normal(0, 0.5, 600) > 0).astype(int)
+    model = CalibratedClassifierCV(LogisticRegression(), cv=3).fit(X, y)
+    member = effect_model(model)
+    assert member is model.calibrated_classifiers_[0]
+    _, effects = drivers(model, X, ["a", "b"], typical_values(X))
+    neutral = X.assign(a=typical_values(X)["a"])
+    expected = member.predict_proba(X)[:, 1] - member.predict_proba(neutral)[:, 1]
+    np.testing.assert_allclose(effects[:, 0], expected)
+    assert np.abs(effects[:, 0]).mean() > 5 * np.abs(effects[:, 1]).mean()
 
 
 def test_retention_segment_is_high_risk_and_high_value():
