@@ -101,6 +101,8 @@ def read_warehouse_table(database: Path, table: str, schema: str = WAREHOUSE_SCH
     """A published (or monitoring) table from the warehouse, or None when it was never published."""
     import duckdb
 
+    from seg_pipeline.warehouse import fetch_frame
+
     if not Path(database).exists():
         return None
     with duckdb.connect(str(database), read_only=True) as connection:
@@ -108,7 +110,7 @@ def read_warehouse_table(database: Path, table: str, schema: str = WAREHOUSE_SCH
             "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
             [schema, table],
         ).fetchone()[0]
-        return connection.execute(f"select * from {_quoted(schema, table)}").df() if found else None
+        return fetch_frame(connection.execute(f"select * from {_quoted(schema, table)}")) if found else None
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------------------
