@@ -119,6 +119,23 @@ def _direct(run: dict, what: str) -> str:
     return str(run["direct"]["seconds"] if what == "seconds" else run["dagster_overhead"])
 
 
+def exponent(sizes: list[int], values: list[float]) -> float:
+    """b in value ~ a * size^b, least squares on the logs."""
+    import numpy as np
+
+    return float(np.polyfit(np.log(sizes), np.log(values), 1)[0])
+
+
+def growth(runs: list[dict]) -> str:
+    sizes = [r["customers"] for r in runs]
+    seconds = exponent(sizes, [r["full_refresh"]["seconds"] for r in runs])
+    memory = exponent(sizes, [r["full_refresh"]["peak_rss_mb"] for r in runs])
+    return (
+        f"Growth from {sizes[0]:,} to {sizes[-1]:,} customers (fitted exponent b in time ~ N^b; 1 is linear): "
+        f"full-refresh time b = {seconds:.2f}, peak memory b = {memory:.2f}."
+    )
+
+
 def markdown(data: dict) -> str:
     runs = [data["runs"][k] for k in sorted(data["runs"], key=int)]
     lines = [
@@ -135,6 +152,8 @@ def markdown(data: dict) -> str:
             f"| {r['rescore']['seconds']} | {r['rescore_share_of_full']} | {_direct(r, 'seconds')} "
             f"| {_direct(r, 'overhead')} |"
         )
+    if len(runs) >= 2:
+        lines += ["", growth(runs)]
     lines += ["", "Slowest steps of the full refresh (seconds):", ""]
     for r in runs:
         top = sorted(r["full_refresh"]["steps"].items(), key=lambda kv: -kv[1])[:8]
