@@ -134,9 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"\nRun {outcome.run_id} succeeded.")
         quarantined = next((s.rows for s in outcome.steps if s.step == "quarantine"), None)
-        print(
-            f"  tables:   {settings.warehouse_path} (DuckDB; schemas raw, clean, features, segmentation, churn)"
-        )
+        print(f"  tables:   {settings.warehouse_path} (DuckDB; published tables in schema published)")
         if quarantined is not None:
             print(f"  quarantine: {quarantined:,} rows with their reasons in clean.quarantine")
         print(f"  Data Docs: {settings.datadocs_dir / 'index.html'} (GX results of every gate, per run)")
