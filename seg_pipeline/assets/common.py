@@ -8,20 +8,21 @@ from dagster._core.errors import DagsterInvalidPropertyError
 from seg_pipeline.config import Settings
 
 
+def _run_attribute(context, name: str) -> str:
+    try:
+        return getattr(context.run, name)
+    except DagsterInvalidPropertyError:  # not part of dagster's public names
+        return "direct"
+
+
 def current_run_id(context) -> str:
     """The Dagster run's id; "direct" when the asset is invoked outside a run (Dagster's direct invocation,
     as the benchmark's Dagster-overhead comparison does)."""
-    try:
-        return context.run.run_id
-    except DagsterInvalidPropertyError:  # not part of dagster's public names
-        return "direct"
+    return _run_attribute(context, "run_id")
 
 
 def current_job_name(context) -> str:
-    try:
-        return context.run.job_name
-    except DagsterInvalidPropertyError:  # not part of dagster's public names
-        return "direct"
+    return _run_attribute(context, "job_name")
 
 
 def run_as_of(context: dg.OpExecutionContext | dg.AssetCheckExecutionContext, settings: Settings) -> dt.date:

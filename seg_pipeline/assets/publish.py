@@ -18,10 +18,10 @@ from seg_pipeline.assets.common import (
 )
 from seg_pipeline.errors import SegPipelineError
 from seg_pipeline.publish.contract import PUBLISHED_TABLES, TABLES
+from seg_pipeline.publish.writers import MONITORING_SCHEMA, PublishUnavailable, read_warehouse_table
 from seg_pipeline.resources import PipelineSettings, PublishTarget
 
 GROUP = "published"
-MONITORING = "monitoring"
 PUBLISH_POOL = "seg_publish"  # one slot (dagster.yaml): two refreshes never publish at the same time
 
 
@@ -49,7 +49,7 @@ def _freshness(settings) -> dg.FreshnessPolicy:
 @dg.asset(
     group_name=GROUP,
     kinds={"pandas", "duckdb"},
-    metadata={"schema": MONITORING},
+    metadata={"schema": MONITORING_SCHEMA},
     description="Population stability index (PSI) of key features and of the churn score against the "
     "distributions the last good publish saw (monitoring.drift_reference).",
 )
@@ -58,7 +58,6 @@ def population_drift(
 ) -> dg.Output[pd.DataFrame]:
     from seg_pipeline.publish.drift import compare
     from seg_pipeline.publish.tables import drift_frame
-    from seg_pipeline.publish.writers import MONITORING_SCHEMA, read_warehouse_table
 
     cfg = settings.get()
     reference = read_warehouse_table(cfg.warehouse_path, "drift_reference", MONITORING_SCHEMA)
@@ -134,7 +133,6 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
                          publish_target: PublishTarget, **inputs: pd.DataFrame):  # fmt: skip
         from seg_pipeline.publish import tables
         from seg_pipeline.publish.drift import build_reference
-        from seg_pipeline.publish.writers import PublishUnavailable, read_warehouse_table
 
         cfg = settings.get()
         as_of = run_as_of(context, cfg)
@@ -198,7 +196,6 @@ def segment_report(
     population_drift: pd.DataFrame,
 ) -> dg.MaterializeResult:
     from seg_pipeline.publish.report import ReportInputs, summary_markdown, write_report
-    from seg_pipeline.publish.writers import MONITORING_SCHEMA, read_warehouse_table
 
     cfg = settings.get()
     published = {

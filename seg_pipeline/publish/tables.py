@@ -141,8 +141,3 @@ def drift_frame(features: pd.DataFrame, scores: pd.DataFrame, wanted: list[str])
 
 def _numeric(values: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-
-
-def unassigned_share(segments: pd.DataFrame) -> float:
-    """Share of published customers without a segment (new since the last segmentation)."""
-    return float(segments["segment_id"].isna().mean()) if len(segments) else 0.0

@@ -99,18 +99,9 @@ def publish_to_warehouse(database: Path, tables: list[PublishedTable]) -> None:
 
 def read_warehouse_table(database: Path, table: str, schema: str = WAREHOUSE_SCHEMA) -> pd.DataFrame | None:
     """A published (or monitoring) table from the warehouse, or None when it was never published."""
-    import duckdb
+    from seg_pipeline.warehouse import read_previous
 
-    from seg_pipeline.warehouse import fetch_frame
-
-    if not Path(database).exists():
-        return None
-    with duckdb.connect(str(database), read_only=True) as connection:
-        found = connection.execute(
-            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-            [schema, table],
-        ).fetchone()[0]
-        return fetch_frame(connection.execute(f"select * from {_quoted(schema, table)}")) if found else None
+    return read_previous(str(database), schema, table)
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------------------
