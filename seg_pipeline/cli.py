@@ -8,13 +8,38 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from seg_pipeline.config import CONFIG_ENV, Settings, load_settings
 from seg_pipeline.errors import SegPipelineError
 
+if TYPE_CHECKING:
+    from seg_pipeline.runner import RunOutcome, StepOutcome
+
 UI_HOST = "127.0.0.1"
 UI_PORT = 3000
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_CODES = """\
+exit codes:
+  0    success
+  1    the run failed (a step or a quality gate; the reason is printed), or `explain` found no such customer
+  2    a problem to fix on your side: usage, configuration, a missing file, PostgreSQL not reachable,
+       the warehouse locked by another process; a line "what to do:" follows the error
+  3    an unexpected error (a bug): rerun with --verbose for the traceback
+  130  interrupted (Ctrl-C)
+
+--verbose (before or after the command) adds the traceback to any error; on `run` it also prints
+Dagster's event log. --quiet: `run` prints errors only, `generate` no progress (only its summary)."""
+
+CONFIG_HINT = (
+    "fix the setting where it comes from (the --config file or $SEG_CONFIG, a SEG_* environment variable, "
+    "or --set); the README's Configuration section lists every key with its default"
+)
 
 
 def _settings_args(parser: argparse.ArgumentParser) -> None:
@@ -39,13 +64,252 @@ def _resolve_settings(args: argparse.Namespace, check_files: bool = False) -> Se
         overrides.append(f"home={Path(args.home).resolve()}")
     if args.as_of:
         overrides.append(f"as_of={args.as_of}")
-    settings = load_settings(args.config, overrides, check_files=check_files)
+    try:
+        settings = load_settings(args.config, overrides)
+    except SegPipelineError as exc:
+        exc.hint = exc.hint or CONFIG_HINT
+        raise
+    if check_files:
+        settings.check_sources()  # its messages say what to do
     if args.config:
         os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
     for item in overrides:  # already validated by load_settings
         key, _, value = item.partition("=")
         os.environ["SEG_" + key.strip().upper().replace(".", "__")] = value
     return settings
+
+
+# --- progress ---------------------------------------------------------------------------------------
+
+
+def render_bar(done: int, total: int, label: str, seconds: float, width: int = 30) -> str:
+    """``[#########.....................]  30% 6,000/20,000 customers  0.9s``"""
+    share = min(max(done / total, 0.0), 1.0) if total else 1.0
+    filled = int(share * width)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {share:4.0%} {done:,}/{total:,} {label}  {seconds:.1f}s"
+
+
+class Progress:
+    """Progress of long work on stderr: on a terminal a bar redrawn in place (at most every ``interval``
+    seconds); elsewhere (CI logs, files) one plain line each ``step_percent``, so logs stay readable."""
+
+    def __init__(self, label: str, stream: TextIO | None = None, *, tty: bool | None = None,
+                 quiet: bool = False, interval: float = 0.1, step_percent: int = 25,
+                 clock: Callable[[], float] = time.monotonic):  # fmt: skip
+        self.label, self.quiet, self.interval, self.step = label, quiet, interval, step_percent
+        self.clock = clock
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.started = clock()
+        self._last_draw: float | None = None
+        self._width = 0  # of the bar last drawn, to blank what a shorter one leaves
+        self._next_percent = step_percent
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        now = self.clock()
+        if self.tty:
+            if done < total and self._last_draw is not None and now - self._last_draw < self.interval:
+                return
+            self._last_draw = now
+            text = "  " + render_bar(done, total, self.label, now - self.started)
+            self.stream.write("\r" + text.ljust(self._width))
+            self._width = len(text)
+            self.stream.flush()
+            return
+        percent = 100 * done // total if total else 100
+        if percent >= self._next_percent:
+            self.stream.write(f"  {percent:3d}% {done:,}/{total:,} {self.label}  {now - self.started:.1f}s\n")
+            self.stream.flush()
+            self._next_percent = (percent // self.step + 1) * self.step
+
+    def close(self) -> None:
+        """End the bar's line (a terminal only)."""
+        if self.tty and self._last_draw is not None and not self.quiet:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# --- run output -------------------------------------------------------------------------------------
+
+MARKS = {"succeeded": "ok", "failed": "FAIL", "skipped": "skip"}
+MAX_STEP_WIDTH = 52
+
+
+def step_line(what: str, step: StepOutcome, width: int) -> str:
+    """The line `run` prints when a step starts, waits for a retry or finishes."""
+    name = f"{step.step:<{width}}"
+    if what == "started":
+        again = f" (attempt {step.attempts})" if step.attempts > 1 else ""
+        return f"  ...   {name}  started{again}"
+    if what == "retry":
+        error = step.error.splitlines()[0] if step.error else "unknown error"
+        wait = f"; attempt {step.attempts + 1} in {step.retry_in:.0f}s" if step.retry_in is not None else ""
+        return f"  retry {name}  attempt {step.attempts} failed: {error}{wait}"
+    rows = f"{step.rows:>10,} rows" if step.rows is not None else ""
+    secs = f"{step.seconds:6.1f}s" if step.seconds is not None else ""
+    line = f"  {MARKS.get(step.status, step.status):<5} {name} {rows:>15} {secs:>7}"
+    if step.status == "failed" and step.attempts > 1:
+        line += f"  after {step.attempts} attempts"
+    total = step.checks_passed + step.checks_failed
+    if total:
+        line += f"  checks {step.checks_passed}/{total} passed"
+    # failed checks are listed under the run's failure; warnings and other notes here
+    notes = [n for n in step.notes if not (n.startswith("check ") and step.status == "failed")]
+    if notes:
+        line += f"  ({'; '.join(notes)})"
+    return line.rstrip()
+
+
+class StepPrinter:
+    """The run's listener: one line per step as it starts and as it finishes."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream
+        self.width = 20
+
+    def __call__(self, what: str, step: StepOutcome) -> None:
+        if what == "planned":  # every step is planned before the first starts: align on the longest
+            self.width = min(max(self.width, len(step.step)), MAX_STEP_WIDTH)
+            return
+        print(step_line(what, step, self.width), file=self.stream or sys.stdout, flush=True)
+
+
+def run_url(run_id: str) -> str:
+    return f"http://{UI_HOST}:{UI_PORT}/runs/{run_id}"
+
+
+def success_summary(outcome: RunOutcome, settings: Settings, dagster_home: Path, seconds: float) -> list[str]:
+    """Where the run's results are: report, Data Docs, MLflow runs, published stores, the run in the UI."""
+    steps = outcome.steps
+    passed = sum(s.checks_passed for s in steps)
+    checks = passed + sum(s.checks_failed for s in steps)
+    links: dict[str, list[tuple[str, str]]] = {}  # label -> [(url or path, step)]
+    for step in steps:
+        for label, url in step.links.items():
+            links.setdefault(label, []).append((url, step.step))
+    lines = [
+        f"Run {outcome.run_id} succeeded in {seconds:.1f}s: {len(steps)} steps, {passed}/{checks} checks passed."
+    ]
+    lines += [f"  report:       {path}" for path, _ in links.get("report", [])]
+    lines.append(
+        f"  Data Docs:    {settings.datadocs_dir / 'index.html'} (GX results of every gate, per run)"
+    )
+    lines += [f"  MLflow run:   {url} ({step})" for url, step in links.get("MLflow run", [])]
+    if "MLflow run" in links:
+        lines.append("                (`make mlflow` serves the MLflow UI on that address)")
+    lines += [f"  published to: {stores}" for stores, _ in links.get("published to", [])]
+    lines.append(f"  tables:       {settings.warehouse_path} (DuckDB; published tables in schema published)")
+    quarantined = next((s.rows for s in steps if s.step == "quarantine"), None)
+    if quarantined is not None:
+        lines.append(f"  quarantine:   {quarantined:,} rows with their reasons in clean.quarantine")
+    lines += [
+        f"  warning:      {note}"
+        for s in steps
+        for note in s.notes
+        if note.startswith("check ") and " warned: " in note
+    ]
+    lines.append(f"  runs:         {dagster_home} (Dagster instance; `seg-pipeline status` lists them)")
+    lines.append(f"  UI:           `make dev` (or `seg-pipeline dev`), then {run_url(outcome.run_id)}")
+    return lines
+
+
+PUBLISH_STEP = "published_tables"
+
+
+def failure_summary(outcome: RunOutcome, settings: Settings) -> list[str]:
+    """Why the run failed and what to do next (stderr; printed also under --quiet)."""
+    lines = [f"Run {outcome.run_id} FAILED: {outcome.failure_reason}", "What to do:"]
+    failed = outcome.failed_steps
+    gate = any(note.startswith("check ") for step in failed for note in step.notes)
+    publish = next((s for s in failed if s.step == PUBLISH_STEP), None)
+    if gate:
+        lines.append(
+            f"  - the Data Docs show each failed expectation and the values it found: "
+            f"{settings.datadocs_dir / 'index.html'}"
+        )
+        lines.append(
+            "  - fix the extract (or, if the expectation is wrong for your data, its suite or the quality.* "
+            "keys), then rerun"
+        )
+    elif publish is not None and "not reachable" in (publish.error or ""):
+        lines.append(
+            "  - nothing was published: PostgreSQL and the warehouse keep the tables of the last good run"
+        )
+        lines.append(
+            "  - check that the PostgreSQL server is up and that SEG_PUBLISH_DSN (or publish.postgres_dsn) "
+            "points at it, then rerun the same command"
+        )
+    elif publish is not None:
+        lines.append(
+            "  - each store publishes in one transaction: a store that failed keeps the tables of the last "
+            "good run; fix the cause above and rerun"
+        )
+    else:
+        lines.append("  - fix the cause above, then rerun the same command")
+    if PUBLISH_STEP in outcome.not_run:
+        lines.append("  - nothing was published: the published tables are unchanged")
+    lines.append(
+        f"  - `seg-pipeline status` lists runs and alerts; the run in the UI: `make dev`, then "
+        f"{run_url(outcome.run_id)}"
+    )
+    lines.append("  - `seg-pipeline run --verbose` also prints Dagster's event log with tracebacks")
+    return lines
+
+
+# --- errors -----------------------------------------------------------------------------------------
+
+
+def explain_error(exc: BaseException) -> tuple[int, str, str | None]:
+    """(exit code, message, what to do) for an exception that ended a command."""
+    if isinstance(exc, SegPipelineError):
+        return EXIT_USAGE, str(exc), exc.hint
+    if isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError | PermissionError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return (
+            EXIT_USAGE,
+            f"{exc.strerror or type(exc).__name__}{where}",
+            f"check the path (relative paths start from the current folder, {Path.cwd()}) and rerun",
+        )
+    cls = type(exc)
+    first = _first_line(exc)
+    if cls.__module__.startswith("psycopg") and cls.__name__ == "OperationalError":
+        return (
+            EXIT_USAGE,
+            f"PostgreSQL is not reachable: {first}",
+            "check that the server is up and that SEG_PUBLISH_DSN (or publish.postgres_dsn) points at it",
+        )
+    if cls.__module__.startswith(("duckdb", "_duckdb")) and "Could not set lock" in first:
+        return (
+            EXIT_USAGE,
+            f"the warehouse is in use by another process: {first}",
+            "wait for the run (or stop the Dagster UI's code server) that has it open for writing, then retry",
+        )
+    return (
+        EXIT_UNEXPECTED,
+        f"unexpected error {cls.__name__}: {first}",
+        "rerun with --verbose for the traceback; if it persists, report it with that output",
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "(no message)"
+
+
+def report_error(exc: BaseException, verbose: bool, stream: TextIO | None = None) -> int:
+    """Print the error (with its traceback under --verbose) and what to do; return the exit code."""
+    stream = stream or sys.stderr
+    code, message, hint = explain_error(exc)
+    if verbose:
+        traceback.print_exception(exc, file=stream)
+    print(f"error: {message}", file=stream)
+    if hint:
+        if verbose and code == EXIT_UNEXPECTED:
+            hint = "this looks like a bug: report it with the traceback above"
+        print(f"  what to do: {hint}", file=stream)
+    return code
 
 
 # --- commands ---------------------------------------------------------------------------------------
@@ -81,15 +345,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         history_days=args.history_days,
         rates=rates,
     )
-    show = sys.stderr.isatty() and not args.quiet
-
-    def progress(done: int, total: int) -> None:
-        if show:
-            print(f"\r  customers {done:,}/{total:,}", end="", file=sys.stderr, flush=True)
-
+    progress = Progress("customers", quiet=args.quiet)
     summary = generate(config, out, progress=progress)
-    if show:
-        print(file=sys.stderr)
+    progress.close()
     print(f"Generated {args.customers:,} customers (seed {args.seed}, as of {as_of}) in {out}")
     for name, rows in summary.rows.items():
         print(f"  {summary.files[name].name:<24} {rows:>12,} rows")
@@ -117,40 +375,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     _demo_key_notice(settings)
     dagster_home = prepare_dagster_home(settings.dagster_home)
     if not args.quiet:
-        print(f"Running {args.job} on the Dagster instance in {dagster_home} ...")
-    outcome = execute(args.job, log_level="DEBUG" if args.verbose else "CRITICAL")
-    width = max((len(s.step) for s in outcome.steps), default=10)
-    if not args.quiet:
-        marks = {"succeeded": "ok  ", "failed": "FAIL", "skipped": "skip", "started": "??  "}
-        for step in outcome.steps:
-            rows = f"{step.rows:>10,} rows" if step.rows is not None else " " * 15
-            secs = f"{step.seconds:6.1f}s" if step.seconds is not None else ""
-            notes = f"  ({'; '.join(step.notes)})" if step.notes else ""
-            print(f"  {marks.get(step.status, step.status)} {step.step:<{width}} {rows} {secs}{notes}")
-    if not outcome.success:
-        print(f"\nRun {outcome.run_id} FAILED: {outcome.failure_reason}", file=sys.stderr)
-        print(f"Details: `make dev`, then http://{UI_HOST}:{UI_PORT}/runs/{outcome.run_id}", file=sys.stderr)
-        return 1
-    if not args.quiet:
-        print(f"\nRun {outcome.run_id} succeeded.")
-        quarantined = next((s.rows for s in outcome.steps if s.step == "quarantine"), None)
-        print(f"  tables:   {settings.warehouse_path} (DuckDB; published tables in schema published)")
-        if quarantined is not None:
-            print(f"  quarantine: {quarantined:,} rows with their reasons in clean.quarantine")
-        print(f"  Data Docs: {settings.datadocs_dir / 'index.html'} (GX results of every gate, per run)")
-        for step in outcome.steps:
-            for label, url in step.links.items():
-                hint = (
-                    f"{step.step}; `make mlflow` serves the MLflow UI"
-                    if label.startswith("MLflow")
-                    else step.step
-                )
-                print(f"  {label}: {url} ({hint})")
-        print(f"  runs:     {dagster_home} (Dagster instance; `seg-pipeline status` lists them)")
+        print(f"Running {args.job} on the Dagster instance in {dagster_home} ...", flush=True)
+    started = time.monotonic()
+    outcome = execute(
+        args.job,
+        log_level="DEBUG" if args.verbose else "CRITICAL",
+        listener=None if args.quiet else StepPrinter(),
+    )
+    seconds = time.monotonic() - started
+    if not args.quiet and outcome.not_run:
+        count = len(outcome.not_run)
+        print(f"  not run: {count} step{'s' if count != 1 else ''} downstream of the failure")
+    if outcome.interrupted:
         print(
-            f"  UI:       `make dev` (or `seg-pipeline dev`), then http://{UI_HOST}:{UI_PORT}/runs/{outcome.run_id}"
+            f"\ninterrupted: run {outcome.run_id} stopped; nothing after the interrupted step ran "
+            "(`seg-pipeline status` shows it)",
+            file=sys.stderr,
         )
-    return 0
+        return EXIT_INTERRUPTED
+    if not outcome.success:
+        print("\n" + "\n".join(failure_summary(outcome, settings)), file=sys.stderr)
+        return EXIT_FAILED
+    if not args.quiet:
+        print("\n" + "\n".join(success_summary(outcome, settings, dagster_home, seconds)))
+    return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -269,11 +517,32 @@ def cmd_dev(args: argparse.Namespace) -> int:
 # --- parser -----------------------------------------------------------------------------------------
 
 
+VERBOSE_HELP = "on an error, also print the traceback"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seg-pipeline", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="seg-pipeline",
+        description=__doc__,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
+    # every command takes --verbose too; SUPPRESS keeps `seg-pipeline --verbose CMD` from being reset
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    gen = sub.add_parser("generate", help="write a synthetic company (five extracts + truth/)")
+    def add_command(name: str, help: str, verbose: bool = True) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help,
+            parents=[common] if verbose else [],
+            epilog=EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    gen = add_command("generate", help="write a synthetic company (five extracts + truth/)")
     _settings_args(gen)
     gen.add_argument("--customers", type=int, default=20_000)
     gen.add_argument("--seed", type=int, default=42)
@@ -286,10 +555,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--rate", metavar="NAME=VALUE", action="append", default=[], help="set one messiness rate"
     )
-    gen.add_argument("--quiet", action="store_true")
+    gen.add_argument("--quiet", action="store_true", help="no progress (the summary of files still prints)")
     gen.set_defaults(func=cmd_generate)
 
-    run = sub.add_parser("run", help="execute the pipeline on the Dagster instance in $DAGSTER_HOME")
+    run = add_command(
+        "run", help="execute the pipeline on the Dagster instance in $DAGSTER_HOME", verbose=False
+    )
     _settings_args(run)
     run.add_argument(
         "--job",
@@ -297,16 +568,21 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("full_refresh", "rescore"),
         help="full_refresh: everything; rescore: fresh features scored by the champion, no training",
     )
-    run.add_argument("--quiet", action="store_true", help="print only errors")
-    run.add_argument("--verbose", action="store_true", help="also print Dagster's event log with tracebacks")
+    run.add_argument("--quiet", action="store_true", help="no step lines and no summary; errors only")
+    run.add_argument(
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="also print Dagster's event log (with tracebacks), and the traceback of an error",
+    )
     run.set_defaults(func=cmd_run)
 
-    status = sub.add_parser("status", help="list recent runs and their outcome")
+    status = add_command("status", help="list recent runs and their outcome")
     _settings_args(status)
     status.add_argument("--limit", type=int, default=10)
     status.set_defaults(func=cmd_status)
 
-    export = sub.add_parser("export", help="write a published table to a CSV file")
+    export = add_command("export", help="write a published table to a CSV file")
     _settings_args(export)
     export.add_argument("table", help="customer_segments, churn_scores, segment_profiles or segment_history")
     export.add_argument("--out", metavar="FILE.csv", required=True)
@@ -316,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     export.set_defaults(func=cmd_export)
 
-    explain_cmd = sub.add_parser(
+    explain_cmd = add_command(
         "explain", help="a customer's segment, lifecycle stage, churn risk and drivers, consent, in words"
     )
     _settings_args(explain_cmd)
@@ -324,12 +600,12 @@ def build_parser() -> argparse.ArgumentParser:
     explain_cmd.add_argument("--json", action="store_true", help="the same as JSON")
     explain_cmd.set_defaults(func=cmd_explain)
 
-    forget = sub.add_parser("forget", help="record an erasure request; every run honours all of them")
+    forget = add_command("forget", help="record an erasure request; every run honours all of them")
     _settings_args(forget)
     forget.add_argument("customer_id", help="the CRM's customer id")
     forget.set_defaults(func=cmd_forget)
 
-    dev = sub.add_parser("dev", help="start the Dagster UI on localhost for this config's instance")
+    dev = add_command("dev", help="start the Dagster UI on localhost for this config's instance")
     _settings_args(dev)
     dev.add_argument("--host", default=UI_HOST)
     dev.add_argument("--port", type=int, default=UI_PORT)
@@ -342,9 +618,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except SegPipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        if args.command == "run":
+            print("  `seg-pipeline status` shows how the run ended", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - every error gets a short explanation, the traceback on --verbose
+        return report_error(exc, args.verbose)
 
 
 if __name__ == "__main__":

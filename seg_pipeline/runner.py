@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import threading
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +29,10 @@ concurrency:
 """
 
 
+# A step's error when the run was stopped by SIGINT/SIGTERM (Dagster turns the signal into a step failure)
+INTERRUPTED = "interrupted (Ctrl-C or a termination signal)"
+
+
 def prepare_dagster_home(default: Path) -> Path:
     """Use $DAGSTER_HOME if set, else ``default``; make sure it exists and has a dagster.yaml."""
     home = Path(os.environ.get("DAGSTER_HOME") or default).resolve()
@@ -39,12 +47,17 @@ def prepare_dagster_home(default: Path) -> Path:
 @dataclass
 class StepOutcome:
     step: str
-    status: str
+    status: str  # running, retrying, succeeded, failed, skipped
     seconds: float | None = None
     rows: int | None = None
     error: str | None = None
     notes: list[str] = field(default_factory=list)
     links: dict[str, str] = field(default_factory=dict)
+    checks_passed: int = 0
+    checks_failed: int = 0
+    attempts: int = 1
+    retry_in: float | None = None  # seconds until the next attempt, while retrying
+    started_at: float | None = None
 
 
 @dataclass
@@ -53,10 +66,19 @@ class RunOutcome:
     job: str
     success: bool
     steps: list[StepOutcome] = field(default_factory=list)
+    not_run: list[str] = field(default_factory=list)  # planned steps that never started (upstream failed)
+
+    @property
+    def failed_steps(self) -> list[StepOutcome]:
+        return [s for s in self.steps if s.status == "failed"]
+
+    @property
+    def interrupted(self) -> bool:
+        return any(s.error == INTERRUPTED for s in self.failed_steps)
 
     @property
     def failure_reason(self) -> str | None:
-        failed = [s for s in self.steps if s.status == "failed"]
+        failed = self.failed_steps
         if not failed:
             return None if self.success else "the run did not complete (see the run's logs in the UI)"
         first = failed[0]
@@ -66,13 +88,163 @@ class RunOutcome:
         return f"step {first.step} failed: {first.error}"
 
 
+# What a StepListener is told: "planned" (once per step, before the run starts), "started",
+# "retry" (the step failed and will run again after step.retry_in seconds) and "finished".
+StepListener = Callable[[str, StepOutcome], None]
+# Tags the run `execute` starts, so the watcher can find it while it runs.
+INVOCATION_TAG = "seg_pipeline/cli_invocation"
+POLL_SECONDS = 0.4
+
+
+class OutcomeBuilder:
+    """Folds a run's event log into one StepOutcome per step.
+
+    The only reader of step events: ``execute`` feeds it while the run goes (so a listener sees each
+    step start and finish) and drains the rest at the end, then asks it for the RunOutcome.
+    """
+
+    def __init__(self, listener: StepListener | None = None):
+        self.listener = listener
+        self.planned: dict[str, None] = {}  # step keys in plan order
+        self.steps: dict[str, StepOutcome] = {}
+
+    def _tell(self, what: str, step: StepOutcome) -> None:
+        if self.listener is not None:
+            self.listener(what, step)
+
+    def add(self, entry) -> None:
+        """One EventLogEntry, in log order."""
+        from dagster import DagsterEventType as T
+
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            return
+        key, kind, ts = event.step_key, event.event_type, entry.timestamp
+        if kind in (T.ASSET_MATERIALIZATION_PLANNED, T.ASSET_CHECK_EVALUATION_PLANNED):
+            if key not in self.planned:
+                self.planned[key] = None
+                self._tell("planned", StepOutcome(step=key, status="planned"))
+            return
+        if kind == T.STEP_START:
+            step = self.steps[key] = StepOutcome(step=key, status="running", started_at=ts)
+            self._tell("started", step)
+            return
+        if kind == T.STEP_SKIPPED:
+            step = self.steps.setdefault(key, StepOutcome(step=key, status="skipped", started_at=ts))
+            step.status = "skipped"
+            self._tell("finished", step)
+            return
+        step = self.steps.get(key)
+        if step is None:  # engine events about steps that never started
+            return
+        if kind == T.STEP_RESTARTED:
+            step.status, step.attempts, step.retry_in = "running", step.attempts + 1, None
+            self._tell("started", step)
+        elif kind == T.STEP_UP_FOR_RETRY:
+            data = event.event_specific_data
+            step.status, step.retry_in = "retrying", data.seconds_to_wait
+            step.error = error_text(data.error)
+            self._tell("retry", step)
+        elif kind in (T.STEP_SUCCESS, T.STEP_FAILURE):
+            step.seconds = ts - (step.started_at if step.started_at is not None else ts)
+            step.retry_in = None
+            if kind == T.STEP_SUCCESS:
+                step.status, step.error = "succeeded", None
+            else:
+                step.status = "failed"
+                step.error = error_text(event.step_failure_data.error)
+            self._tell("finished", step)
+        elif kind == T.ASSET_MATERIALIZATION:
+            self._materialization(step, event.step_materialization_data.materialization.metadata)
+        elif kind == T.ASSET_CHECK_EVALUATION:
+            evaluation = event.event_specific_data
+            if evaluation.passed:
+                step.checks_passed += 1
+            else:
+                step.checks_failed += 1
+                verb = "warned" if evaluation.severity.value == "WARN" else "failed"
+                step.notes.append(
+                    f"check {evaluation.check_name} {verb}: {evaluation.description or ''}".strip()
+                )
+
+    @staticmethod
+    def _materialization(step: StepOutcome, metadata) -> None:
+        if "dagster/row_count" in metadata and step.rows is None:  # a multi-asset's first output is its table
+            step.rows = int(metadata["dagster/row_count"].value)
+        if "selected" in metadata:
+            step.notes.append(f"selected {metadata['selected'].value}")
+        if "mlflow_run" in metadata:
+            step.links["MLflow run"] = str(metadata["mlflow_run"].value)
+        if "report_path" in metadata:
+            step.links["report"] = str(metadata["report_path"].value)
+        if "stores" in metadata:
+            step.links["published to"] = str(metadata["stores"].value)
+        nulled = metadata.get("values_coerced_to_null")
+        if nulled is not None and nulled.value:
+            step.notes.append(f"{nulled.value} unparseable optional values set to missing")
+
+    def outcome(self, run_id: str, job_name: str, success: bool) -> RunOutcome:
+        not_run = [key for key in self.planned if key not in self.steps]
+        steps = list(self.steps.values())  # in the order they started
+        return RunOutcome(run_id=run_id, job=job_name, success=success, steps=steps, not_run=not_run)
+
+
+class _RunWatcher:
+    """Feeds the builder from the event log of the run tagged ``token`` while it executes (a thread)."""
+
+    def __init__(self, instance, token: str, builder: OutcomeBuilder):
+        self.instance, self.token, self.builder = instance, token, builder
+        self.run_id: str | None = None
+        self.last_id = 0  # storage id of the last record fed
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="seg-pipeline-run-watcher", daemon=True)
+
+    def __enter__(self) -> _RunWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(POLL_SECONDS):
+            # a busy store or a listener that cannot print: the next poll or the final drain catches up
+            with contextlib.suppress(Exception):
+                self.poll()
+
+    def poll(self) -> None:
+        """Feed every record after the last one read (none before the run exists)."""
+        import dagster as dg
+        from dagster._core.event_api import EventLogCursor
+
+        if self.run_id is None:
+            runs = self.instance.get_runs(filters=dg.RunsFilter(tags={INVOCATION_TAG: self.token}), limit=1)
+            if not runs:
+                return
+            self.run_id = runs[0].run_id
+        while True:
+            cursor = EventLogCursor.from_storage_id(self.last_id).to_string() if self.last_id else None
+            page = self.instance.get_records_for_run(self.run_id, cursor=cursor, limit=1000)
+            for record in page.records:
+                self.last_id = record.storage_id  # before add: a record is never fed twice
+                self.builder.add(record.event_log_entry)
+            if not page.has_more:
+                return
+
+
 def execute(
     job_name: str,
     working_directory: str | None = None,
     tags: dict[str, str] | None = None,
     log_level: str = "CRITICAL",
+    listener: StepListener | None = None,
 ) -> RunOutcome:
-    """Execute ``job_name`` from the seg_pipeline code location on the instance in $DAGSTER_HOME."""
+    """Execute ``job_name`` from the seg_pipeline code location on the instance in $DAGSTER_HOME.
+
+    ``listener`` (if given) is told about each step as it starts and finishes, from a watcher thread
+    that polls the run's event log, and from this thread for the events left after the run ended.
+    """
     import dagster as dg
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
@@ -81,73 +253,36 @@ def execute(
     repository = ReconstructableRepository.for_module(
         "seg_pipeline.definitions", "defs", working_directory=working_directory or os.getcwd()
     )
+    token = uuid.uuid4().hex
+    builder = OutcomeBuilder(listener)
     with dg.DagsterInstance.get() as instance:
-        result = dg.execute_job(
-            repository.get_reconstructable_job(job_name),
-            instance=instance,
-            raise_on_error=False,
-            tags=tags,
-            # the CLI prints its own summary; Dagster's console log (with tracebacks) only on --verbose
-            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        )
-        return _outcome(instance, result.run_id, job_name, result.success)
+        watcher = _RunWatcher(instance, token, builder)
+        with watcher if listener is not None else contextlib.nullcontext():
+            result = dg.execute_job(
+                repository.get_reconstructable_job(job_name),
+                instance=instance,
+                raise_on_error=False,
+                tags={**(tags or {}), INVOCATION_TAG: token},
+                # the CLI prints its own lines; Dagster's console log (with tracebacks) only on --verbose
+                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            )
+        watcher.run_id = result.run_id
+        watcher.poll()  # the events the watcher had not read yet (all of them without a listener)
+        return builder.outcome(result.run_id, job_name, result.success)
 
 
-def _outcome(instance, run_id: str, job_name: str, success: bool) -> RunOutcome:
-    from dagster import DagsterEventType
-
-    steps: dict[str, StepOutcome] = {}
-    started: dict[str, float] = {}
-    for record in instance.all_logs(run_id):
-        event = record.dagster_event
-        if event is None or event.step_key is None:
-            continue
-        key = event.step_key
-        outcome = steps.setdefault(key, StepOutcome(step=key, status="started"))
-        if event.event_type == DagsterEventType.STEP_START:
-            started[key] = record.timestamp
-        elif event.event_type == DagsterEventType.STEP_SUCCESS:
-            outcome.status = "succeeded"
-            outcome.seconds = record.timestamp - started.get(key, record.timestamp)
-        elif event.event_type == DagsterEventType.STEP_FAILURE:
-            outcome.status = "failed"
-            outcome.seconds = record.timestamp - started.get(key, record.timestamp)
-            outcome.error = error_text(event.step_failure_data.error)
-        elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
-            metadata = event.step_materialization_data.materialization.metadata
-            if (
-                "dagster/row_count" in metadata and outcome.rows is None
-            ):  # a multi-asset's first output is its table
-                outcome.rows = int(metadata["dagster/row_count"].value)
-            if "selected" in metadata:
-                outcome.notes.append(f"selected {metadata['selected'].value}")
-            if "mlflow_run" in metadata:
-                outcome.links["MLflow run"] = str(metadata["mlflow_run"].value)
-            if "report_path" in metadata:
-                outcome.links["report"] = str(metadata["report_path"].value)
-            if "stores" in metadata:
-                outcome.links["published to"] = str(metadata["stores"].value)
-            nulled = metadata.get("values_coerced_to_null")
-            if nulled is not None and nulled.value:
-                outcome.notes.append(f"{nulled.value} unparseable optional values set to missing")
-        elif event.event_type == DagsterEventType.STEP_SKIPPED:
-            outcome.status = "skipped"
-        elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
-            evaluation = event.event_specific_data
-            if not evaluation.passed:
-                outcome.notes.append(
-                    f"check {evaluation.check_name} failed: {evaluation.description or ''}".strip()
-                )
-    ordered = sorted(steps.values(), key=lambda s: started.get(s.step, float("inf")))
-    return RunOutcome(run_id=run_id, job=job_name, success=success, steps=ordered)
+# Dagster's errors around ours: a step's exception, and a retry policy's request or its final "Exceeded max_retries"
+_WRAPPERS = ("DagsterExecutionStepExecutionError", "RetryRequestedFromPolicy")
 
 
 def error_text(error) -> str:
     """The sentence a user needs: the innermost cause, without Dagster's wrapper."""
     if error is None:
         return "unknown error"
-    while error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
+    while error.cause is not None and error.cls_name in _WRAPPERS:
         error = error.cause
+    if error.cls_name == "DagsterExecutionInterruptedError":
+        return INTERRUPTED
     return _first_line_block(error.message)
 
 

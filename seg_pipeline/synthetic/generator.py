@@ -29,6 +29,7 @@ from seg_pipeline.synthetic import lexicon as lx
 from seg_pipeline.synthetic.segments import LIFECYCLE_SIGNUP_DAYS, LIFECYCLE_WEIGHTS, LIFECYCLES, SEGMENTS
 
 CHUNK_SIZE = 20_000  # fixed: the output of a seed must not depend on how it is chunked
+PROGRESS_PARTS = 12  # progress(done, total) calls per chunk: 1 setup + 5 tables built + 5 written + 1
 PERIOD_S = 30 * 86_400
 FUTURE_DAYS = 180
 DAY_S = 86_400
@@ -789,7 +790,11 @@ _STRING_COLUMNS = {
 def generate(
     cfg: GeneratorConfig, out_dir: str | Path, progress: Callable[[int, int], None] | None = None
 ) -> GenerationSummary:
-    """Write the five extracts to ``out_dir`` and the planted truth to ``out_dir/truth``."""
+    """Write the five extracts to ``out_dir`` and the planted truth to ``out_dir/truth``.
+
+    ``progress(done, total)`` is called PROGRESS_PARTS times per chunk of CHUNK_SIZE customers, with
+    ``done`` rising to ``total``; inside a chunk ``done`` is an estimate (the share of its parts done).
+    """
     if cfg.customers < 1:
         raise ValueError("customers must be at least 1")
     out = Path(out_dir)
@@ -807,18 +812,27 @@ def generate(
     try:
         for chunk_no, start in enumerate(range(0, cfg.customers, CHUNK_SIZE)):
             chunk = _Chunk(cfg, chunk_no, start, min(CHUNK_SIZE, cfg.customers - start), counters)
+
+            def tick(part: int, start: int = start, chunk: _Chunk = chunk) -> None:
+                if progress is not None:
+                    progress(start + chunk.n * part // PROGRESS_PARTS, cfg.customers)
+
             chunk.customers()
             chunk.contacts()
             chunk.simulate()
             chunk.plan_duplicates()
-            tables = {
-                "crm_customers": chunk.crm(),
-                "orders": chunk.orders(),
-                "web_events": chunk.web_events(),
-                "support_tickets": chunk.support_tickets(),
-                "email_events": chunk.email_events(),
-            }
-            for name, frame in tables.items():
+            tick(1)
+            tables = {}
+            for name, make in (  # the order of these calls is part of the seed's output
+                ("crm_customers", chunk.crm),
+                ("orders", chunk.orders),
+                ("web_events", chunk.web_events),
+                ("support_tickets", chunk.support_tickets),
+                ("email_events", chunk.email_events),
+            ):
+                tables[name] = make()
+                tick(1 + len(tables))
+            for written, (name, frame) in enumerate(tables.items(), start=1):
                 anomalies = frame["_anomaly"]
                 flagged = np.flatnonzero(anomalies.notna().to_numpy())
                 frame = frame.drop(columns="_anomaly")
@@ -832,12 +846,12 @@ def generate(
                             count
                         )
                     truth_sinks["anomalies"].write(records)
+                tick(1 + len(tables) + written)
             truth_sinks["customers"].write(chunk.truth())
             if len(chunk.duplicates):
                 truth_sinks["duplicates"].write(chunk.duplicates)
             truth_sinks["web_identities"].write(chunk.identities)
-            if progress is not None:
-                progress(start + chunk.n, cfg.customers)
+            tick(PROGRESS_PARTS)
     finally:
         for sink in (*sinks.values(), *truth_sinks.values()):
             sink.close()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -32,7 +35,21 @@ def project(tmp_path_factory) -> Path:
     generated = cli("generate", "--customers", "800", "--seed", "3", "--as-of", "2024-06-30", cwd=cwd)
     assert generated.returncode == 0, generated.stderr
     assert "800 customers" in generated.stdout and "orders.csv" in generated.stdout
+    # not a terminal: plain progress lines on stderr, no carriage returns
+    assert "\r" not in generated.stdout + generated.stderr
+    progress = [line.split()[:2] for line in generated.stderr.splitlines() if "customers" in line]
+    assert progress == [["25%", "200/800"], ["50%", "400/800"], ["75%", "600/800"], ["100%", "800/800"]]
     return cwd
+
+
+def step_lines(stdout: str) -> dict[str, list[tuple[int, list[str]]]]:
+    """Step name -> [(line number, words)] of the lines `run` printed for it."""
+    found: dict[str, list[tuple[int, list[str]]]] = {}
+    for number, line in enumerate(stdout.splitlines()):
+        words = line.split()
+        if len(words) >= 2 and words[0] in ("...", "ok", "FAIL", "skip", "retry"):
+            found.setdefault(words[1], []).append((number, words))
+    return found
 
 
 def test_generate_run_status_with_defaults(project):
@@ -48,7 +65,28 @@ def test_generate_run_status_with_defaults(project):
     ):
         assert asset in ran.stdout
     assert "succeeded" in ran.stdout and "warehouse.duckdb" in ran.stdout and "127.0.0.1:3000" in ran.stdout
-    assert "Traceback" not in ran.stdout + ran.stderr
+    assert "Traceback" not in ran.stdout + ran.stderr and "\r" not in ran.stdout + ran.stderr
+
+    # one line as each step starts, one as it finishes: name, rows, seconds, checks
+    steps = step_lines(ran.stdout)
+    assert len(steps) > 30
+    for name, lines in steps.items():
+        assert [words[0] for _, words in lines] == ["...", "ok"], name
+        assert lines[0][1][2] == "started" and lines[0][0] < lines[1][0]
+        assert any(re.fullmatch(r"\d+\.\ds", word) for word in lines[1][1]), name  # seconds
+    raw_orders = " ".join(steps["raw_orders"][1][1])
+    orders_rows = (
+        len((project / ".seg" / "landing" / "orders.csv").read_text(encoding="utf-8").splitlines()) - 1
+    )
+    assert raw_orders.startswith(f"ok raw_orders {orders_rows:,} rows ") and raw_orders.endswith("s")
+    assert "checks 1/1 passed" in " ".join(steps["raw_orders_raw_orders_quality"][1][1])
+    summary = ran.stdout.split("\nRun ", 1)[1]
+    assert summary.split()[1] == "succeeded" and "checks passed" in summary.splitlines()[0]
+    for label in ("report:", "Data Docs:", "MLflow run:", "published to:", "runs:", "UI:"):
+        assert f"  {label}" in summary, label
+    assert (project / ".seg" / "datadocs" / "index.html").exists()
+    report = next(line for line in summary.splitlines() if line.startswith("  report:")).split()[1]
+    assert Path(report).exists()
 
     home = project / ".seg"
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
@@ -86,6 +124,10 @@ def test_failed_run_exits_non_zero_with_a_short_reason(project, tmp_path):
         "FAILED: step raw_orders failed" in ran.stderr and "missing required column(s) amount" in ran.stderr
     )
     assert "Traceback" not in ran.stderr and "Stack Trace" not in ran.stderr
+    assert [words[0] for _, words in step_lines(ran.stdout)["raw_orders"]] == ["...", "FAIL"]
+    assert "not run: " in ran.stdout
+    run_id = re.search(r"Run (\S+) FAILED", ran.stderr).group(1)
+    assert "What to do:" in ran.stderr and f"127.0.0.1:3000/runs/{run_id}" in ran.stderr
     status = cli("status", cwd=project)
     assert "FAILURE" in status.stdout and "failed at raw_orders: " in status.stdout
     assert "missing required column(s) amount" in status.stdout
@@ -108,6 +150,12 @@ def test_quality_gate_failure_explains_the_expectation(project):
     assert "quality gate failed; nothing downstream ran" in stale.stderr
     assert "raw_orders_quality failed" in stale.stderr and "freshness" in stale.stderr
     assert "Traceback" not in stale.stderr
+    gate = " ".join(step_lines(stale.stdout)["raw_orders_raw_orders_quality"][-1][1])
+    assert gate.startswith("FAIL ") and gate.endswith("checks 0/1 passed")
+    # what to do next: the Data Docs, `status`, the run in the UI
+    assert str(project / ".seg" / "datadocs" / "index.html") in stale.stderr
+    assert "seg-pipeline status" in stale.stderr and "127.0.0.1:3000/runs/" in stale.stderr
+    assert "nothing was published" in stale.stderr
 
 
 def test_config_errors_exit_2_naming_the_key(project):
@@ -119,6 +167,12 @@ def test_config_errors_exit_2_naming_the_key(project):
     )
     missing = cli("run", "--home", "elsewhere", cwd=project)
     assert missing.returncode == 2 and "sources.crm_customers.path" in missing.stderr
+    for failed in (ran, env_typo, missing):
+        assert failed.stdout == "" and "Traceback" not in failed.stderr
+    assert "what to do:" in ran.stderr and "what to do:" in env_typo.stderr
+    verbose = cli("run", "--set", "segmentation.k_max=lots", "--verbose", cwd=project)
+    assert verbose.returncode == 2 and verbose.stderr.startswith("Traceback (most recent call last):")
+    assert "segmentation.k_max" in verbose.stderr
 
 
 def test_generate_parquet_and_bad_rates(tmp_path):
@@ -147,8 +201,9 @@ def test_forget_then_run_removes_the_customer_everywhere(project):
     assert customer_id not in (project / ".seg" / "privacy" / "erasure_requests.csv").read_text()
     again = cli("forget", customer_id, cwd=project)
     assert "Already recorded" in again.stdout
-    ran = cli("run", "--as-of", "2024-06-30", cwd=project, env=QUICK_ENV)
+    ran = cli("run", "--as-of", "2024-06-30", "--quiet", cwd=project, env=QUICK_ENV)
     assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == "" and "started" not in ran.stderr and "succeeded" not in ran.stderr  # errors only
     key = (project / ".seg" / "secrets" / "pseudonymization.key").read_text(encoding="utf-8").strip().encode()
     customer_key = pseudonymize(pd.Series([customer_id]), key).iloc[0]
     with duckdb.connect(str(project / ".seg" / "warehouse.duckdb"), read_only=True) as con:
@@ -198,3 +253,45 @@ def test_export_writes_a_published_table(project):
     assert no_pg.returncode == 2 and "SEG_PUBLISH_DSN" in no_pg.stderr
     fresh = cli("export", "churn_scores", "--out", "x.csv", "--home", str(project / "empty"), cwd=project)
     assert fresh.returncode == 2 and "has not been published" in fresh.stderr
+
+
+def test_unreachable_postgres_fails_the_publish_and_changes_nothing(project):
+    """The publish step retries, fails with the server named, and both stores keep the last publish."""
+    warehouse = project / ".seg" / "warehouse.duckdb"
+
+    def published_run_ids() -> set:
+        with duckdb.connect(str(warehouse), read_only=True) as con:
+            return {
+                r[0] for r in con.execute("select distinct run_id from published.churn_scores").fetchall()
+            }
+
+    before = published_run_ids()
+    env = {"SEG_PUBLISH_DSN": "postgresql://nobody@127.0.0.1:9/nowhere", "SEG_ORCHESTRATION__IO_RETRIES": "1",
+           "SEG_ORCHESTRATION__IO_RETRY_DELAY_SECONDS": "0"}  # fmt: skip
+    ran = cli("run", "--job", "rescore", "--as-of", "2024-06-30", cwd=project, env=env)
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    publish = [words for _, words in step_lines(ran.stdout)["published_tables"]]
+    assert [words[0] for words in publish] == ["...", "retry", "...", "FAIL"]
+    assert " ".join(publish[1]).startswith(
+        "retry published_tables attempt 1 failed: PostgreSQL is not reachable"
+    )
+    assert " ".join(publish[-1]).endswith("after 2 attempts")
+    assert "FAILED: step published_tables failed: PostgreSQL is not reachable" in ran.stderr
+    assert "nothing was published" in ran.stderr and "SEG_PUBLISH_DSN" in ran.stderr
+    assert "rerun" in ran.stderr and "Traceback" not in ran.stderr
+    assert published_run_ids() == before
+
+
+def test_interrupted_generate_exits_130(tmp_path):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SEG_")}
+    child = subprocess.Popen([CLI, "generate", "--customers", "3000000", "--out", "big"], cwd=tmp_path,
+                             env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "big" / "orders.csv").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)  # generating: past start-up, inside main()
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 130 and err.rstrip().endswith("interrupted") and "Traceback" not in err
