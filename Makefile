@@ -8,7 +8,7 @@ SEED ?= 42
 # demo, dev and mlflow use the demo company's config unless SEG_CONFIG names another
 export SEG_CONFIG ?= demo.yaml
 
-.PHONY: demo test dev mlflow lint clean bench bench-generate
+.PHONY: demo test dev mlflow screenshots lint clean bench bench-generate
 
 $(BIN)/seg-pipeline: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ dev: $(BIN)/seg-pipeline
 # The MLflow UI on http://127.0.0.1:5000 for the tracking store under .seg (segmentation and churn runs).
 mlflow: $(BIN)/seg-pipeline
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.seg/mlflow.db --host 127.0.0.1 --port 5000
+
+# The README's pictures (docs/img): the demo run seen in the Dagster UI, the MLflow UI and the report,
+# taken in headless Chromium by tests/e2e/test_ui.py (needs Debian's chromium and chromium-driver).
+screenshots: $(BIN)/seg-pipeline
+	test -f .seg/warehouse.duckdb || $(MAKE) demo
+	SCREENSHOTS_FROM=$(CURDIR) SCREENSHOTS_CONFIG=$(SEG_CONFIG) SCREENSHOTS_TO=$(CURDIR)/docs/img \
+		$(BIN)/python -m pytest tests/e2e/test_ui.py -q -p no:cacheprovider
 
 # Full refresh and rescore at SIZE customers (default 10k): per-step time, peak memory, rows per second;
 # results in benchmarks/results/pipeline.{json,md}. Companies are cached in benchmarks/cache/.

@@ -1,0 +1,248 @@
+"""The pipeline as a person meets it: the Dagster webserver's GraphQL API and pages, the MLflow UI, the
+Data Docs and the segment report, each served for real and (for pages) rendered in headless Chromium.
+
+`make screenshots` runs this module against the demo home (`make demo`) with SCREENSHOTS_FROM and
+SCREENSHOTS_TO set, which turns the screenshots it takes into the README's pictures under docs/img/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from seg_pipeline.config import load_settings
+from seg_pipeline.definitions import build_definitions
+from tests.e2e import ui
+from tests.e2e.test_cli import cli
+from tests.integration.support import QUICK_ENV
+
+AS_OF = "2024-06-30"
+# Read at import: the autouse fixture in tests/conftest.py clears SEG_* from the environment.
+SCREENSHOTS_FROM = os.environ.get("SCREENSHOTS_FROM")  # a project folder where `make demo` has run
+SCREENSHOTS_TO = os.environ.get("SCREENSHOTS_TO")  # where the PNGs go (docs/img for the README)
+SCREENSHOTS_CONFIG = os.environ.get("SCREENSHOTS_CONFIG")  # that project's config file (demo.yaml)
+GROUPS = ("raw", "clean", "features", "segmentation", "churn", "published")
+
+
+@dataclass
+class Project:
+    cwd: Path
+    home: Path
+    env: dict[str, str]  # what the servers are started with: the same settings the run had
+    config: str | None
+
+    @property
+    def settings(self):
+        overrides = [f"home={self.home}"] + ([] if self.config else [f"as_of={AS_OF}"])
+        return load_settings(self.config, overrides)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Project:
+    """A home where a full refresh has completed: the demo's (for screenshots) or a small fresh one."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SEG_") and k != "DAGSTER_HOME"}
+    base["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    if SCREENSHOTS_FROM:
+        cwd = Path(SCREENSHOTS_FROM).resolve()
+        config = str((cwd / SCREENSHOTS_CONFIG).resolve()) if SCREENSHOTS_CONFIG else None
+        home = load_settings(config, []).home if config else cwd / ".seg"
+        env = {**base, "DAGSTER_HOME": str(home / "dagster"), "SEG_HOME": str(home)}
+        if config:
+            env["SEG_CONFIG"] = config
+        assert (home / "warehouse.duckdb").exists(), f"no demo run in {home}: run `make demo` first"
+        return Project(cwd, home, env, config)
+    cwd = tmp_path_factory.mktemp("ui_project")
+    generated = cli("generate", "--customers", "800", "--seed", "5", "--as-of", AS_OF, cwd=cwd)
+    assert generated.returncode == 0, generated.stderr
+    ran = cli("run", "--as-of", AS_OF, "--quiet", cwd=cwd, env=QUICK_ENV)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    home = cwd / ".seg"
+    env = {**base, **QUICK_ENV, "DAGSTER_HOME": str(home / "dagster"), "SEG_AS_OF": AS_OF}
+    return Project(cwd, home, env, None)
+
+
+@pytest.fixture(scope="module")
+def webserver(project, tmp_path_factory):
+    log = tmp_path_factory.mktemp("logs") / "dagster-webserver.log"
+    with ui.dagster_webserver(project.cwd, project.env, log) as url:
+        ui.skip_dagster_welcome(url)
+        yield url
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    return Path(SCREENSHOTS_TO).resolve() if SCREENSHOTS_TO else tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture
+def browser():
+    reason = ui.chromium_missing()
+    if reason:
+        pytest.skip(reason)
+    with ui.chromium() as driver:
+        yield driver
+
+
+_REPOSITORY_QUERY = """
+{ repositoriesOrError { ... on RepositoryConnection { nodes { name
+    jobs { name }
+    schedules { name cronSchedule executionTimezone scheduleState { status } }
+    sensors { name sensorType sensorState { status } }
+    assetGroups { groupName } } } } }
+"""
+
+_ASSETS_QUERY = """
+{ assetNodes {
+    assetKey { path } groupName jobNames
+    assetMaterializations(limit: 1) { runId metadataEntries { label
+        ... on UrlMetadataEntry { url } ... on PathMetadataEntry { path } } }
+    assetChecksOrError { ... on AssetChecks { checks { name blocking
+        executionForLatestMaterialization { status runId evaluation { success
+            metadataEntries { label ... on UrlMetadataEntry { url } } } } } } } } }
+"""
+
+_RUNS_QUERY = """
+{ runsOrError { ... on Runs { results { runId jobName status } } } }
+"""
+
+
+def _assets(webserver: str) -> dict[str, dict]:
+    nodes = ui.graphql(webserver, _ASSETS_QUERY)["assetNodes"]
+    return {"/".join(node["assetKey"]["path"]): node for node in nodes}
+
+
+def _metadata(entries: list[dict]) -> dict[str, str]:
+    return {e["label"]: e.get("url") or e.get("path") for e in entries if e.get("url") or e.get("path")}
+
+
+def _successful_runs(webserver: str) -> set[str]:
+    runs = ui.graphql(webserver, _RUNS_QUERY)["runsOrError"]["results"]
+    assert any(r["jobName"] == "full_refresh" and r["status"] == "SUCCESS" for r in runs), runs
+    return {r["runId"] for r in runs if r["status"] == "SUCCESS"}
+
+
+def test_graphql_shows_the_graph_checks_jobs_schedule_and_sensors(project, webserver):
+    definitions = build_definitions(project.settings)
+    graph = definitions.resolve_asset_graph()
+    expected_assets = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    expected_checks = {key.name for key in graph.asset_check_keys}
+
+    repository = ui.graphql(webserver, _REPOSITORY_QUERY)["repositoriesOrError"]["nodes"][0]
+    assert {g["groupName"] for g in repository["assetGroups"]} == set(GROUPS)
+    assert {"full_refresh", "rescore"} <= {j["name"] for j in repository["jobs"]}
+    schedules = {s["name"]: s for s in repository["schedules"]}
+    nightly = schedules["nightly_full_refresh"]
+    assert nightly["cronSchedule"] == project.settings.orchestration.schedule_cron
+    assert nightly["executionTimezone"] == project.settings.orchestration.schedule_timezone
+    assert nightly["scheduleState"]["status"] == "STOPPED"  # a new deployment turns it on deliberately
+    sensors = {s["name"]: s for s in repository["sensors"]}
+    assert sensors["landing_extracts"]["sensorType"] == "STANDARD"
+    assert sensors["run_failure_alerts"]["sensorType"] == "RUN_STATUS"
+    assert sensors["run_failure_alerts"]["sensorState"]["status"] == "RUNNING"
+
+    succeeded = _successful_runs(webserver)
+    assets = _assets(webserver)
+    assert set(assets) == expected_assets
+    for group in GROUPS:
+        assert any(a["groupName"] == group for a in assets.values()), group
+    for key, node in assets.items():
+        assert "full_refresh" in node["jobNames"], key
+        assert node["assetMaterializations"], f"{key} was never materialized"
+        assert node["assetMaterializations"][0]["runId"] in succeeded, key
+
+    checks = {c["name"]: c for node in assets.values() for c in node["assetChecksOrError"]["checks"]}
+    assert set(checks) == expected_checks
+    gates = [c for c in checks.values() if c["blocking"]]
+    assert len(gates) >= 10, sorted(checks)
+    for name, check in checks.items():
+        execution = check["executionForLatestMaterialization"]
+        assert execution is not None and execution["runId"] in succeeded, name
+        if check["blocking"]:  # every gate passed, or nothing downstream would be materialized
+            assert execution["status"] == "SUCCEEDED" and execution["evaluation"]["success"], name
+    # the GX gates link their Data Docs page, and that page exists
+    gx_gates = [
+        c
+        for c in gates
+        if "data_docs" in _metadata(c["executionForLatestMaterialization"]["evaluation"]["metadataEntries"])
+    ]
+    assert len(gx_gates) >= 8
+    for check in gx_gates:
+        link = _metadata(check["executionForLatestMaterialization"]["evaluation"]["metadataEntries"])[
+            "data_docs"
+        ]
+        assert Path(urllib.parse.urlparse(link).path).is_file(), link
+
+
+def test_browser_shows_lineage_checks_mlflow_data_docs_and_report(
+    project, webserver, browser, shots, tmp_path_factory
+):
+    assets = _assets(webserver)
+
+    # 1. the lineage of a published table, back to the raw extracts
+    browser.set_window_size(1800, 1400)
+    browser.get(
+        f"{webserver}/assets/published/churn_scores?view=lineage&lineageScope=upstream&lineageDepth=4"
+    )
+    ui.wait_for_text(browser, ["churn_scores", "Upstream", "Graph depth"])
+    expected = {"raw_orders", "clean_orders", "customer_features", "churn_training_set", "churn_model"}
+    drawn = ui.wait_until(lambda: expected <= ui.asset_node_names(browser), 60, "the asset graph's nodes")
+    assert drawn, f"lineage graph shows {sorted(ui.asset_node_names(browser))}"
+    ui.screenshot(browser, shots / "dagster-lineage.png")
+
+    # 2. a gate's result with its Data Docs link
+    browser.set_window_size(1600, 1000)
+    browser.get(f"{webserver}/assets/clean_customers?view=checks")
+    page = ui.wait_for_text(
+        browser, ["clean_customers_quality", "Passed", "data_docs", "expectations_evaluated"]
+    )
+    assert "This is a blocking asset check" in page
+    docs_links = ui.links_to(browser, "file://", ".html")
+    assert any("/validations/clean_customers/" in href for href in docs_links), docs_links
+    ui.screenshot(browser, shots / "dagster-check.png")
+
+    # 3. the Data Docs page that link opens
+    check = next(
+        c
+        for c in assets["clean_customers"]["assetChecksOrError"]["checks"]
+        if c["name"] == "clean_customers_quality"
+    )
+    data_docs = _metadata(check["executionForLatestMaterialization"]["evaluation"]["metadataEntries"])[
+        "data_docs"
+    ]
+    browser.get(data_docs)
+    ui.wait_for_text(browser, ["clean_customers", "Expectation", "values must never be null"])
+
+    # 4. the churn model's MLflow run, through the link the pipeline recorded on the asset
+    run_link = _metadata(assets["churn_model"]["assetMaterializations"][0]["metadataEntries"])["mlflow_run"]
+    fragment = urllib.parse.urlparse(run_link).fragment
+    assert re.fullmatch(r"/experiments/\d+/runs/[0-9a-f]{32}", fragment), run_link
+    log = tmp_path_factory.mktemp("logs") / "mlflow-ui.log"
+    with ui.mlflow_ui(project.settings.mlflow_tracking_uri, project.cwd, project.env, log) as mlflow_url:
+        browser.get(f"{mlflow_url}/#{fragment}")
+        page = ui.wait_for_text(browser, ["seg_pipeline_churn", "holdout_roc_auc", "Registered models"])
+        assert "Finished" in page and "seg_pipeline_churn" in page
+        ui.close_mlflow_assistant(browser)
+        ui.screenshot(browser, shots / "mlflow-run.png")
+
+    # 5. the segment report, with its figures loaded
+    report = _metadata(assets["segment_report"]["assetMaterializations"][0]["metadataEntries"])["report_path"]
+    browser.get(Path(report).as_uri())
+    ui.wait_for_text(
+        browser,
+        [
+            "Summary",
+            "Segments",
+            "Lifecycle stages",
+            "Churn risk",
+            "Segment migration",
+            "Churn model",
+            "Data drift",
+        ],
+    )
+    assert ui.loaded_images(browser) >= 4
+    ui.screenshot(browser, shots / "segment-report.png")
