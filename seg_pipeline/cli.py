@@ -147,7 +147,7 @@ def step_line(what: str, step: StepOutcome, width: int) -> str:
         error = step.error.splitlines()[0] if step.error else "unknown error"
         wait = f"; attempt {step.attempts + 1} in {step.retry_in:.0f}s" if step.retry_in is not None else ""
         return f"  retry {name}  attempt {step.attempts} failed: {error}{wait}"
-    rows = f"{step.rows:>10,} rows" if step.rows is not None else ""
+    rows = f"{step.rows:>10,} {'row' if step.rows == 1 else 'rows'}" if step.rows is not None else ""
     secs = f"{step.seconds:6.1f}s" if step.seconds is not None else ""
     line = f"  {MARKS.get(step.status, step.status):<5} {name} {rows:>15} {secs:>7}"
     if step.status == "failed" and step.attempts > 1:

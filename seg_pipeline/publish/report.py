@@ -818,6 +818,7 @@ nav.toc a,section a{color:#0b5cad}
 table{border-collapse:collapse;width:100%;font-size:.88rem}
 th,td{padding:6px 10px;text-align:left;vertical-align:top;border-bottom:1px solid #e4e7eb}
 thead th{background:#eef1f4;font-weight:600;position:sticky;top:0}
+table.data tbody td:first-child{min-width:11em}
 tbody tr:nth-child(even){background:#f8f9fb}
 .num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 table.meta{width:auto}

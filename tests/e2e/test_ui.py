@@ -192,6 +192,10 @@ def test_browser_shows_lineage_checks_mlflow_data_docs_and_report(
     expected = {"raw_orders", "clean_orders", "customer_features", "churn_training_set", "churn_model"}
     drawn = ui.wait_until(lambda: expected <= ui.asset_node_names(browser), 60, "the asset graph's nodes")
     assert drawn, f"lineage graph shows {sorted(ui.asset_node_names(browser))}"
+    # every node on this page was materialized by the run: wait for the live status to colour them
+    ui.wait_until(
+        lambda: ui.green_asset_nodes(browser) >= len(ui.asset_node_names(browser)), 60, "node status"
+    )
     ui.screenshot(browser, shots / "dagster-lineage.png")
 
     # 2. a gate's result with its Data Docs link
@@ -230,6 +234,7 @@ def test_browser_shows_lineage_checks_mlflow_data_docs_and_report(
         ui.screenshot(browser, shots / "mlflow-run.png")
 
     # 5. the segment report, with its figures loaded
+    browser.set_window_size(1400, 2000)
     report = _metadata(assets["segment_report"]["assetMaterializations"][0]["metadataEntries"])["report_path"]
     browser.get(Path(report).as_uri())
     ui.wait_for_text(

@@ -212,6 +212,15 @@ def asset_node_names(driver) -> set[str]:
     return set(driver.execute_script(script))
 
 
+def green_asset_nodes(driver) -> int:
+    """Asset graph nodes drawn green (materialized, live status loaded): what a person reads as "done"."""
+    script = (
+        "return Array.from(document.querySelectorAll('[class*=minimalAssetNodeBox]'))"
+        ".filter(e => (e.getAttribute('style') || '').includes('green')).length"
+    )
+    return driver.execute_script(script)
+
+
 def loaded_images(driver) -> int:
     """How many <img> on the page have actually decoded (naturalWidth > 0)."""
     return driver.execute_script(
