@@ -13,6 +13,7 @@ import dagster as dg
 
 from seg_pipeline.config import Settings
 from seg_pipeline.jobs import full_refresh_job, rescore_job
+from seg_pipeline.redact import redact
 from seg_pipeline.sources.landing import (
     decode_cursor,
     encode_cursor,
@@ -100,15 +101,18 @@ def failure_alert_sensor(settings: Settings) -> dg.SensorDefinition:
 
 
 def alert_record(context: dg.RunFailureSensorContext) -> dict:
+    """The alert of a failed run; error texts with passwords and known secrets masked (redact.py)."""
     steps = [
-        {"step": event.step_key, "error": _error_text(event)} for event in context.get_step_failure_events()
+        {"step": event.step_key, "error": redact(_error_text(event))}
+        for event in context.get_step_failure_events()
     ]
+    message = context.failure_event.message
     return {
         "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "run_id": context.dagster_run.run_id,
         "job": context.dagster_run.job_name,
         "trigger": context.dagster_run.tags.get(TRIGGER_TAG, "manual"),
-        "message": context.failure_event.message,
+        "message": redact(message) if message is not None else None,
         "failed_steps": steps,
     }
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from seg_pipeline.config import CONFIG_ENV, Settings, load_settings
 from seg_pipeline.errors import SegPipelineError
+from seg_pipeline.redact import redact
 
 if TYPE_CHECKING:
     from seg_pipeline.runner import RunOutcome, StepOutcome
@@ -173,7 +174,7 @@ class StepPrinter:
         if what == "planned":  # every step is planned before the first starts: align on the longest
             self.width = min(max(self.width, len(step.step)), MAX_STEP_WIDTH)
             return
-        print(step_line(what, step, self.width), file=self.stream or sys.stdout, flush=True)
+        print(redact(step_line(what, step, self.width)), file=self.stream or sys.stdout, flush=True)
 
 
 def run_url(run_id: str) -> str:
@@ -302,13 +303,13 @@ def report_error(exc: BaseException, verbose: bool, stream: TextIO | None = None
     """Print the error (with its traceback under --verbose) and what to do; return the exit code."""
     stream = stream or sys.stderr
     code, message, hint = explain_error(exc)
-    if verbose:
-        traceback.print_exception(exc, file=stream)
-    print(f"error: {message}", file=stream)
+    if verbose:  # driver errors may quote a DSN: passwords and known secrets are masked everywhere here
+        stream.write(redact("".join(traceback.format_exception(exc))))
+    print(redact(f"error: {message}"), file=stream)
     if hint:
         if verbose and code == EXIT_UNEXPECTED:
             hint = "this looks like a bug: report it with the traceback above"
-        print(f"  what to do: {hint}", file=stream)
+        print(redact(f"  what to do: {hint}"), file=stream)
     return code
 
 
@@ -394,10 +395,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return EXIT_INTERRUPTED
     if not outcome.success:
-        print("\n" + "\n".join(failure_summary(outcome, settings)), file=sys.stderr)
+        print("\n" + redact("\n".join(failure_summary(outcome, settings))), file=sys.stderr)
         return EXIT_FAILED
     if not args.quiet:
-        print("\n" + "\n".join(success_summary(outcome, settings, dagster_home, seconds)))
+        print("\n" + redact("\n".join(success_summary(outcome, settings, dagster_home, seconds))))
     return EXIT_OK
 
 
@@ -418,14 +419,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         seconds = f"{run.seconds:8.1f}" if run.seconds is not None else "       -"
         print(f"  {run.run_id:<36}  {run.job:<14} {run.status:<10} {started:<19} {seconds}")
         if run.failure:
-            print(f"      failed at {run.failure}")
+            print(redact(f"      failed at {run.failure}"))
     alerts = read_alerts(settings, 5)
     if alerts:
         print(f"Recent alerts ({settings.alerts_path}):")
         for alert in alerts:
             steps = "; ".join(f"{s['step']}: {s['error']}" for s in alert["failed_steps"]) or alert["message"]
             print(
-                f"  {alert['recorded_at']}  {alert['job']} run {alert['run_id']} ({alert['trigger']}): {steps}"
+                redact(
+                    f"  {alert['recorded_at']}  {alert['job']} run {alert['run_id']} ({alert['trigger']}): {steps}"
+                )
             )
     return 0
 

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from seg_pipeline.errors import SegPipelineError
+from seg_pipeline.redact import has_password, redact
 from seg_pipeline.sources.contracts import CONTRACTS, SOURCE_NAMES
 
 ENV_PREFIX = "SEG_"
@@ -216,9 +217,34 @@ class LifecycleConfig(_Model):
         return self
 
 
+# Settings are shown in the Dagster UI (resource config) and stored with every run, and config files and
+# command lines are read by others (version control, shell history, `ps`): passwords come from env vars.
+_PASSWORD_HELP = "configuration values are shown in the Dagster UI and stored with every run"
+
+
+def _without_password(value: str | None, advice: str) -> str | None:
+    if value is not None and has_password(value):
+        raise ValueError(f"holds a password; {_PASSWORD_HELP}. {advice}")
+    return value
+
+
 class MlflowConfig(_Model):
     tracking_uri: str | None = Field(None, description="default: sqlite:///<home>/mlflow.db")
     ui_url: str = Field("http://127.0.0.1:5000", description="where `make mlflow` serves the MLflow UI")
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _tracking_uri_without_password(cls, value: str | None) -> str | None:
+        return _without_password(
+            value,
+            "Leave it out of the URI: an MLflow server takes MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD, a PostgreSQL store PGPASSFILE (~/.pgpass) or PGPASSWORD",
+        )
+
+    @field_validator("ui_url")
+    @classmethod
+    def _ui_url_without_password(cls, value: str) -> str:
+        return _without_password(value, "It is part of every MLflow link; let the browser log in instead")
 
 
 class QualityConfig(_Model):
@@ -249,6 +275,16 @@ class PublishConfig(_Model):
         gt=0,
         description="how long a publish waits for another publish or for readers holding the tables",
     )
+
+    @field_validator("postgres_dsn")
+    @classmethod
+    def _dsn_without_password(cls, value: SecretStr | None) -> SecretStr | None:
+        _without_password(
+            value.get_secret_value() if value is not None else None,
+            "Set the whole DSN in the environment variable SEG_PUBLISH_DSN instead, or leave the password "
+            "out of the DSN and give it to libpq by PGPASSFILE (~/.pgpass) or PGPASSWORD",
+        )
+        return value
 
 
 DEFAULT_DRIFT_FEATURES = ["tenure_days", "recency_days", "frequency_365d", "monetary_365d", "avg_order_value",
@@ -602,9 +638,11 @@ def load_settings(
         try:
             loaded = _yaml(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
-            raise SegPipelineError(f"config file {path} is not valid YAML: {exc}") from None
+            raise SegPipelineError(redact(f"config file {path} is not valid YAML: {exc}")) from None
         if not isinstance(loaded, dict):
-            raise SegPipelineError(f"config file {path}: top level must be a mapping of keys, got {loaded!r}")
+            raise SegPipelineError(
+                redact(f"config file {path}: top level must be a mapping of keys, got {loaded!r}")
+            )
         data = _absolutize(loaded, path.parent)
         for key in loaded:
             origins[str(key)] = f"file {path}"
@@ -655,7 +693,7 @@ def _explain(exc: ValidationError, origins: Mapping[str, str]) -> str:
         )
         where = f" (from {origin})" if origin else ""
         lines.append(f"config key {key or '<root>'}{where}: {message}")
-    return "invalid configuration:\n  " + "\n  ".join(lines)
+    return redact("invalid configuration:\n  " + "\n  ".join(lines))
 
 
 def _prefixes(key: str) -> list[str]:

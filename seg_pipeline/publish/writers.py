@@ -20,6 +20,7 @@ import pandas as pd
 
 from seg_pipeline.errors import SegPipelineError
 from seg_pipeline.publish.contract import KINDS, TABLES, conform
+from seg_pipeline.redact import redact
 
 WAREHOUSE_SCHEMA = "published"
 MONITORING_SCHEMA = "monitoring"
@@ -119,8 +120,13 @@ def publish_to_postgres(
         connection = psycopg.connect(dsn, connect_timeout=10)
     except psycopg.OperationalError as exc:
         raise PublishUnavailable(
-            f"PostgreSQL is not reachable for publishing ({_first_line(exc)}); the published tables there are "
-            "unchanged. Check publish.postgres_dsn / SEG_PUBLISH_DSN and that the server is up."
+            f"PostgreSQL is not reachable for publishing at {_target(dsn)} ({_first_line(exc)}); the published "
+            "tables there are unchanged. Check SEG_PUBLISH_DSN (or publish.postgres_dsn) and that the server is up."
+        ) from None
+    except psycopg.Error as exc:  # a malformed DSN; libpq may quote parts of it, hence the masking
+        raise SegPipelineError(
+            f"the PostgreSQL DSN for publishing is not valid ({_first_line(exc)}); nothing was published. "
+            "Fix SEG_PUBLISH_DSN (or publish.postgres_dsn)."
         ) from None
     with connection:
         try:
@@ -197,7 +203,24 @@ def read_postgres_table(dsn: str, schema: str, table: str) -> pd.DataFrame | Non
 
 
 def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    """The first line of an error's message, passwords masked (driver errors may quote the DSN)."""
+    return redact(str(exc).strip().splitlines()[0]) if str(exc).strip() else type(exc).__name__
+
+
+def _target(dsn: str) -> str:
+    """Where a DSN points, for messages: the URL with its password masked, or host/port/dbname of a
+    key/value DSN."""
+    if "://" in dsn:
+        return redact(dsn.split("?", 1)[0])
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        parts = conninfo_to_dict(dsn)
+    except Exception:  # noqa: BLE001 - a malformed DSN: say so without quoting it
+        return "(malformed DSN)"
+    return (
+        " ".join(f"{k}={parts[k]}" for k in ("host", "port", "dbname", "user") if parts.get(k)) or "(default)"
+    )
 
 
 def publish(

@@ -20,6 +20,23 @@ from seg_pipeline.errors import SegPipelineError
 DATASOURCE = "seg_pipeline"
 DOCS_SITE = "local_site"
 
+# Columns whose values identify a person. The raw stage holds them, but a gate's result never shows their
+# values: results (and so Data Docs, kept for analysts long after a run) keep counts and shares only.
+PII_COLUMNS = frozenset({"name", "email", "phone", "company"})
+# what a result may hold of the values it found; emptied (lists) or removed for PII columns
+_VALUE_LISTS = ("partial_unexpected_list", "partial_unexpected_counts", "partial_unexpected_index_list",
+                "unexpected_list", "unexpected_index_list")  # fmt: skip
+_VALUE_KEYS = ("observed_value", "details", "unexpected_index_query", "unexpected_rows")
+PII_HIDDEN = "(not shown: a PII column)"
+RESULTS_STORE = {
+    "class_name": "PrivateValidationResultsStore",
+    "module_name": "seg_pipeline.quality.gx_store",
+    "store_backend": {
+        "class_name": "TupleFilesystemStoreBackend",
+        "base_directory": "uncommitted/validations/",
+    },
+}
+
 
 @dataclass
 class FailedExpectation:
@@ -61,6 +78,37 @@ class SuiteOutcome:
 def _short(value: Any) -> str:
     text = str(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def expectation_columns(kwargs: dict) -> set[str]:
+    """The columns an expectation's kwargs name."""
+    named = {
+        kwargs.get("column"),
+        kwargs.get("column_A"),
+        kwargs.get("column_B"),
+        *(kwargs.get("column_list") or ()),
+    }
+    return {c for c in named if isinstance(c, str)}
+
+
+def private_result(kwargs: dict, result: dict) -> dict:
+    """``result`` (one expectation's) without the values it found when the expectation is on a PII column."""
+    if not expectation_columns(kwargs) & PII_COLUMNS:
+        return result
+    kept = {k: v for k, v in result.items() if k not in _VALUE_KEYS}
+    kept.update({k: [] for k in _VALUE_LISTS if k in result})
+    if "observed_value" in result:
+        kept["observed_value"] = None
+    return kept
+
+
+def without_pii_values(validation: dict) -> dict:
+    """A suite's validation result (JSON dict) with ``private_result`` applied to every expectation's result."""
+    results = []
+    for entry in validation.get("results") or []:
+        kwargs = (entry.get("expectation_config") or {}).get("kwargs") or {}
+        results.append({**entry, "result": private_result(kwargs, entry.get("result") or {})})
+    return {**validation, "results": results}
 
 
 def load_suite(path: Path) -> dict:
@@ -119,6 +167,9 @@ def _context(gx_root: Path, docs_dir: Path):
         },
         "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
     }
+    stores = context.variables.stores or {}
+    if (stores.get("validation_results_store") or {}).get("class_name") != RESULTS_STORE["class_name"]:
+        context.add_store("validation_results_store", RESULTS_STORE)  # persisted in great_expectations.yml
     if context.list_data_docs_sites().get(DOCS_SITE) != site:
         if DOCS_SITE in context.list_data_docs_sites():
             context.update_data_docs_site(DOCS_SITE, site)
@@ -178,18 +229,25 @@ def validate(
         run_id=RunIdentifier(run_name=run_name, run_time=dt.datetime.now(dt.UTC)),
     )
     (identifier, validation), *_ = result.run_results.items()
-    failed = [
-        FailedExpectation(
-            expectation=r.expectation_config.type,
-            column=r.expectation_config.kwargs.get("column"),
-            observed=r.result.get("observed_value", r.result.get("unexpected_count")),
-            unexpected_percent=r.result.get("unexpected_percent"),
-            kwargs={k: v for k, v in r.expectation_config.kwargs.items() if k != "batch_id"},
-            rule=(r.expectation_config.meta or {}).get("rule"),
+    failed = []
+    for r in validation.results:
+        if r.success:
+            continue
+        kwargs = r.expectation_config.kwargs
+        found = private_result(kwargs, r.result)  # these go into the check's metadata and the CLI's output
+        observed = found.get("observed_value")
+        if observed is None:
+            observed = found.get("unexpected_count", PII_HIDDEN if found is not r.result else None)
+        failed.append(
+            FailedExpectation(
+                expectation=r.expectation_config.type,
+                column=kwargs.get("column"),
+                observed=observed,
+                unexpected_percent=found.get("unexpected_percent"),
+                kwargs={k: v for k, v in kwargs.items() if k != "batch_id"},
+                rule=(r.expectation_config.meta or {}).get("rule"),
+            )
         )
-        for r in validation.results
-        if not r.success
-    ]
     urls = context.get_docs_sites_urls(resource_identifier=identifier, site_names=[DOCS_SITE])
     index = context.get_docs_sites_urls(site_names=[DOCS_SITE])
     stats = validation.statistics
