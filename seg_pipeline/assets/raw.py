@@ -27,6 +27,22 @@ def extra_columns(source: str, settings: Settings) -> dict[str, ColumnType]:
     return extra
 
 
+def read_configured_source(source: str, cfg: Settings) -> tuple[pd.DataFrame, IngestReport]:
+    """Read one source as the raw asset does: the configured (or landed) file, mapping, format and encoding."""
+    source_cfg = cfg.source(source)
+    cfg.check_source_path(source)
+    return read_source(
+        CONTRACTS[source],
+        cfg.source_path(source),
+        columns=source_cfg.columns,
+        fmt=source_cfg.format,
+        delimiter=source_cfg.delimiter,
+        encoding=source_cfg.encoding,
+        extra=extra_columns(source, cfg),
+        max_unparseable_share=cfg.quality.max_unparseable_share,
+    )
+
+
 COLUMN_NOTES = {
     SOURCE_ROW: "1-based row in the source file",
     "parse_errors": "why a required value did not parse; the clean stage quarantines these rows",
@@ -61,6 +77,7 @@ def ingest_metadata(frame: pd.DataFrame, report: IngestReport, contract: SourceC
         "ignored_source_columns": ", ".join(report.ignored_columns) or "none",
         "values_coerced_to_null": sum(v["count"] for v in report.coerced_to_null.values()),
         "rows_with_unparseable_required_value": sum(report.unparseable_required.values()),
+        "blank_rows_skipped": report.blank_rows,
     }
     if report.delimiter:
         metadata["delimiter"] = repr(report.delimiter)
@@ -87,20 +104,9 @@ def _raw_asset(source: str, retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition
     )
     def raw_table(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.Output[pd.DataFrame]:
         cfg = settings.get()
-        source_cfg = cfg.source(source)
         path = cfg.source_path(source)
         try:
-            cfg.check_source_path(source)
-            frame, report = read_source(
-                contract,
-                path,
-                columns=source_cfg.columns,
-                fmt=source_cfg.format,
-                delimiter=source_cfg.delimiter,
-                encoding=source_cfg.encoding,
-                extra=extra_columns(source, cfg),
-                max_unparseable_share=cfg.quality.max_unparseable_share,
-            )
+            frame, report = read_configured_source(source, cfg)
         except SegPipelineError as exc:
             raise dg.Failure(
                 description=str(exc),
@@ -112,6 +118,10 @@ def _raw_asset(source: str, retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition
             context.log.warning(
                 f"{report.path}: optional column {column!r}: {detail['count']} value(s) {detail['rule']} "
                 f"were set to missing (rows {rows}{' ...' if detail['count'] > len(detail['examples']) else ''})"
+            )
+        if report.blank_rows:
+            context.log.info(
+                f"{report.path}: {report.blank_rows} blank row(s) left out (no value in any column)"
             )
         if path is None:
             context.log.info(f"{source}: no extract configured or found in the landing folder; empty table")

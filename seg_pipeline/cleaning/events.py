@@ -170,8 +170,20 @@ def clean_orders(
     _times(rows, "order_date", as_of, retention_days)
     rows.quarantine(rows.frame["amount"].isna(), "missing_required", "amount", "amount is empty")
     rows.quarantine(rows.frame["amount"] < 0, "negative_amount", "amount", "amount is negative")
-    duplicate = rows.frame["order_id"].notna() & rows.frame["order_id"].duplicated()
-    rows.drop(duplicate, "merged_duplicates")
+    # the same order twice is one order; the same order_id with another customer, date or amount is a
+    # conflict nobody can settle here: the first row stays, the others go to quarantine naming it
+    has_id = rows.frame["order_id"].notna()
+    rows.drop(
+        has_id & rows.frame.duplicated(["order_id", "customer_key", "order_date", "amount"]),
+        "merged_duplicates",
+    )
+    first_row = rows.frame.groupby("order_id")[SOURCE_ROW].transform("first")
+    rows.quarantine(
+        rows.frame["order_id"].notna() & rows.frame["order_id"].duplicated(),
+        "duplicate_id",
+        "order_id",
+        "order_id already on row " + first_row.astype("string") + " with another customer, date or amount",
+    )
 
     frame = rows.frame.copy()
     amount = frame["amount"]

@@ -6,6 +6,7 @@ import pandas as pd
 
 from seg_pipeline.sources.contracts import SOURCE_ROW
 
+MAX_VALUE_CHARS = 200  # the offending value is kept for reading, not as a copy of a runaway field
 QUARANTINE_COLUMNS = ("source", "source_row", "record_key", "rule", "column", "value", "reason", "run_id")
 # the column that names a row to a person reading the quarantine (never PII)
 RECORD_KEYS = {
@@ -30,7 +31,11 @@ def quarantine_rows(
             "record_key": rows[key_column].astype("string") if key_column in rows else pd.NA,
             "rule": pd.Series(rule, index=rows.index, dtype="string"),
             "column": pd.Series(column, index=rows.index, dtype="string"),
-            "value": (rows[column].astype("string") if column in rows and not pii else pd.NA),
+            "value": (
+                rows[column].astype("string").str.slice(0, MAX_VALUE_CHARS)
+                if column in rows and not pii
+                else pd.NA
+            ),
             "reason": reason.astype("string")
             if isinstance(reason, pd.Series)
             else pd.Series(reason, index=rows.index, dtype="string"),
