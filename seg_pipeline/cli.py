@@ -370,11 +370,27 @@ def _demo_key_notice(settings: Settings) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from seg_pipeline.runner import execute, prepare_dagster_home
+    from seg_pipeline.runner import home_lock
 
     settings = _resolve_settings(args, check_files=True)
+
+    def waiting(holder: str) -> None:
+        print(
+            f"Waiting for the run in progress on {settings.home} to finish: {holder}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    with home_lock(settings.home, on_wait=waiting):
+        return _run_locked(args, settings)
+
+
+def _run_locked(args: argparse.Namespace, settings: Settings) -> int:
+    from seg_pipeline.runner import execute, prepare_dagster_home
+
     _demo_key_notice(settings)
     dagster_home = prepare_dagster_home(settings.dagster_home)
+    _close_abandoned_runs(settings, quiet=args.quiet)
     if not args.quiet:
         print(f"Running {args.job} on the Dagster instance in {dagster_home} ...", flush=True)
     started = time.monotonic()
@@ -402,12 +418,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _close_abandoned_runs(settings: Settings, quiet: bool) -> None:
+    """Runs whose process was killed stay "started" on the instance and in MLflow; record how they ended."""
+    from seg_pipeline.runner import fail_abandoned_runs
+    from seg_pipeline.tracking import MlflowTracking, TrackingUnavailable
+
+    abandoned = fail_abandoned_runs()
+    if not abandoned:
+        return
+    try:
+        mlflow_runs = MlflowTracking.of(settings).end_runs_of(abandoned)
+    except TrackingUnavailable:
+        mlflow_runs = 0  # the run's own MLflow check says so, if it needs the store
+    if not quiet:
+        print(
+            f"Marked {len(abandoned)} run(s) failed whose process ended without finishing them: "
+            f"{', '.join(abandoned)}"
+            + (f" ({mlflow_runs} MLflow run(s) marked KILLED)" if mlflow_runs else ""),
+            file=sys.stderr,
+        )
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from seg_pipeline.automation import read_alerts
     from seg_pipeline.runner import prepare_dagster_home, recent_runs
 
     settings = _resolve_settings(args)
     dagster_home = prepare_dagster_home(settings.dagster_home)
+    _close_abandoned_runs(settings, quiet=False)
     runs = recent_runs(args.limit)
     if not runs:
         print(f"No runs yet on the instance in {dagster_home}. Start one with `seg-pipeline run`.")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import os
+import socket
 import threading
 import uuid
 from collections.abc import Callable
@@ -93,6 +95,9 @@ class RunOutcome:
 StepListener = Callable[[str, StepOutcome], None]
 # Tags the run `execute` starts, so the watcher can find it while it runs.
 INVOCATION_TAG = "seg_pipeline/cli_invocation"
+# Which process executes the run in-process: when that process dies (SIGKILL, OOM, power), nothing else
+# records the run's end; the next `run` or `status` on this host finds it and marks it failed.
+HOST_TAG, PROCESS_TAG = "seg_pipeline/host", "seg_pipeline/process"
 POLL_SECONDS = 0.4
 
 
@@ -255,20 +260,100 @@ def execute(
     )
     token = uuid.uuid4().hex
     builder = OutcomeBuilder(listener)
+    process = {HOST_TAG: socket.gethostname(), PROCESS_TAG: _process_identity(os.getpid())}
     with dg.DagsterInstance.get() as instance:
+        fail_abandoned_runs(instance)
         watcher = _RunWatcher(instance, token, builder)
         with watcher if listener is not None else contextlib.nullcontext():
             result = dg.execute_job(
                 repository.get_reconstructable_job(job_name),
                 instance=instance,
                 raise_on_error=False,
-                tags={**(tags or {}), INVOCATION_TAG: token},
+                tags={**(tags or {}), INVOCATION_TAG: token, **process},
                 # the CLI prints its own lines; Dagster's console log (with tracebacks) only on --verbose
                 run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
             )
         watcher.run_id = result.run_id
         watcher.poll()  # the events the watcher had not read yet (all of them without a listener)
         return builder.outcome(result.run_id, job_name, result.success)
+
+
+@contextlib.contextmanager
+def home_lock(home: Path, on_wait: Callable[[str], None] | None = None):
+    """One `seg-pipeline run` at a time per home: the embedded warehouse, the GX project and the publish
+    of two refreshes must not interleave. Waits (telling ``on_wait`` who holds it) for the run before to
+    end; the kernel releases the lock when its process ends, however it ends (SIGKILL included)."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "run.lock"
+    with path.open("a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                handle.seek(0)
+                on_wait(handle.read().strip() or "another process")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        handle.truncate()
+        started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        handle.write(f"seg-pipeline run (pid {os.getpid()}, started {started})")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _process_identity(pid: int) -> str:
+    """``pid:start-time`` (Linux /proc), so a recycled pid is never taken for the process that died."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return f"{pid}:{fields[19]}"  # field 22 of stat: start time in clock ticks after boot
+    except (OSError, IndexError):
+        return f"{pid}:"
+
+
+def _process_alive(identity: str) -> bool:
+    pid, _, started = identity.partition(":")
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True  # another user's process, or a tag we do not understand: leave the run alone
+    return not started or _process_identity(int(pid)) == identity
+
+
+ABANDONED = "the process executing this run ended without finishing it (killed, out of memory or a crash)"
+
+
+def fail_abandoned_runs(instance=None) -> list[str]:
+    """Mark failed the runs this host executed in-process whose process is gone; returns their run ids.
+
+    Runs launched by the daemon or the UI are watched by Dagster's run monitoring instead; these carry no
+    process tag and are left alone. Without ``instance``, the one in $DAGSTER_HOME.
+    """
+    import dagster as dg
+
+    if instance is None:
+        with dg.DagsterInstance.get() as instance:
+            return fail_abandoned_runs(instance)
+
+    statuses = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+    host = socket.gethostname()
+    abandoned = []
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=statuses, tags={HOST_TAG: host})):
+        identity = run.tags.get(PROCESS_TAG)
+        if identity and not _process_alive(identity):
+            instance.report_run_failed(run, message=ABANDONED)
+            storage = instance.event_log_storage
+            if storage.supports_global_concurrency_limits:
+                # a pool slot the dead run had claimed (seg_publish) would otherwise block every later publish
+                storage.free_concurrency_slots_for_run(run.run_id)
+            abandoned.append(run.run_id)
+    return abandoned
 
 
 # Dagster's errors around ours: a step's exception, and a retry policy's request or its final "Exceeded max_retries"
@@ -332,4 +417,6 @@ def _first_failure(instance, run_id: str) -> str | None:
 
     for record in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
         return f"{record.dagster_event.step_key}: {error_text(record.dagster_event.step_failure_data.error)}"
+    for record in instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE):
+        return record.dagster_event.message or record.user_message
     return None

@@ -146,6 +146,7 @@ def churn_model(
     from seg_pipeline.churn.train import feature_frame, train_churn_model
     from seg_pipeline.features.labels import KEY_COLUMNS
 
+    mlflow_tracking.client()  # an unavailable tracking store fails here, before minutes of fitting
     cfg = settings.get()
     as_of = run_as_of(context, cfg)
     table = churn_training_set

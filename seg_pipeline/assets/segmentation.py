@@ -103,6 +103,7 @@ def segmentation(
     from seg_pipeline.segmentation.profiles import long_deviations, migration_summary
     from seg_pipeline.segmentation.selection import selection_markdown
 
+    mlflow_tracking.client()  # an unavailable tracking store fails here, before minutes of fitting
     cfg = settings.get()
     as_of = run_as_of(context, cfg)
     warehouse = str(cfg.warehouse_path)

@@ -121,9 +121,12 @@ def dagster_webserver(project: Path, env: dict[str, str], log: Path) -> Iterator
 
 
 @contextlib.contextmanager
-def mlflow_ui(tracking_uri: str, cwd: Path, env: dict[str, str], log: Path) -> Iterator[str]:
-    """The MLflow UI (`mlflow ui`, as `make mlflow` starts it) on the project's tracking store."""
-    port = free_port()
+def mlflow_ui(
+    tracking_uri: str, cwd: Path, env: dict[str, str], log: Path, port: int | None = None
+) -> Iterator[str]:
+    """The MLflow UI (`mlflow ui`, as `make mlflow` starts it) on the project's tracking store; it is also
+    the tracking server a pipeline can log to (`mlflow.tracking_uri: http://...`)."""
+    port = port or free_port()
     command = [str(BIN / "mlflow"), "ui", "--backend-store-uri", tracking_uri, "--host", "127.0.0.1"]
     with server([*command, "--port", str(port), "--workers", "1"], cwd, env, log):
         url = f"http://127.0.0.1:{port}"
