@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from seg_pipeline.config import CONFIG_ENV, Settings, load_settings
-from seg_pipeline.errors import SegPipelineError
+from seg_pipeline.errors import SegPipelineError, first_line
 from seg_pipeline.redact import redact
 
 if TYPE_CHECKING:
@@ -274,7 +274,7 @@ def explain_error(exc: BaseException) -> tuple[int, str, str | None]:
             f"check the path (relative paths start from the current folder, {Path.cwd()}) and rerun",
         )
     cls = type(exc)
-    first = _first_line(exc)
+    first = first_line(exc)
     if cls.__module__.startswith("psycopg") and cls.__name__ == "OperationalError":
         return (
             EXIT_USAGE,
@@ -292,11 +292,6 @@ def explain_error(exc: BaseException) -> tuple[int, str, str | None]:
         f"unexpected error {cls.__name__}: {first}",
         "rerun with --verbose for the traceback; if it persists, report it with that output",
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "(no message)"
 
 
 def report_error(exc: BaseException, verbose: bool, stream: TextIO | None = None) -> int:

@@ -262,7 +262,6 @@ def execute(
     builder = OutcomeBuilder(listener)
     process = {HOST_TAG: socket.gethostname(), PROCESS_TAG: _process_identity(os.getpid())}
     with dg.DagsterInstance.get() as instance:
-        fail_abandoned_runs(instance)
         watcher = _RunWatcher(instance, token, builder)
         with watcher if listener is not None else contextlib.nullcontext():
             result = dg.execute_job(

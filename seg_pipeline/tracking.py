@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 
 from seg_pipeline.config import Settings
-from seg_pipeline.errors import SegPipelineError
+from seg_pipeline.errors import SegPipelineError, first_line
 from seg_pipeline.redact import redact
 
 QUIET_ENV = {
@@ -68,11 +68,10 @@ class MlflowTracking(dg.ConfigurableResource):
         try:
             mlflow.search_experiments(max_results=1)
         except Exception as exc:  # noqa: BLE001 - any transport or store error means the same to the user
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise TrackingUnavailable(
                 redact(
-                    f"the MLflow tracking store {self.tracking_uri} is not available ({first[:300]}); nothing "
-                    "was trained, registered or published. Start it (or fix mlflow.tracking_uri), then rerun."
+                    f"the MLflow tracking store {self.tracking_uri} is not available ({first_line(exc)[:300]}); "
+                    "nothing was trained, registered or published. Start it (or fix mlflow.tracking_uri), then rerun."
                 )
             ) from None
         _reachable.add(self.tracking_uri)

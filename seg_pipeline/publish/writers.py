@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from seg_pipeline.errors import SegPipelineError
+from seg_pipeline.errors import SegPipelineError, first_line
 from seg_pipeline.publish.contract import KINDS, TABLES, conform
 from seg_pipeline.redact import redact
 
@@ -120,12 +120,12 @@ def publish_to_postgres(
         connection = psycopg.connect(dsn, connect_timeout=10)
     except psycopg.OperationalError as exc:
         raise PublishUnavailable(
-            f"PostgreSQL is not reachable for publishing at {_target(dsn)} ({_first_line(exc)}); the published "
+            f"PostgreSQL is not reachable for publishing at {_target(dsn)} ({first_line(exc)}); the published "
             "tables there are unchanged. Check SEG_PUBLISH_DSN (or publish.postgres_dsn) and that the server is up."
         ) from None
     except psycopg.Error as exc:  # a malformed DSN; libpq may quote parts of it, hence the masking
         raise SegPipelineError(
-            f"the PostgreSQL DSN for publishing is not valid ({_first_line(exc)}); nothing was published. "
+            f"the PostgreSQL DSN for publishing is not valid ({first_line(exc)}); nothing was published. "
             "Fix SEG_PUBLISH_DSN (or publish.postgres_dsn)."
         ) from None
     with connection:
@@ -150,7 +150,7 @@ def publish_to_postgres(
             ) from None
         except psycopg.errors.DependentObjectsStillExist as exc:
             raise SegPipelineError(
-                f"publishing to PostgreSQL: {_first_line(exc)}. Published tables are replaced on every run, so "
+                f"publishing to PostgreSQL: {first_line(exc)}. Published tables are replaced on every run, so "
                 "views on them block the swap; read the tables directly or recreate views after each run. "
                 "Nothing was changed."
             ) from None
@@ -200,11 +200,6 @@ def read_postgres_table(dsn: str, schema: str, table: str) -> pd.DataFrame | Non
             return None
         cursor = connection.execute(f"select * from {_quoted(schema, table)}")
         return pd.DataFrame(cursor.fetchall(), columns=[d.name for d in cursor.description])
-
-
-def _first_line(exc: Exception) -> str:
-    """The first line of an error's message, passwords masked (driver errors may quote the DSN)."""
-    return redact(str(exc).strip().splitlines()[0]) if str(exc).strip() else type(exc).__name__
 
 
 def _target(dsn: str) -> str:
