@@ -389,10 +389,13 @@ def _run_locked(args: argparse.Namespace, settings: Settings) -> int:
     if not args.quiet:
         print(f"Running {args.job} on the Dagster instance in {dagster_home} ...", flush=True)
     started = time.monotonic()
+    left_out, tags = _reused_ingestion(args, settings)
     outcome = execute(
         args.job,
+        tags=tags,
         log_level="DEBUG" if args.verbose else "CRITICAL",
         listener=None if args.quiet else StepPrinter(),
+        left_out=left_out,
     )
     seconds = time.monotonic() - started
     if not args.quiet and outcome.not_run:
@@ -411,6 +414,25 @@ def _run_locked(args: argparse.Namespace, settings: Settings) -> int:
     if not args.quiet:
         print("\n" + redact("\n".join(success_summary(outcome, settings, dagster_home, seconds))))
     return EXIT_OK
+
+
+def _reused_ingestion(args: argparse.Namespace, settings: Settings) -> tuple[set[str], dict[str, str]]:
+    """For a rescore: the assets of sources whose last ingestion is reused, and the run's tags."""
+    from seg_pipeline.reuse import AS_OF_TAG, REUSED_TAG
+    from seg_pipeline.runner import plan_rescore
+
+    if args.job != "rescore" or args.reingest:
+        return set(), {}
+    plan = plan_rescore(settings)
+    if not args.quiet:
+        for source, run_id in plan.reused.items():
+            print(f"  reusing {source}: unchanged since its validated ingestion in run {run_id[:8]}")
+        for source, why in plan.ingest.items():
+            print(f"  ingesting {source}: {why}")
+    if not plan.reused:
+        return set(), {}
+    tags = {AS_OF_TAG: plan.as_of.isoformat(), REUSED_TAG: ",".join(plan.reused)}
+    return plan.left_out(), tags
 
 
 def _close_abandoned_runs(settings: Settings, quiet: bool) -> None:
@@ -602,7 +624,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--job",
         default="full_refresh",
         choices=("full_refresh", "rescore"),
-        help="full_refresh: everything; rescore: fresh features scored by the champion, no training",
+        help="full_refresh: everything; rescore: fresh features scored by the champion, no training (sources "
+        "whose extract, settings, as_of, erasure requests and code are unchanged since their last successful "
+        "ingestion are not ingested again)",
+    )
+    run.add_argument(
+        "--reingest",
+        action="store_true",
+        help="rescore: ingest and validate every source again, even where nothing changed",
     )
     run.add_argument("--quiet", action="store_true", help="no step lines and no summary; errors only")
     run.add_argument(

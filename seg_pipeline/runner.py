@@ -244,11 +244,14 @@ def execute(
     tags: dict[str, str] | None = None,
     log_level: str = "CRITICAL",
     listener: StepListener | None = None,
+    left_out: set[str] | None = None,
 ) -> RunOutcome:
     """Execute ``job_name`` from the seg_pipeline code location on the instance in $DAGSTER_HOME.
 
     ``listener`` (if given) is told about each step as it starts and finishes, from a watcher thread
     that polls the run's event log, and from this thread for the events left after the run ended.
+    ``left_out``: names of the job's assets not to materialize (a rescore's reused ingestion); the run
+    is then a subset of the job, as when assets are picked in the UI.
     """
     import dagster as dg
     from dagster._core.definitions.reconstruct import ReconstructableRepository
@@ -267,6 +270,7 @@ def execute(
             result = dg.execute_job(
                 repository.get_reconstructable_job(job_name),
                 instance=instance,
+                asset_selection=_selection(job_name, left_out) if left_out else None,
                 raise_on_error=False,
                 tags={**(tags or {}), INVOCATION_TAG: token, **process},
                 # the CLI prints its own lines; Dagster's console log (with tracebacks) only on --verbose
@@ -275,6 +279,26 @@ def execute(
         watcher.run_id = result.run_id
         watcher.poll()  # the events the watcher had not read yet (all of them without a listener)
         return builder.outcome(result.run_id, job_name, result.success)
+
+
+def _selection(job_name: str, left_out: set[str]):
+    """The job's assets except ``left_out`` (their checks go with them)."""
+    from seg_pipeline.config import load_settings
+    from seg_pipeline.definitions import build_definitions
+
+    job = build_definitions(load_settings()).resolve_job_def(job_name)
+    return [k for k in job.asset_layer.selected_asset_keys if k.to_user_string() not in left_out]
+
+
+def plan_rescore(settings):
+    """Which sources a rescore reuses (reuse.py), judged on this instance and warehouse."""
+    import dagster as dg
+
+    from seg_pipeline.reuse import plan_rescore as plan
+    from seg_pipeline.warehouse import existing_tables
+
+    with dg.DagsterInstance.get() as instance:
+        return plan(settings, instance, existing_tables(str(settings.warehouse_path)))
 
 
 @contextlib.contextmanager

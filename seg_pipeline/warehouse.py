@@ -97,3 +97,14 @@ def read_previous(database: str, schema: str, table: str) -> pd.DataFrame | None
             [schema, table],
         ).fetchone()[0]
         return fetch_frame(connection.execute(f'select * from "{schema}"."{table}"')) if found else None
+
+
+def existing_tables(database: str) -> set[str]:
+    """Every "schema.table" in the warehouse (empty when the file does not exist yet)."""
+    import duckdb
+
+    if not Path(database).exists():
+        return set()
+    with duckdb.connect(database, read_only=True) as connection:
+        rows = connection.execute("select table_schema, table_name from information_schema.tables").fetchall()
+    return {f"{schema}.{table}" for schema, table in rows}

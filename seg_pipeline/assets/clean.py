@@ -6,12 +6,13 @@ From here on customers are keyed by customer_key; name, email and phone stop at 
 import dagster as dg
 import pandas as pd
 
-from seg_pipeline.assets.common import current_run_id, run_as_of
+from seg_pipeline.assets.common import current_run_id, latest_metadata, metadata_value, run_as_of
 from seg_pipeline.cleaning import events as ev
 from seg_pipeline.cleaning.customers import clean_customers as clean_customer_records
 from seg_pipeline.cleaning.privacy import erasure_keys, resolve_key
 from seg_pipeline.cleaning.quarantine import QUARANTINE_COLUMNS
 from seg_pipeline.resources import PipelineSettings
+from seg_pipeline.reuse import CRM, FINGERPRINT_KEY, PARTS_KEY, ingestion_fingerprint
 
 CLEAN = {"group_name": "clean", "kinds": {"pandas", "duckdb"}, "metadata": {"schema": "clean"}}
 
@@ -35,6 +36,16 @@ def accounting_metadata(accounting: dict[str, int], fixes: dict[str, int]) -> di
     }
 
 
+def fingerprint_metadata(context, cfg, source: str, as_of, key: bytes) -> dict:
+    """What this ingestion of ``source`` depended on (reuse.py), for a later rescore to compare with."""
+    raw_sha = metadata_value(latest_metadata(context, f"raw_{source}"), "file_sha256", "")
+    crm = None
+    if source != CRM:  # events are re-keyed through the CRM ingestion of this run (or the one reused)
+        crm = metadata_value(latest_metadata(context, "clean_customers"), FINGERPRINT_KEY)
+    fingerprint, parts = ingestion_fingerprint(cfg, source, as_of, raw_sha, crm, key)
+    return {FINGERPRINT_KEY: fingerprint, PARTS_KEY: dg.MetadataValue.json(parts)}
+
+
 @dg.multi_asset(
     outs={
         "clean_customers": _out("One row per real customer after dedup; keyed by customer_key; no PII."),
@@ -53,10 +64,11 @@ def clean_customers(
 ):
     cfg = settings.get()
     key = resolve_key(cfg.privacy.pseudonymization_key_env, cfg.home)
+    as_of = run_as_of(context, cfg)
     result = clean_customer_records(
         raw_crm_customers,
         key=key,
-        as_of=run_as_of(context, cfg),
+        as_of=as_of,
         erased=erasure_keys(cfg.home),
         default_consent=cfg.privacy.default_consent,
         stale_record_days=cfg.quality.stale_record_days,
@@ -75,6 +87,7 @@ def clean_customers(
             "customers_without_profiling_consent": excluded,
             "stale_records": int(customers["is_stale"].sum()),
             "survivorship_rule": "earliest signup survives, then latest update, then smallest id; gaps filled newest first",
+            **fingerprint_metadata(context, cfg, CRM, as_of, key),
         },
     )
     yield dg.Output(
@@ -112,16 +125,20 @@ def _event_stage(source: str, clean_fn) -> dg.AssetsDefinition:
     )
     def stage(context: dg.AssetExecutionContext, settings: PipelineSettings, raw, id_map, contacts, erased):
         cfg = settings.get()
-        identity = ev.Identity(
-            id_map, contacts, erased, resolve_key(cfg.privacy.pseudonymization_key_env, cfg.home)
-        )
+        key = resolve_key(cfg.privacy.pseudonymization_key_env, cfg.home)
+        as_of = run_as_of(context, cfg)
+        identity = ev.Identity(id_map, contacts, erased, key)
         result = clean_fn(
-            raw, identity, as_of=run_as_of(context, cfg), retention_days=cfg.privacy.retention_days,
+            raw,
+            identity,
+            as_of=as_of,
+            retention_days=cfg.privacy.retention_days,
             run_id=current_run_id(context),
-        )  # fmt: skip
+        )
         metadata = {
             "dagster/row_count": len(result.table),
             **accounting_metadata(result.accounting, result.fixes),
+            **fingerprint_metadata(context, cfg, source, as_of, key),
         }
         if source == "orders":
             metadata["outlier_rule"] = ev.OUTLIER_RULE

@@ -26,12 +26,23 @@ def current_job_name(context) -> str:
 
 
 def run_as_of(context: dg.OpExecutionContext | dg.AssetCheckExecutionContext, settings: Settings) -> dt.date:
-    """The configured as_of, else the date (UTC) the run was created: one date for every step of a run."""
+    """The configured as_of, else the one a rescore planned with (reuse.AS_OF_TAG), else the date (UTC) the
+    run was created: one date for every step of a run."""
+    from seg_pipeline.reuse import AS_OF_TAG
+
     if settings.as_of is not None:
         return settings.as_of
     record = context.instance.get_run_record_by_id(current_run_id(context))
+    if record is not None and AS_OF_TAG in record.dagster_run.tags:
+        return dt.date.fromisoformat(record.dagster_run.tags[AS_OF_TAG])
     created = record.create_timestamp if record is not None else dt.datetime.now(dt.UTC)
     return created.astimezone(dt.UTC).date()
+
+
+def metadata_value(metadata: dict, name: str, default=None):
+    """The plain value of one metadata entry (``latest_metadata``'s values are MetadataValue objects)."""
+    entry = metadata.get(name)
+    return default if entry is None else entry.value
 
 
 def end_of_day(day: dt.date) -> dt.datetime:

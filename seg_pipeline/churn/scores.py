@@ -27,11 +27,16 @@ def risk_tier(score: np.ndarray, tiers: RiskTiers) -> np.ndarray:
 
 
 def important_features(model, X: pd.DataFrame, y: np.ndarray, n: int, seed: int) -> list[str]:
-    """The n features whose shuffling hurts holdout ROC-AUC most (at most 5,000 rows are used)."""
+    """The n features whose shuffling hurts holdout ROC-AUC most (at most 5,000 rows are used).
+
+    Measured on the first member of a calibrated ensemble, before its calibration: calibration is a
+    monotone map of the member's score (AUC ranks scores), and the members are the same pipeline fitted on
+    two thirds of the rows each, so the ranking barely differs at a fraction of the ensemble's cost."""
     from sklearn.inspection import permutation_importance
 
+    measured = getattr(effect_model(model), "estimator", model)
     rows = np.random.default_rng(seed).choice(len(X), min(len(X), 5000), replace=False)
-    result = permutation_importance(model, X.iloc[rows], y[rows], scoring="roc_auc", n_repeats=3,
+    result = permutation_importance(measured, X.iloc[rows], y[rows], scoring="roc_auc", n_repeats=3,
                                     random_state=seed)  # fmt: skip
     order = np.argsort(-result.importances_mean)
     return [X.columns[i] for i in order[:n] if result.importances_mean[i] > 0] or [X.columns[order[0]]]

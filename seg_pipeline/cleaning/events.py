@@ -103,33 +103,42 @@ class _Rows:
         return CleanEvents(table.reset_index(drop=True), quarantine, accounting, fixes)
 
 
+def lookup(values: pd.Series, mapping: pd.Series) -> pd.Series:
+    """``values.map(mapping)`` as strings, missing where absent: only present values are looked up, each
+    distinct one once (``Series.map`` on the string dtype is slow, most of all on mostly-missing columns)."""
+    present = values[values.notna()]
+    codes, uniques = pd.factorize(present)
+    position = mapping.index.get_indexer(pd.Index(uniques, dtype=object))
+    found = np.append(mapping.to_numpy(dtype=object), None)[position]  # -1 (unknown) takes the None
+    return pd.Series(found[codes], index=present.index, dtype="string").reindex(values.index)
+
+
+def _erased(values: pd.Series, where: pd.Series, kind: str, identity: Identity) -> pd.Series:
+    """Rows (among ``where``) whose value is in the erasure index; hashed only where asked."""
+    hashes = suppression_hash(values[where], kind, identity.key).isin(identity.erased_hashes(kind))
+    return hashes.reindex(values.index, fill_value=False).astype(bool)
+
+
 def _link(rows: _Rows, identity: Identity, contact_columns: tuple[str, ...]) -> None:
     """Set customer_key and linked_by; quarantine what cannot be linked, drop what was erased."""
     frame = rows.frame
-    key = pd.Series(pd.NA, index=frame.index, dtype="string")
-    linked_by = pd.Series(pd.NA, index=frame.index, dtype="string")
-    erased = pd.Series(False, index=frame.index)
-
     ids = frame["customer_id"].astype("string").str.strip().replace("", pd.NA)
-    by_id = ids.map(identity.id_map.set_index("customer_id")["customer_key"]).astype("string")
-    key = key.fillna(by_id)
-    linked_by = linked_by.mask(by_id.notna(), "customer_id")
-    unknown_id = ids.notna() & by_id.isna()
-    erased |= unknown_id & suppression_hash(ids, "customer_id", identity.key).isin(
-        identity.erased_hashes("customer_id")
-    )
+    key = lookup(ids, identity.id_map.set_index("customer_id")["customer_key"])
+    linked_by = pd.Series(pd.NA, index=frame.index, dtype="string").mask(key.notna(), "customer_id")
+    erased = _erased(ids, ids.notna() & key.isna(), "customer_id", identity)
 
     for column in contact_columns:
         if column not in frame:
             continue
-        normal = normalize_email(frame[column]) if column == "email" else phone_match_key(frame[column])
-        hashed = pseudonymize(normal, identity.key)
-        needs = ids.isna() & key.isna() & hashed.notna()
-        found = hashed.where(needs).map(identity.contact_keys(column)).astype("string")
+        # only rows without a CRM id and not linked yet are linked by contact: hash just those
+        open_rows = ids.isna() & key.isna() & frame[column].notna()
+        values = frame.loc[open_rows, column]
+        normal = normalize_email(values) if column == "email" else phone_match_key(values)
+        normal = normal.reindex(frame.index)
+        found = lookup(pseudonymize(normal, identity.key), identity.contact_keys(column))
         key = key.fillna(found)
         linked_by = linked_by.mask(found.notna(), column)
-        suppressed = suppression_hash(normal, column, identity.key).isin(identity.erased_hashes(column))
-        erased |= needs & found.isna() & suppressed
+        erased |= _erased(normal, open_rows & normal.notna() & found.isna(), column, identity)
 
     rows.frame = frame.assign(customer_key=key, linked_by=linked_by)
     rows.drop(erased, "erased")

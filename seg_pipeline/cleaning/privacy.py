@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from seg_pipeline.errors import SegPipelineError
@@ -50,10 +51,12 @@ def ensure_demo_key(env_var: str, home: Path) -> Path | None:
 
 
 def pseudonymize(values: pd.Series, key: bytes) -> pd.Series:
-    """Keyed HMAC-SHA256 (hex) of each value; missing stays missing. Hashes each distinct value once."""
-    present = values.dropna().astype(str)
-    digests = {v: hmac.new(key, v.encode("utf-8"), hashlib.sha256).hexdigest() for v in present.unique()}
-    return values.astype("string").map(digests, na_action="ignore").astype("string")
+    """Keyed HMAC-SHA256 (hex) of each value; missing stays missing. Hashes each distinct value once and
+    spreads the digests by factorized code (``Series.map`` with a dict is several times slower on strings)."""
+    codes, uniques = pd.factorize(values.astype("string"))
+    digests = [hmac.new(key, str(v).encode("utf-8"), hashlib.sha256).hexdigest() for v in uniques]
+    table = np.array([*digests, None], dtype=object)  # code -1 (missing) takes the trailing None
+    return pd.Series(table[codes], index=values.index, dtype="string")
 
 
 def suppression_hash(values: pd.Series, kind: str, key: bytes) -> pd.Series:

@@ -237,6 +237,46 @@ def test_explain_and_rescore(project):
     assert "segmentation " not in rescored.stdout
 
 
+def published_run_id(project: Path) -> str:
+    with duckdb.connect(str(project / ".seg" / "warehouse.duckdb"), read_only=True) as con:
+        (run_id,) = con.execute("select distinct run_id from published.churn_scores").fetchone()
+    return run_id
+
+
+def test_rescore_ingests_only_what_changed(project):
+    """A rescore takes each source's validated clean tables as they are while nothing they depend on changed;
+    a changed extract is ingested and validated again (with the CRM unchanged, alone); --reingest does all."""
+    events = ("orders", "web_events", "support_tickets", "email_events")
+    first = cli("run", "--job", "rescore", "--as-of", "2024-06-30", cwd=project)
+    assert first.returncode == 0, first.stdout + first.stderr
+    unchanged = cli("run", "--job", "rescore", "--as-of", "2024-06-30", cwd=project)
+    assert unchanged.returncode == 0, unchanged.stdout + unchanged.stderr
+    for source in ("crm_customers", *events):
+        assert f"  reusing {source}: unchanged since its validated ingestion in run" in unchanged.stdout
+    steps = step_lines(unchanged.stdout)
+    assert not [s for s in steps if s.startswith(("raw_", "clean_", "quarantine"))], sorted(steps)
+    assert {"customer_features", "churn_scores", "published_tables"} <= set(steps)
+    run_id = re.search(r"Run ([0-9a-f-]{36}) succeeded", unchanged.stdout).group(1)
+    assert published_run_id(project) == run_id
+
+    orders = project / ".seg" / "landing" / "orders.csv"
+    lines = orders.read_text(encoding="utf-8").splitlines(keepends=True)
+    orders.write_text("".join(lines[:-1]), encoding="utf-8")  # the newest export lost one order
+    changed = cli("run", "--job", "rescore", "--as-of", "2024-06-30", cwd=project)
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert re.search(r"  ingesting orders: changed since run [0-9a-f]{8}: extract\n", changed.stdout)
+    steps = step_lines(changed.stdout)
+    assert {"raw_orders", "raw_orders_raw_orders_quality", "clean_orders_stage", "quarantine"} <= set(steps)
+    reused = {"raw_crm_customers", "clean_customers", "raw_web_events", "clean_web_events_stage"}
+    assert not reused & set(steps)
+    raw_orders = " ".join(steps["raw_orders"][1][1])
+    assert f"{len(lines) - 2:,} rows" in raw_orders
+
+    forced = cli("run", "--job", "rescore", "--reingest", "--as-of", "2024-06-30", cwd=project)
+    assert forced.returncode == 0 and "reusing" not in forced.stdout
+    assert {f"raw_{s}" for s in ("crm_customers", *events)} <= set(step_lines(forced.stdout))
+
+
 def test_export_writes_a_published_table(project):
     out = project / "exports" / "segments.csv"
     exported = cli("export", "customer_segments", "--out", str(out), cwd=project)
