@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -47,33 +48,67 @@ def company(customers: int) -> tuple[Path, int]:
     return out, json.loads(summary.read_text())["rows"]
 
 
-def timed(command: list[str], env: dict) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process."""
+def _rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def timed(command: list[str], env: dict) -> tuple[float, float, list[tuple[float, float]]]:
+    """Wall seconds and peak RSS (MB) of one child process, and its RSS sampled every 0.2 s as
+    (epoch seconds, MB) to tell which step holds the peak."""
+    samples: list[tuple[float, float]] = []
     start = time.perf_counter()
     child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.2):
+            rss = _rss_mb(child.pid)
+            if rss is not None:
+                samples.append((time.time(), rss))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - start
+    done.set()
+    sampler.join()
     if status != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{child.stderr.read().decode()[-3000:]}")
-    return seconds, usage.ru_maxrss / 1024
+    return seconds, usage.ru_maxrss / 1024, samples
 
 
-def timed_run(config: Path, job: str, env: dict) -> tuple[float, float]:
-    return timed([CLI, "run", "--config", str(config), "--job", job, "--quiet"], env)
+def timed_run(config: Path, job: str, env: dict, *extra: str):
+    return timed([CLI, "run", "--config", str(config), "--job", job, "--quiet", *extra], env)
 
 
-def step_seconds(dagster_home: Path) -> list[dict[str, float]]:
-    """Per step of each run on the instance, newest run last: step key and seconds."""
+def step_records(dagster_home: Path) -> list[dict[str, tuple[float, float]]]:
+    """Per run on the instance (oldest first): step key -> (start, end) epoch seconds."""
     import dagster as dg
 
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     with dg.DagsterInstance.get() as instance:
         records = sorted(instance.get_run_records(), key=lambda r: r.create_timestamp)
-        runs = []
-        for record in records:
-            stats = instance.get_run_step_stats(record.dagster_run.run_id)
-            runs.append({s.step_key: round(s.end_time - s.start_time, 2) for s in stats if s.end_time})
-        return runs
+        return [
+            {s.step_key: (s.start_time, s.end_time) for s in instance.get_run_step_stats(r.dagster_run.run_id)
+             if s.start_time and s.end_time}
+            for r in records
+        ]  # fmt: skip
+
+
+def step_peaks(steps: dict[str, tuple[float, float]], samples: list[tuple[float, float]]) -> dict[str, int]:
+    """The highest sampled RSS (MB) of the process while each step ran."""
+    peaks = {}
+    for step, (start, end) in steps.items():
+        inside = [mb for t, mb in samples if start <= t <= end]
+        if inside:
+            peaks[step] = round(max(inside))
+    return peaks
 
 
 def measure(customers: int) -> dict:
@@ -84,13 +119,19 @@ def measure(customers: int) -> dict:
         config.write_text(CONFIG.format(home=home, landing=landing, as_of=AS_OF))
         env = {k: v for k, v in os.environ.items() if not k.startswith("SEG_") and k != "DAGSTER_HOME"}
         env["SEG_PSEUDO_KEY"] = "benchmark-key"
-        full_s, full_mb = timed_run(config, "full_refresh", env)
-        rescore_s, rescore_mb = timed_run(config, "rescore", env)
-        full_steps, rescore_steps = step_seconds(home / "dagster")
+        full_s, full_mb, full_samples = timed_run(config, "full_refresh", env)
+        rescore_s, rescore_mb, _ = timed_run(config, "rescore", env)
+        # every source ingested and validated again, as when all extracts changed since the last run
+        reingest_s, reingest_mb, _ = timed_run(config, "rescore", env, "--reingest")
+        full_records, rescore_records, reingest_records = step_records(home / "dagster")
+        full_steps, rescore_steps, reingest_steps = (
+            {k: round(end - start, 2) for k, (start, end) in run.items()}
+            for run in (full_records, rescore_records, reingest_records)
+        )
         # the same asset and check functions called directly, on a fresh home (direct_run.py)
         direct_config = Path(tmp) / "direct.yaml"
         direct_config.write_text(CONFIG.format(home=Path(tmp) / "direct_home", landing=landing, as_of=AS_OF))
-        direct_s, direct_mb = timed([sys.executable, str(HERE / "direct_run.py"), str(direct_config)], env)
+        direct_s, direct_mb, _ = timed([sys.executable, str(HERE / "direct_run.py"), str(direct_config)], env)
     busy = sum(full_steps.values())
     return {
         "customers": customers,
@@ -100,9 +141,17 @@ def measure(customers: int) -> dict:
             "peak_rss_mb": round(full_mb),
             "rows_per_second": int(rows / full_s),
             "steps": full_steps,
+            "step_peak_rss_mb": step_peaks(full_records, full_samples),
         },  # fmt: skip
+        # unchanged extracts: the validated clean tables are reused (seg_pipeline/reuse.py)
         "rescore": {"seconds": round(rescore_s, 1), "peak_rss_mb": round(rescore_mb), "steps": rescore_steps},
         "rescore_share_of_full": round(rescore_s / full_s, 3),
+        "rescore_reingest": {
+            "seconds": round(reingest_s, 1),
+            "peak_rss_mb": round(reingest_mb),
+            "steps": reingest_steps,
+        },  # fmt: skip
+        "rescore_reingest_share_of_full": round(reingest_s / full_s, 3),
         "direct": {"seconds": round(direct_s, 1), "peak_rss_mb": round(direct_mb)},
         # the Dagster job's wall time over the same functions called directly in one process
         "dagster_overhead": round(full_s / direct_s, 3),
@@ -136,21 +185,32 @@ def growth(runs: list[dict]) -> str:
     )
 
 
+def _reingest(run: dict) -> str:
+    """Runs recorded before rescore reused ingestion show a dash."""
+    if "rescore_reingest" not in run:
+        return "- | -"
+    return f"{run['rescore_reingest']['seconds']} | {run['rescore_reingest_share_of_full']}"
+
+
 def markdown(data: dict) -> str:
     runs = [data["runs"][k] for k in sorted(data["runs"], key=int)]
     lines = [
         "# Pipeline benchmark", "",
         f"Machine: {data['machine']['cpus']} CPUs, Python {data['machine']['python']}, {data['machine']['system']}.",
         "Reproduce: `make bench SIZE=\"10000 100000\"`.", "",
-        "| customers | input rows | full refresh s | peak RSS MB | rows/s | rescore s | rescore / full | direct s | Dagster overhead |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "rescore: the same extracts scored again, so every source's validated clean tables are reused; "
+        "rescore, re-ingest: `--reingest`, every source read, cleaned and validated again (as when every "
+        "extract changed).", "",
+        "| customers | input rows | full refresh s | peak RSS MB | rows/s | rescore s | rescore / full "
+        "| rescore, re-ingest s | re-ingest / full | direct s | Dagster overhead |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for r in runs:
         f = r["full_refresh"]
         lines.append(
             f"| {r['customers']:,} | {r['rows']:,} | {f['seconds']} | {f['peak_rss_mb']:,} | {f['rows_per_second']:,} "
-            f"| {r['rescore']['seconds']} | {r['rescore_share_of_full']} | {_direct(r, 'seconds')} "
-            f"| {_direct(r, 'overhead')} |"
+            f"| {r['rescore']['seconds']} | {r['rescore_share_of_full']} | {_reingest(r)} "
+            f"| {_direct(r, 'seconds')} | {_direct(r, 'overhead')} |"
         )
     if len(runs) >= 2:
         lines += ["", growth(runs)]
@@ -158,6 +218,16 @@ def markdown(data: dict) -> str:
     for r in runs:
         top = sorted(r["full_refresh"]["steps"].items(), key=lambda kv: -kv[1])[:8]
         lines.append(f"- {r['customers']:,}: " + ", ".join(f"{k} {v}" for k, v in top))
+    peaks = [r for r in runs if r["full_refresh"].get("step_peak_rss_mb")]
+    if peaks:
+        lines += [
+            "",
+            "Steps during which the full refresh's process was largest (peak RSS MB, sampled every 0.2 s):",
+            "",
+        ]
+        for r in peaks:
+            top = sorted(r["full_refresh"]["step_peak_rss_mb"].items(), key=lambda kv: -kv[1])[:6]
+            lines.append(f"- {r['customers']:,}: " + ", ".join(f"{k} {v:,}" for k, v in top))
     return "\n".join(lines) + "\n"
 
 
@@ -167,7 +237,7 @@ def main(sizes: list[int]) -> None:
     for n in sorted(sizes):
         result = measure(n)
         data["runs"][str(n)] = result
-        print(json.dumps({k: v for k, v in result.items() if k not in ("full_refresh", "rescore")}
+        print(json.dumps({k: v for k, v in result.items() if k not in ("full_refresh", "rescore", "rescore_reingest")}
                          | {"full_s": result["full_refresh"]["seconds"], "rescore_s": result["rescore"]["seconds"]}))  # fmt: skip
         path.write_text(json.dumps(data, indent=2) + "\n")
         (RESULTS / "pipeline.md").write_text(markdown(data))

@@ -83,8 +83,11 @@ def _categorical_encoder(kind: str):
 
 
 # Each forest tree sees a bootstrap of at most this many rows: past it, more rows cost time linearly and
-# no longer improve the holdout (at 100k customers: 30.6 -> 18.9 s, PR-AUC 0.436 -> 0.439).
+# no longer improve the holdout (at 100k customers: 30.6 -> 18.9 s, PR-AUC 0.436 -> 0.439). Likewise
+# 100 trees rather than 150: 15.7 -> 10.6 s for the calibrated forest, holdout PR-AUC 0.4405 -> 0.4396,
+# ROC-AUC 0.7609 both (100k customers, 60k training rows).
 FOREST_TREE_ROWS = 20_000
+FOREST_TREES = 100
 
 
 def make_candidate(name: str, numeric: list[str], categorical: list[str], seed: int, rows: int) -> Pipeline:
@@ -110,7 +113,7 @@ def make_candidate(name: str, numeric: list[str], categorical: list[str], seed: 
         )  # fmt: skip
     elif name == "random_forest":
         model = RandomForestClassifier(
-            n_estimators=150, min_samples_leaf=10, max_features="sqrt", class_weight="balanced_subsample",
+            n_estimators=FOREST_TREES, min_samples_leaf=10, max_features="sqrt", class_weight="balanced_subsample",
             max_samples=min(1.0, FOREST_TREE_ROWS / max(rows, 1)), n_jobs=-1, random_state=seed,
         )  # fmt: skip
     else:

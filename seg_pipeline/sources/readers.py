@@ -53,6 +53,15 @@ class IngestReport:
     )  # column -> rows sent on for quarantine
 
 
+@dataclass(frozen=True)
+class CsvShape:
+    """What the record check saw: the widest record, blank records, and records spanning several lines."""
+
+    width: int
+    blank_records: int
+    multiline: bool
+
+
 def empty_table(contract: SourceContract, extra: dict[str, ColumnType] | None = None) -> pd.DataFrame:
     """The typed, zero-row table of a source that is not there."""
     columns = {c.name: pd.Series(dtype=PANDAS_DTYPES[c.type]) for c in contract.columns}
@@ -229,10 +238,32 @@ def _read_csv(path: Path, delimiter: str | None, encoding: str) -> tuple[pd.Data
     named = _check_header(header, path)
     if not enc.startswith("utf-16"):  # UTF-16 text is full of NUL bytes
         _check_no_nul(path, compression, header, delimiter)
-    width = _check_records(path, compression, enc, encoding, delimiter, header, named)
-    names = header[:named] + [f"__unnamed_{i}" for i in range(named, max(width, len(header)))]
+    shape = _check_records(path, compression, enc, encoding, delimiter, header, named)
+    names = header[:named] + [f"__unnamed_{i}" for i in range(named, max(shape.width, len(header)))]
+    frame = None
+    if _arrow_can_read(compression, enc, shape):
+        frame = _read_regular_csv(path, names, delimiter, shape)
+    if frame is None:
+        frame = _read_any_csv(path, names, delimiter, enc, encoding, compression)
+    if len(names) > named:
+        frame = frame[names[:named]]
+    # blank: every field empty, or only spaces in the first (checked on the few rows whose last is empty)
+    blank = frame.iloc[:, -1].isna().to_numpy()
+    if blank.any():
+        candidates = frame.iloc[blank]
+        first = candidates.iloc[:, 0]
+        empty = candidates.iloc[:, 1:].isna().all(axis=1) & (first.isna() | first.str.strip().eq(""))
+        blank[blank] = empty.to_numpy()
+    frame.index = pd.RangeIndex(1, len(frame) + 1)  # the data row number, before blank rows go
+    return (frame[~blank] if blank.any() else frame), delimiter, int(blank.sum())
+
+
+def _read_any_csv(
+    path: Path, names: list[str], delimiter: str, enc: str, encoding: str, compression: str | None
+) -> pd.DataFrame:
+    """pandas' parser: any encoding or compression, blank lines kept as rows of missing values."""
     try:
-        frame = pd.read_csv(
+        return pd.read_csv(
             path,
             sep=delimiter,
             header=None,
@@ -254,17 +285,34 @@ def _read_csv(path: Path, delimiter: str | None, encoding: str) -> tuple[pd.Data
             f"{path}: malformed CSV ({exc}). Delimiter used: {delimiter!r}; "
             "check quoting and the number of fields on that line."
         ) from None
-    if len(names) > named:
-        frame = frame[names[:named]]
-    # blank: every field empty, or only spaces in the first (checked on the few rows whose last is empty)
-    blank = frame.iloc[:, -1].isna().to_numpy()
-    if blank.any():
-        candidates = frame.iloc[blank]
-        first = candidates.iloc[:, 0]
-        empty = candidates.iloc[:, 1:].isna().all(axis=1) & (first.isna() | first.str.strip().eq(""))
-        blank[blank] = empty.to_numpy()
-    frame.index = pd.RangeIndex(1, len(frame) + 1)  # the data row number, before blank rows go
-    return (frame[~blank] if blank.any() else frame), delimiter, int(blank.sum())
+
+
+def _arrow_can_read(compression: str | None, enc: str, shape: CsvShape) -> bool:
+    """Arrow's reader gives the same text columns as pandas' for an uncompressed UTF-8 file whose records
+    the check found regular: no blank records (Arrow would drop them and shift the row numbers after them).
+    Records of different widths (trailing empty fields) make Arrow refuse the file; pandas then reads it."""
+    return compression is None and enc in ("utf-8", "utf-8-sig", "ascii") and not shape.blank_records
+
+
+def _read_regular_csv(path: Path, names: list[str], delimiter: str, shape: CsvShape) -> pd.DataFrame | None:
+    """The records as text columns (missing where empty) through pyarrow's multithreaded reader, about five
+    times faster than pandas' parser; None if Arrow refuses the file (pandas' parser then reads it)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    try:
+        table = pacsv.read_csv(
+            path,
+            # a record never exceeds a block: the check caps fields at 1 MiB
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=max(1 << 24, len(names) << 21)),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=shape.multiline,
+                                             ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), null_values=[""],
+                                                 strings_can_be_null=True, quoted_strings_can_be_null=True),
+        )  # fmt: skip
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return table.to_pandas()
 
 
 def _sniff_delimiter(sample: str, path: Path) -> str:
@@ -338,13 +386,16 @@ def _check_records(
     delimiter: str,
     header: list[str],
     named: int,
-) -> int:
-    """Every record has the header's fields (fields past the named columns must be empty); return the widest.
+) -> CsvShape:
+    """Every record has the header's fields (fields past the named columns must be empty); return what the
+    records look like (widest record, blank records, records over several lines).
 
     Lines are physical lines of the file (line 1 is the header); a quoted line break continues a record.
     """
     previous = csv.field_size_limit(MAX_FIELD_CHARS)
     width = len(header)
+    blank = 0
+    multiline = False
     line = 1
     try:
         with _open_binary(path, compression) as raw, io.TextIOWrapper(raw, encoding=enc, newline="") as text:
@@ -353,7 +404,10 @@ def _check_records(
             line = reader.line_num + 1
             for record in reader:
                 count = len(record)
-                if count != named and count and not (count == 1 and not record[0].strip()):
+                multiline = multiline or reader.line_num != line
+                if not count or (count == 1 and not record[0].strip()):
+                    blank += 1
+                elif count != named:
                     if count < named:
                         raise SegPipelineError(
                             f"{path}: line {line} ({LINE_NOTE}): malformed CSV: {count} field(s) where the "
@@ -390,7 +444,7 @@ def _check_records(
         ) from None
     finally:
         csv.field_size_limit(previous)
-    return width
+    return CsvShape(width, blank, multiline)
 
 
 def _long_field_column(
