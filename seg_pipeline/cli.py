@@ -367,6 +367,8 @@ def _demo_key_notice(settings: Settings) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from seg_pipeline.runner import home_lock
 
+    if args.reingest and args.job != "rescore":
+        raise SegPipelineError("--reingest is for --job rescore; a full_refresh ingests every source anyway")
     settings = _resolve_settings(args, check_files=True)
 
     def waiting(holder: str) -> None:

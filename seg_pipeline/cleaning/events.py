@@ -181,14 +181,14 @@ def clean_orders(
     rows.quarantine(rows.frame["amount"] < 0, "negative_amount", "amount", "amount is negative")
     # the same order twice is one order; the same order_id with another customer, date or amount is a
     # conflict nobody can settle here: the first row stays, the others go to quarantine naming it
-    has_id = rows.frame["order_id"].notna()
-    rows.drop(
-        has_id & rows.frame.duplicated(["order_id", "customer_key", "order_date", "amount"]),
-        "merged_duplicates",
-    )
-    first_row = rows.frame.groupby("order_id")[SOURCE_ROW].transform("first")
+    # (both judged only among rows whose order_id occurs more than once: a few, of millions)
+    shared = rows.frame["order_id"].notna() & rows.frame["order_id"].duplicated(keep=False)
+    repeated = rows.frame[shared].duplicated(["order_id", "customer_key", "order_date", "amount"])
+    rows.drop(repeated.reindex(rows.frame.index, fill_value=False), "merged_duplicates")
+    shared = rows.frame[rows.frame["order_id"].notna() & rows.frame["order_id"].duplicated(keep=False)]
+    first_row = shared.groupby("order_id")[SOURCE_ROW].transform("first")
     rows.quarantine(
-        rows.frame["order_id"].notna() & rows.frame["order_id"].duplicated(),
+        shared["order_id"].duplicated(),
         "duplicate_id",
         "order_id",
         "order_id already on row " + first_row.astype("string") + " with another customer, date or amount",
@@ -224,7 +224,7 @@ def clean_web_events(
     owners = tied.drop_duplicates().groupby("anonymous_id")["customer_key"]
     cookie_owner = owners.first()[owners.nunique() == 1]
     anonymous = frame["customer_key"].isna() & frame["anonymous_id"].notna()
-    found = frame["anonymous_id"].where(anonymous).map(cookie_owner).astype("string")
+    found = lookup(frame["anonymous_id"].where(anonymous), cookie_owner)
     rows.frame = frame.assign(
         customer_key=frame["customer_key"].fillna(found),
         linked_by=frame["linked_by"].mask(found.notna(), "identify"),

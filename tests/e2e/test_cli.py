@@ -167,7 +167,9 @@ def test_config_errors_exit_2_naming_the_key(project):
     )
     missing = cli("run", "--home", "elsewhere", cwd=project)
     assert missing.returncode == 2 and "sources.crm_customers.path" in missing.stderr
-    for failed in (ran, env_typo, missing):
+    reingest = cli("run", "--reingest", cwd=project)
+    assert reingest.returncode == 2 and "--reingest is for --job rescore" in reingest.stderr
+    for failed in (ran, env_typo, missing, reingest):
         assert failed.stdout == "" and "Traceback" not in failed.stderr
     assert "what to do:" in ran.stderr and "what to do:" in env_typo.stderr
     verbose = cli("run", "--set", "segmentation.k_max=lots", "--verbose", cwd=project)
