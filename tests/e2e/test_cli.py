@@ -326,20 +326,17 @@ def test_unreachable_postgres_fails_the_publish_and_changes_nothing(project):
 
 def test_interrupted_generate_exits_130(tmp_path):
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SEG_")}
+    # as from a terminal: when this test process has SIGINT ignored (inherited from a background job, or so
+    # in a pytest-xdist worker) the child would inherit that across exec and never see the Ctrl-C
     child = subprocess.Popen([CLI, "generate", "--customers", "3000000", "--out", "big"], cwd=tmp_path,
-                             env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                             env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     try:
         deadline = time.monotonic() + 120
         while not (tmp_path / "big" / "orders.csv").exists() and time.monotonic() < deadline:
             time.sleep(0.1)  # generating: past start-up, inside main()
         child.send_signal(signal.SIGINT)
-        try:
-            out, err = child.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            # seen once in CI under load: the first Ctrl-C did not stop generate (cause not found yet, see
-            # the stop note); a user presses it again, and so does this test
-            child.send_signal(signal.SIGINT)
-            out, err = child.communicate(timeout=60)
+        out, err = child.communicate(timeout=60)
     finally:
         child.kill()
     assert child.returncode == 130 and err.rstrip().endswith("interrupted") and "Traceback" not in err
