@@ -117,15 +117,15 @@ def plan_rescore(cfg: Settings, instance, existing_tables: set[str]) -> RescoreP
     import dagster as dg
 
     from seg_pipeline.cleaning.privacy import resolve_key
-    from seg_pipeline.sources.readers import file_sha256
+    from seg_pipeline.sources.landing import extract_set
 
     as_of = cfg.as_of or dt.datetime.now(dt.UTC).date()
     key = resolve_key(cfg.privacy.pseudonymization_key_env, cfg.home)
+    files = extract_set(cfg)  # the files a run would read now, hashed as the raw assets hash them
     plan = RescorePlan(as_of)
     crm_fingerprint = None
-    for source in (CRM, *[s for s in SOURCE_NAMES if s != CRM]):
-        path = cfg.source_path(source)
-        sha = file_sha256(path) if path is not None and path.is_file() else ""
+    for source in SOURCE_NAMES:  # the CRM first: event fingerprints include its
+        sha = files[source].sha256 if source in files else ""
         fingerprint, parts = ingestion_fingerprint(cfg, source, as_of, sha, crm_fingerprint, key)
         if source == CRM:
             crm_fingerprint = fingerprint

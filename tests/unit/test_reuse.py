@@ -82,3 +82,10 @@ def test_plan_leaves_out_reused_stages_and_keeps_quarantine_while_any_source_is_
     everything = RescorePlan(AS_OF, reused={"orders": "r1"})
     assert "quarantine" in everything.left_out()
     assert stage_assets(CRM)[:2] == ("raw_crm_customers", "clean_customers")
+
+
+def test_the_crm_is_planned_first():
+    """plan_rescore walks SOURCE_NAMES in order; event fingerprints need the CRM's."""
+    from seg_pipeline.sources.contracts import SOURCE_NAMES
+
+    assert SOURCE_NAMES[0] == CRM
