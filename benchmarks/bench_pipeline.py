@@ -8,6 +8,7 @@ and the time of every step comes from the Dagster instance's own step statistics
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -58,26 +59,27 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
-def timed(command: list[str], env: dict) -> tuple[float, float, list[tuple[float, float]]]:
+def timed(command: list[str], env: dict, stdout: Path | None = None):
     """Wall seconds and peak RSS (MB) of one child process, and its RSS sampled every 0.2 s as
-    (epoch seconds, MB) to tell which step holds the peak."""
+    (epoch seconds, MB) to tell which step holds the peak; what it prints goes to ``stdout`` if given."""
     samples: list[tuple[float, float]] = []
-    start = time.perf_counter()
-    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    done = threading.Event()
+    with open(stdout, "wb") if stdout else contextlib.nullcontext(subprocess.DEVNULL) as printed:
+        start = time.perf_counter()
+        child = subprocess.Popen(command, env=env, stdout=printed, stderr=subprocess.PIPE)
+        done = threading.Event()
 
-    def sample() -> None:
-        while not done.wait(0.2):
-            rss = _rss_mb(child.pid)
-            if rss is not None:
-                samples.append((time.time(), rss))
+        def sample() -> None:
+            while not done.wait(0.2):
+                rss = _rss_mb(child.pid)
+                if rss is not None:
+                    samples.append((time.time(), rss))
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - start
-    done.set()
-    sampler.join()
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - start
+        done.set()
+        sampler.join()
     if status != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{child.stderr.read().decode()[-3000:]}")
     return seconds, usage.ru_maxrss / 1024, samples
@@ -99,6 +101,32 @@ def step_records(dagster_home: Path) -> list[dict[str, tuple[float, float]]]:
              if s.start_time and s.end_time}
             for r in records
         ]  # fmt: skip
+
+
+def warehouse_io(dagster_home: Path) -> list[dict[str, float]]:
+    """Per run on the instance (oldest first): seconds spent loading step inputs from the warehouse (from a
+    step's start to its last loaded input) and writing outputs to it (from each output to its "handled"
+    event), from the event log's own timestamps."""
+    import dagster as dg
+
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    totals = []
+    with dg.DagsterInstance.get() as instance:
+        for record in sorted(instance.get_run_records(), key=lambda r: r.create_timestamp):
+            started, loaded, output, reads, writes = {}, {}, {}, 0.0, 0.0
+            for entry in instance.all_logs(record.dagster_run.run_id):
+                kind = entry.dagster_event.event_type_value if entry.dagster_event else None
+                if kind == "STEP_START":
+                    started[entry.step_key] = entry.timestamp
+                elif kind == "LOADED_INPUT":
+                    loaded[entry.step_key] = entry.timestamp
+                elif kind == "STEP_OUTPUT":
+                    output[entry.step_key] = entry.timestamp
+                elif kind == "HANDLED_OUTPUT" and entry.step_key in output:
+                    writes += entry.timestamp - output.pop(entry.step_key)
+            reads = sum(loaded[step] - started[step] for step in loaded if step in started)
+            totals.append({"read_s": round(reads, 1), "write_s": round(writes, 1)})
+    return totals
 
 
 def step_peaks(steps: dict[str, tuple[float, float]], samples: list[tuple[float, float]]) -> dict[str, int]:
@@ -124,6 +152,7 @@ def measure(customers: int) -> dict:
         # every source ingested and validated again, as when all extracts changed since the last run
         reingest_s, reingest_mb, _ = timed_run(config, "rescore", env, "--reingest")
         full_records, rescore_records, reingest_records = step_records(home / "dagster")
+        full_io = warehouse_io(home / "dagster")[0]
         full_steps, rescore_steps, reingest_steps = (
             {k: round(end - start, 2) for k, (start, end) in run.items()}
             for run in (full_records, rescore_records, reingest_records)
@@ -131,7 +160,11 @@ def measure(customers: int) -> dict:
         # the same asset and check functions called directly, on a fresh home (direct_run.py)
         direct_config = Path(tmp) / "direct.yaml"
         direct_config.write_text(CONFIG.format(home=Path(tmp) / "direct_home", landing=landing, as_of=AS_OF))
-        direct_s, direct_mb, _ = timed([sys.executable, str(HERE / "direct_run.py"), str(direct_config)], env)
+        direct_out = Path(tmp) / "direct.json"
+        direct_s, direct_mb, _ = timed(
+            [sys.executable, str(HERE / "direct_run.py"), str(direct_config)], env, stdout=direct_out
+        )
+        direct_steps = json.loads(direct_out.read_text().splitlines()[-1])["steps"]
     busy = sum(full_steps.values())
     return {
         "customers": customers,
@@ -152,9 +185,19 @@ def measure(customers: int) -> dict:
             "steps": reingest_steps,
         },  # fmt: skip
         "rescore_reingest_share_of_full": round(reingest_s / full_s, 3),
-        "direct": {"seconds": round(direct_s, 1), "peak_rss_mb": round(direct_mb)},
+        "direct": {"seconds": round(direct_s, 1), "peak_rss_mb": round(direct_mb), "steps": direct_steps},
         # the Dagster job's wall time over the same functions called directly in one process
         "dagster_overhead": round(full_s / direct_s, 3),
+        # what the difference is made of: the warehouse IO manager's writes and reads (the direct run hands
+        # frames over in memory and stores nothing), and the rest (event log, step start-up)
+        "overhead_parts": {
+            "warehouse_write_s": full_io["write_s"],
+            "warehouse_read_s": full_io["read_s"],
+            "other_s": round(full_s - direct_s - full_io["write_s"] - full_io["read_s"], 1),
+            "overhead_without_warehouse_io": round(
+                (full_s - full_io["write_s"] - full_io["read_s"]) / direct_s, 3
+            ),
+        },
         # wall time of the CLI process over the time Dagster records inside steps: process start-up, code
         # location load, event log and IO-manager writes between steps
         "outside_steps_ratio": round(full_s / busy, 3) if busy else None,
@@ -214,6 +257,32 @@ def markdown(data: dict) -> str:
         )
     if len(runs) >= 2:
         lines += ["", growth(runs)]
+    parts = [r for r in runs if "overhead_parts" in r]
+    if parts:
+        lines += [
+            "", "Where the Dagster overhead goes (full refresh minus the direct run, seconds; the direct run hands "
+            "frames over in memory and writes no table):", "",
+            "| customers | full refresh s | direct s | warehouse writes s | warehouse reads s | other s "
+            "| overhead without warehouse IO |",
+            "|---|---|---|---|---|---|---|",
+        ]  # fmt: skip
+        for r in parts:
+            p = r["overhead_parts"]
+            lines.append(
+                f"| {r['customers']:,} | {r['full_refresh']['seconds']} | {r['direct']['seconds']} "
+                f"| {p['warehouse_write_s']} | {p['warehouse_read_s']} | {p['other_s']} "
+                f"| {p['overhead_without_warehouse_io']} |"
+            )
+        lines += [
+            "",
+            "Steps that cost most more in the job than called directly (job step - direct call, seconds):",
+            "",
+        ]
+        for r in parts:
+            direct = r["direct"]["steps"]
+            extra = {k: v - direct[k] for k, v in r["full_refresh"]["steps"].items() if k in direct}
+            top = sorted(extra.items(), key=lambda kv: -kv[1])[:8]
+            lines.append(f"- {r['customers']:,}: " + ", ".join(f"{k} +{v:.2f}" for k, v in top))
     lines += ["", "Slowest steps of the full refresh (seconds):", ""]
     for r in runs:
         top = sorted(r["full_refresh"]["steps"].items(), key=lambda kv: -kv[1])[:8]

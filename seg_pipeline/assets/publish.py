@@ -111,6 +111,14 @@ _LINEAGE = {
 }
 
 
+# of the CRM only the keys are published (and the report's ids): loaded alone, not every attribute
+CUSTOMER_IDS = ["customer_key", "customer_id"]
+
+
+def _input(name: str) -> dg.AssetIn:
+    return dg.AssetIn(name, metadata={"columns": CUSTOMER_IDS} if name == "clean_customers" else None)
+
+
 def published_tables_asset(settings) -> dg.AssetsDefinition:
     """The four published tables as one step; built from the settings for the freshness windows."""
     specs = [
@@ -123,7 +131,7 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
     @dg.multi_asset(
         name="published_tables",
         specs=specs,
-        ins={name: dg.AssetIn(name) for name in dict.fromkeys(d for deps in _LINEAGE.values() for d in deps)},
+        ins={name: _input(name) for name in dict.fromkeys(d for deps in _LINEAGE.values() for d in deps)},
         pool=PUBLISH_POOL,
         retry_policy=io_retry_policy(settings),
         description="Writes customer_segments, churn_scores, segment_profiles and segment_history as new tables "
@@ -137,7 +145,7 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
         cfg = settings.get()
         as_of = run_as_of(context, cfg)
         run_id = current_run_id(context)
-        ids = inputs["clean_customers"][["customer_key", "customer_id"]]
+        ids = inputs["clean_customers"][CUSTOMER_IDS]
         scores = inputs["churn_scores"]
         segments = tables.customer_segments(ids, scores, inputs["customer_clusters"], inputs["lifecycle_stage"],
                                             inputs["retention_segment"], as_of, run_id)  # fmt: skip
@@ -184,6 +192,7 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
     group_name=GROUP,
     kinds={"html"},
     deps=[published_key(t) for t in PUBLISHED_TABLES],
+    ins={"clean_customers": _input("clean_customers")},
     description="One self-contained HTML report per run (plots embedded): segments and profiles, lifecycle, "
     "churn risk by segment, the retention segment, migration, model metrics and drift.",
 )
@@ -203,7 +212,7 @@ def segment_report(
     }
     # since the previous publish, for full_refresh and rescore alike (empty on the first publish)
     migration = read_warehouse_table(cfg.warehouse_path, "publish_migration", MONITORING_SCHEMA)
-    ids = clean_customers[["customer_key", "customer_id"]]
+    ids = clean_customers[CUSTOMER_IDS]
     retention = retention_segment.merge(ids, on="customer_key", how="left")[
         ["customer_id", "segment_name", "lifecycle_stage", "churn_risk_score", "risk_tier", "monetary_365d",
          "top_drivers"]]  # fmt: skip

@@ -86,11 +86,18 @@ def drivers(model, X: pd.DataFrame, features: list[str], typical: dict[str, obje
     probability = measured.predict_proba(X)[:, 1]
     effects = np.zeros((len(X), len(features)))
     for j, column in enumerate(features):
-        neutral = X.copy()
-        neutral[column] = typical[column]
-        if neutral[column].dtype == object or isinstance(typical[column], str):
+        value = typical[column]
+        # a customer already at the typical value has no effect: only the others are predicted again
+        # (most customers, for counts and shares whose median is 0)
+        at_typical = X[column].isna() if pd.isna(value) else (X[column] == value).fillna(False)
+        moved = ~at_typical.to_numpy(dtype=bool)
+        if not moved.any():
+            continue
+        neutral = X[moved].copy()
+        neutral[column] = value
+        if neutral[column].dtype == object or isinstance(value, str):
             neutral[column] = neutral[column].astype(object)
-        effects[:, j] = probability - measured.predict_proba(neutral)[:, 1]
+        effects[moved, j] = probability[moved] - measured.predict_proba(neutral)[:, 1]
     return driver_texts(X[features], effects, n), effects
 
 
@@ -103,11 +110,18 @@ def driver_texts(values: pd.DataFrame, effects: np.ndarray, n: int) -> list[str]
     effect = effects[rows, columns]
     keep = np.abs(effect) >= 0.005
     rows, columns, effect = rows[keep], columns[keep], effect[keep]
-    cells = values.to_numpy(dtype=object)[rows, columns]
+    cells = np.empty(len(rows), dtype=object)
+    for j, name in enumerate(values.columns):  # only the cells shown, boxed column by column
+        shown = columns == j
+        cells[shown] = values[name].to_numpy(dtype=object)[rows[shown]]
     names = list(values.columns)
     parts = [f"{_readable(names[c], v)}, {e:+.2f}" for c, v, e in zip(columns, cells, effect, strict=True)]
-    joined = pd.Series(parts, dtype=object).groupby(rows, sort=False).agg("; ".join)
-    return joined.reindex(range(len(values)), fill_value=NO_DRIVER).tolist()
+    # rows ascend, so each customer's parts are adjacent: join them slice by slice
+    texts = [NO_DRIVER] * len(values)
+    starts = np.flatnonzero(np.diff(rows, prepend=-1)) if len(rows) else np.array([], dtype=int)
+    for start, end in zip(starts, [*starts[1:], len(rows)], strict=True):
+        texts[rows[start]] = "; ".join(parts[start:end])
+    return texts
 
 
 def retention_segment(scores: pd.DataFrame, value: pd.Series, config: ChurnConfig) -> pd.Series:

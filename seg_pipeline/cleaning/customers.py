@@ -97,7 +97,8 @@ def resolve_identities(frame: pd.DataFrame) -> pd.DataFrame:
         kind="stable",
     )
     out["is_survivor"] = ~out["cluster"].duplicated()
-    survivor = out.groupby("cluster").transform("first")
+    match_columns = list(dict.fromkeys(key for _, keys in MATCH_RULES for key in keys))
+    survivor = out.groupby("cluster")[match_columns].transform("first")
     rule = pd.Series("transitive", index=out.index, dtype="string")
     for name, keys in reversed(MATCH_RULES):
         same = pd.Series(True, index=out.index)

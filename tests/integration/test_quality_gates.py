@@ -98,3 +98,29 @@ def test_a_broken_suite_file_is_reported_with_its_path(tmp_path, landing):
     failure = next(e for e in result.all_events if e.is_step_failure and "raw_orders" in e.step_key)
     message = failure.step_failure_data.error.cause.message if failure.step_failure_data.error.cause else ""
     assert "raw_orders.json is not valid JSON" in message + failure.step_failure_data.error.message
+
+
+def test_a_validated_frame_is_not_kept_by_gx(tmp_path):
+    """GX's pandas datasource caches the last batch of every asset for the life of the process; a run would
+    hold every table it validated. After validate() the frame belongs to its caller alone."""
+    import gc
+    import json
+    import weakref
+
+    from seg_pipeline.quality.gx import validate
+
+    suites = {}
+    for name in ("first_table", "second_table"):
+        suites[name] = tmp_path / f"{name}.json"
+        suites[name].write_text(json.dumps({"name": name, "expectations": [
+            {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "amount"}}]}))  # fmt: skip
+    frames = {name: pd.DataFrame({"amount": [1.0, 2.0, None]}) for name in suites}
+    alive = {name: weakref.ref(frame) for name, frame in frames.items()}
+    for name, frame in frames.items():
+        outcome = validate(
+            frame, suites[name], gx_root=tmp_path / "gx", docs_dir=tmp_path / "docs", run_name="r"
+        )
+        assert not outcome.success and outcome.failed[0].column == "amount"  # a real validation ran
+    del frames, frame
+    gc.collect()
+    assert [name for name, ref in alive.items() if ref() is not None] == []

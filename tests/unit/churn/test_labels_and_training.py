@@ -256,6 +256,47 @@ def test_drivers_of_a_calibrated_ensemble_are_measured_on_one_member():
     assert np.abs(effects[:, 0]).mean() > 5 * np.abs(effects[:, 1]).mean()
 
 
+def test_drivers_predict_again_only_customers_away_from_the_typical_value():
+    """Customers at the typical value (half of a zero-inflated count, a category's mode, a missing value
+    whose typical value is missing) get effect 0 without a prediction; the others get the full measure."""
+    from sklearn.compose import make_column_transformer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(2)
+    n = 800
+    X = pd.DataFrame({
+        "tickets_90d": np.where(rng.random(n) < 0.6, 0.0, rng.integers(1, 6, n).astype(float)),
+        "plan": rng.choice(["basic", "pro", "team"], n, p=[0.6, 0.3, 0.1]).astype(object),
+        "never_seen": np.full(n, np.nan),
+    })  # fmt: skip
+    y = ((X["tickets_90d"] > 1) ^ (X["plan"] == "pro")).astype(int)
+    model = make_pipeline(
+        make_column_transformer(
+            (
+                SimpleImputer(strategy="constant", fill_value=0.0, keep_empty_features=True),
+                ["tickets_90d", "never_seen"],
+            ),
+            (OneHotEncoder(handle_unknown="ignore"), ["plan"]),
+        ),
+        RandomForestClassifier(n_estimators=20, random_state=0, n_jobs=1),
+    ).fit(X, y)
+    typical = typical_values(X)
+    assert typical["tickets_90d"] == 0.0 and typical["plan"] == "basic" and np.isnan(typical["never_seen"])
+    features = ["tickets_90d", "plan", "never_seen"]
+    _, effects = drivers(model, X, features, typical)
+    probability = model.predict_proba(X)[:, 1]
+    for j, column in enumerate(features):  # every customer predicted with the feature at its typical value
+        neutral = X.assign(**{column: typical[column]})
+        np.testing.assert_allclose(effects[:, j], probability - model.predict_proba(neutral)[:, 1])
+    at_zero = (X["tickets_90d"] == 0).to_numpy()
+    assert (effects[at_zero, 0] == 0).all() and (effects[~at_zero, 0] != 0).any()
+    assert (effects[(X["plan"] == "basic").to_numpy(), 1] == 0).all()
+    assert (effects[:, 2] == 0).all()
+
+
 def test_retention_segment_is_high_risk_and_high_value():
     scores = pd.DataFrame({"churn_risk_score": [80, 45, 10, 90, 40]}, index=list("abcde"))
     value = pd.Series([1000.0, 4000.0, 5000.0, 0.0, 3000.0], index=list("abcde"))
