@@ -111,12 +111,8 @@ _LINEAGE = {
 }
 
 
-# of the CRM only the keys are published (and the report's ids): loaded alone, not every attribute
+# of the CRM only the keys are published and shown in the report
 CUSTOMER_IDS = ["customer_key", "customer_id"]
-
-
-def _input(name: str) -> dg.AssetIn:
-    return dg.AssetIn(name, metadata={"columns": CUSTOMER_IDS} if name == "clean_customers" else None)
 
 
 def published_tables_asset(settings) -> dg.AssetsDefinition:
@@ -131,7 +127,7 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
     @dg.multi_asset(
         name="published_tables",
         specs=specs,
-        ins={name: _input(name) for name in dict.fromkeys(d for deps in _LINEAGE.values() for d in deps)},
+        ins={name: dg.AssetIn(name) for name in dict.fromkeys(d for deps in _LINEAGE.values() for d in deps)},
         pool=PUBLISH_POOL,
         retry_policy=io_retry_policy(settings),
         description="Writes customer_segments, churn_scores, segment_profiles and segment_history as new tables "
@@ -192,7 +188,7 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
     group_name=GROUP,
     kinds={"html"},
     deps=[published_key(t) for t in PUBLISHED_TABLES],
-    ins={"clean_customers": _input("clean_customers")},
+    ins={"clean_customers": dg.AssetIn(metadata={"columns": CUSTOMER_IDS})},  # not every CRM attribute
     description="One self-contained HTML report per run (plots embedded): segments and profiles, lifecycle, "
     "churn risk by segment, the retention segment, migration, model metrics and drift.",
 )
