@@ -118,8 +118,9 @@ def driver_texts(values: pd.DataFrame, effects: np.ndarray, n: int) -> list[str]
     parts = [f"{_readable(names[c], v)}, {e:+.2f}" for c, v, e in zip(columns, cells, effect, strict=True)]
     # rows ascend, so each customer's parts are adjacent: join them slice by slice
     texts = [NO_DRIVER] * len(values)
-    starts = np.flatnonzero(np.diff(rows, prepend=-1)) if len(rows) else np.array([], dtype=int)
-    for start, end in zip(starts, [*starts[1:], len(rows)], strict=True):
+    starts = np.flatnonzero(np.diff(rows, prepend=-1))
+    ends = np.append(starts[1:], len(rows)) if len(starts) else starts
+    for start, end in zip(starts, ends, strict=True):
         texts[rows[start]] = "; ".join(parts[start:end])
     return texts
 

@@ -237,6 +237,7 @@ def test_driver_texts_rank_by_size_and_drop_negligible_effects():
     assert texts[0] == "recency days 143, +0.21; plan basic, -0.03"
     assert texts[1] == NO_DRIVER  # nothing reaches 0.005
     assert texts[2] == "plan unknown, +0.10; recency days 20, -0.05"
+    assert driver_texts(values, np.zeros((3, 3)), n=2) == [NO_DRIVER] * 3  # no customer has a driver
 
 
 def test_drivers_of_a_calibrated_ensemble_are_measured_on_one_member():
