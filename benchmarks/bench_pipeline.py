@@ -103,30 +103,28 @@ def step_records(dagster_home: Path) -> list[dict[str, tuple[float, float]]]:
         ]  # fmt: skip
 
 
-def warehouse_io(dagster_home: Path) -> list[dict[str, float]]:
-    """Per run on the instance (oldest first): seconds spent loading step inputs from the warehouse (from a
-    step's start to its last loaded input) and writing outputs to it (from each output to its "handled"
-    event), from the event log's own timestamps."""
+def full_refresh_io(dagster_home: Path) -> dict[str, float]:
+    """Of the instance's first run (the full refresh): seconds spent loading step inputs from the warehouse
+    (from a step's start to its last loaded input) and writing outputs to it (from each output to its
+    "handled" event), from the event log's own timestamps."""
     import dagster as dg
 
     os.environ["DAGSTER_HOME"] = str(dagster_home)
-    totals = []
+    started, loaded, output, writes = {}, {}, {}, 0.0
     with dg.DagsterInstance.get() as instance:
-        for record in sorted(instance.get_run_records(), key=lambda r: r.create_timestamp):
-            started, loaded, output, reads, writes = {}, {}, {}, 0.0, 0.0
-            for entry in instance.all_logs(record.dagster_run.run_id):
-                kind = entry.dagster_event.event_type_value if entry.dagster_event else None
-                if kind == "STEP_START":
-                    started[entry.step_key] = entry.timestamp
-                elif kind == "LOADED_INPUT":
-                    loaded[entry.step_key] = entry.timestamp
-                elif kind == "STEP_OUTPUT":
-                    output[entry.step_key] = entry.timestamp
-                elif kind == "HANDLED_OUTPUT" and entry.step_key in output:
-                    writes += entry.timestamp - output.pop(entry.step_key)
-            reads = sum(loaded[step] - started[step] for step in loaded if step in started)
-            totals.append({"read_s": round(reads, 1), "write_s": round(writes, 1)})
-    return totals
+        first = min(instance.get_run_records(), key=lambda r: r.create_timestamp)
+        for entry in instance.all_logs(first.dagster_run.run_id):
+            kind = entry.dagster_event.event_type_value if entry.dagster_event else None
+            if kind == "STEP_START":
+                started[entry.step_key] = entry.timestamp
+            elif kind == "LOADED_INPUT":
+                loaded[entry.step_key] = entry.timestamp
+            elif kind == "STEP_OUTPUT":
+                output[entry.step_key] = entry.timestamp
+            elif kind == "HANDLED_OUTPUT" and entry.step_key in output:
+                writes += entry.timestamp - output.pop(entry.step_key)
+    reads = sum(loaded[step] - started[step] for step in loaded if step in started)
+    return {"read_s": round(reads, 1), "write_s": round(writes, 1)}
 
 
 def step_peaks(steps: dict[str, tuple[float, float]], samples: list[tuple[float, float]]) -> dict[str, int]:
@@ -152,7 +150,7 @@ def measure(customers: int) -> dict:
         # every source ingested and validated again, as when all extracts changed since the last run
         reingest_s, reingest_mb, _ = timed_run(config, "rescore", env, "--reingest")
         full_records, rescore_records, reingest_records = step_records(home / "dagster")
-        full_io = warehouse_io(home / "dagster")[0]
+        full_io = full_refresh_io(home / "dagster")
         full_steps, rescore_steps, reingest_steps = (
             {k: round(end - start, 2) for k, (start, end) in run.items()}
             for run in (full_records, rescore_records, reingest_records)
@@ -235,6 +233,12 @@ def _reingest(run: dict) -> str:
     return f"{run['rescore_reingest']['seconds']} | {run['rescore_reingest_share_of_full']}"
 
 
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    """A markdown table's lines."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows)]  # fmt: skip
+
+
 def markdown(data: dict) -> str:
     runs = [data["runs"][k] for k in sorted(data["runs"], key=int)]
     lines = [
@@ -244,17 +248,14 @@ def markdown(data: dict) -> str:
         "rescore: the same extracts scored again, so every source's validated clean tables are reused; "
         "rescore, re-ingest: `--reingest`, every source read, cleaned and validated again (as when every "
         "extract changed).", "",
-        "| customers | input rows | full refresh s | peak RSS MB | rows/s | rescore s | rescore / full "
-        "| rescore, re-ingest s | re-ingest / full | direct s | Dagster overhead |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
-    for r in runs:
-        f = r["full_refresh"]
-        lines.append(
-            f"| {r['customers']:,} | {r['rows']:,} | {f['seconds']} | {f['peak_rss_mb']:,} | {f['rows_per_second']:,} "
-            f"| {r['rescore']['seconds']} | {r['rescore_share_of_full']} | {_reingest(r)} "
-            f"| {_direct(r, 'seconds')} | {_direct(r, 'overhead')} |"
-        )
+    lines += _table(
+        ["customers", "input rows", "full refresh s", "peak RSS MB", "rows/s", "rescore s", "rescore / full",
+         "rescore, re-ingest s", "re-ingest / full", "direct s", "Dagster overhead"],
+        [[f"{r['customers']:,}", f"{r['rows']:,}", r["full_refresh"]["seconds"], f"{r['full_refresh']['peak_rss_mb']:,}",
+          f"{r['full_refresh']['rows_per_second']:,}", r["rescore"]["seconds"], r["rescore_share_of_full"],
+          _reingest(r), _direct(r, "seconds"), _direct(r, "overhead")] for r in runs],
+    )  # fmt: skip
     if len(runs) >= 2:
         lines += ["", growth(runs)]
     parts = [r for r in runs if "overhead_parts" in r]
@@ -262,17 +263,14 @@ def markdown(data: dict) -> str:
         lines += [
             "", "Where the Dagster overhead goes (full refresh minus the direct run, seconds; the direct run hands "
             "frames over in memory and writes no table):", "",
-            "| customers | full refresh s | direct s | warehouse writes s | warehouse reads s | other s "
-            "| overhead without warehouse IO |",
-            "|---|---|---|---|---|---|---|",
         ]  # fmt: skip
-        for r in parts:
-            p = r["overhead_parts"]
-            lines.append(
-                f"| {r['customers']:,} | {r['full_refresh']['seconds']} | {r['direct']['seconds']} "
-                f"| {p['warehouse_write_s']} | {p['warehouse_read_s']} | {p['other_s']} "
-                f"| {p['overhead_without_warehouse_io']} |"
-            )
+        lines += _table(
+            ["customers", "full refresh s", "direct s", "warehouse writes s", "warehouse reads s", "other s",
+             "overhead without warehouse IO"],
+            [[f"{r['customers']:,}", r["full_refresh"]["seconds"], r["direct"]["seconds"],
+              *(r["overhead_parts"][k] for k in ("warehouse_write_s", "warehouse_read_s", "other_s",
+                                                 "overhead_without_warehouse_io"))] for r in parts],
+        )  # fmt: skip
         lines += [
             "",
             "Steps that cost most more in the job than called directly (job step - direct call, seconds):",

@@ -34,6 +34,8 @@ MATCH_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("phone+name", ("phone_e164", "name_norm")),
     ("phone+company", ("phone_e164", "company_stem")),
 )
+# the columns any rule matches on: the survivor's values of these name each record's rule
+MATCH_COLUMNS = list(dict.fromkeys(key for _, keys in MATCH_RULES for key in keys))
 PII_COLUMNS = ("name", "email", "phone", "company")
 CUSTOMER_COLUMNS = (
     "customer_key", "customer_id", "country", "industry", "company_size", "legal_form", "signup_date",
@@ -97,8 +99,7 @@ def resolve_identities(frame: pd.DataFrame) -> pd.DataFrame:
         kind="stable",
     )
     out["is_survivor"] = ~out["cluster"].duplicated()
-    match_columns = list(dict.fromkeys(key for _, keys in MATCH_RULES for key in keys))
-    survivor = out.groupby("cluster")[match_columns].transform("first")
+    survivor = out.groupby("cluster")[MATCH_COLUMNS].transform("first")
     rule = pd.Series("transitive", index=out.index, dtype="string")
     for name, keys in reversed(MATCH_RULES):
         same = pd.Series(True, index=out.index)
