@@ -309,6 +309,12 @@ class OrchestrationConfig(_Model):
     )
     io_retries: int = Field(3, ge=0, le=10, description="retries of I/O steps (extract reads, publish)")
     io_retry_delay_seconds: float = Field(5, ge=0, description="first retry delay; doubles with each retry")
+    handoff_memory_mb: int = Field(
+        2048,
+        ge=0,
+        description="a run hands the tables it writes to its later steps in memory, up to this many MB "
+        "held at once (the rest are read back from the warehouse); 0 reads every input back",
+    )
     freshness_warn_hours: int = Field(
         26, ge=1, description="published tables older than this: freshness warns"
     )

@@ -51,7 +51,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "settings": PipelineSettings.of(settings),
             "publish_target": PublishTarget.of(settings),
             "mlflow_tracking": MlflowTracking.of(settings),
-            "io_manager": WarehouseIOManager(database=str(settings.warehouse_path)),
+            "io_manager": WarehouseIOManager(
+                database=str(settings.warehouse_path),
+                handoff_memory_mb=settings.orchestration.handoff_memory_mb,
+            ),
         },
         # One process: the embedded DuckDB warehouse takes a single writer, and subprocess start-up
         # per step would cost more than the steps. Deployments can swap in another executor.

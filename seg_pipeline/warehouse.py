@@ -5,16 +5,24 @@ absent optional source breaks every reader downstream) and empties a table with 
 inserting by column position (a changed schema fails or, worse, lands values in the wrong columns).
 Here each whole-table output replaces its table in one statement, with the frame's own schema,
 empty or not; partitioned outputs keep the library's behaviour.
+
+Every table is written, and a step of the same run that reads it gets the frame in memory instead of
+reading it back (the handoff), while a memory budget allows: the frame is first given the dtypes a read
+from DuckDB gives, so a step sees the same frame either way, and the full refresh and a rescore that
+reads last night's clean tables compute from identical inputs.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from dagster import OutputContext
+from dagster import DagsterInvariantViolationError, InputContext, OutputContext
 from dagster._core.definitions.metadata import TableMetadataSet
+from dagster._core.execution.plan.outputs import StepOutputHandle
 from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
 from dagster_duckdb.io_manager import DuckDbClient, DuckDBIOManager
 from dagster_duckdb_pandas import DuckDBPandasTypeHandler
@@ -44,6 +52,69 @@ def fetch_frame(result) -> pd.DataFrame:
     return frame
 
 
+@dataclass
+class ReadBack:
+    """A frame as ``fetch_frame`` gives it once stored (``as_read_back``)."""
+
+    frame: pd.DataFrame
+    # columns only the stored table can tell: no value at all (their type is what DuckDB inferred), or
+    # types whose round trip is not plain (categories, time zones, objects other than text)
+    unknown: list[int]
+    # columns that must be written with their own dtype, the converted one would be stored as another
+    # type or turn missing values into NaN: the unknown ones and nullable numbers with gaps
+    store_original: list[int]
+
+    def to_store(self, original: pd.DataFrame) -> pd.DataFrame:
+        """What to write: the converted columns (DuckDB scans plain object text faster than pandas'
+        "string" dtype) and the original where the stored type would differ."""
+        columns = {
+            position: original.iloc[:, position].array if position in self.store_original else values
+            for position, (_, values) in enumerate(self.frame.items())
+        }
+        frame = pd.DataFrame(columns, index=self.frame.index, copy=False)
+        frame.columns = self.frame.columns
+        return frame
+
+
+def as_read_back(frame: pd.DataFrame) -> ReadBack:
+    """``frame`` with the dtypes and missing values ``fetch_frame`` gives once it is stored.
+
+    Text becomes object with None; nullable booleans, integers and floats become numpy's where nothing is
+    missing, and with gaps integers and floats become float64 with NaN while booleans stay "boolean"; the
+    index is 0..n-1. Every column is a new array, so the result shares no mutable state with ``frame``."""
+    from pandas.core.arrays.masked import BaseMaskedDtype
+
+    columns, unknown, store_original = {}, [], []
+    for position in range(frame.shape[1]):
+        column = frame.iloc[:, position]
+        dtype, present = column.dtype, column.notna()
+        if not present.any():
+            unknown.append(position)
+            columns[position] = column.to_numpy(dtype=object, na_value=None)  # replaced by the read-back
+        elif isinstance(dtype, pd.StringDtype):
+            columns[position] = column.to_numpy(dtype=object, na_value=None)
+        elif isinstance(dtype, BaseMaskedDtype):
+            if present.all():
+                columns[position] = column.to_numpy(dtype=dtype.numpy_dtype)
+            elif isinstance(dtype, pd.BooleanDtype):
+                columns[position] = column.array.copy()
+            else:
+                store_original.append(position)
+                wide = "float64" if dtype.kind in "iu" else dtype.numpy_dtype
+                columns[position] = column.to_numpy(dtype=wide, na_value=float("nan"))
+        elif dtype.kind in "biufM" and not isinstance(dtype, pd.api.extensions.ExtensionDtype):
+            columns[position] = column.to_numpy(copy=True)
+        elif pd.api.types.is_object_dtype(dtype) and pd.api.types.infer_dtype(column[present]) == "string":
+            store_original.append(position)  # DuckDB's reading of NaN or pd.NA in an object column
+            columns[position] = column.where(present, None).to_numpy(dtype=object)
+        else:
+            unknown.append(position)
+            columns[position] = column.to_numpy(dtype=object)
+    result = pd.DataFrame(columns, index=pd.RangeIndex(len(frame)), copy=False)
+    result.columns = frame.columns
+    return ReadBack(result, unknown, sorted(set(unknown) | set(store_original)))
+
+
 class _ReplacingPandasHandler(DuckDBPandasTypeHandler):
     def load_input(self, context, table_slice: TableSlice, connection) -> pd.DataFrame:
         if table_slice.partition_dimensions:
@@ -63,8 +134,139 @@ class _ReplacingPandasHandler(DuckDBPandasTypeHandler):
         context.add_output_metadata(dict(TableMetadataSet(row_count=len(obj), storage_kind="duckdb")))
 
 
+@dataclass
+class _Kept:
+    frame: pd.DataFrame
+    readers_left: int
+    nbytes: int
+
+
+def frame_bytes(frame: pd.DataFrame) -> int:
+    """Memory of ``frame``, text columns estimated from up to 1,000 evenly spaced values (exact sizes
+    would visit every string)."""
+    total = int(frame.memory_usage(index=False, deep=False).sum())
+    for position in range(frame.shape[1]):
+        values = frame.iloc[:, position].to_numpy()
+        if values.dtype == object and len(values):
+            sample = values[:: max(1, len(values) // 1000)]
+            total += int(sum(map(sys.getsizeof, sample)) / len(sample) * len(values))
+    return total
+
+
+def _handle(output: OutputContext) -> StepOutputHandle:
+    return StepOutputHandle(output.step_key, output.name, output.mapping_key)
+
+
+class Handoff:
+    """Frames a run wrote, kept in memory for the steps of the same run that read them.
+
+    Each frame is kept until its last reader in the run's plan has it (that reader gets the frame itself,
+    earlier ones a copy, so no step sees another's changes), and only while all kept frames fit in
+    ``budget_bytes``; whatever is not kept is read back from the warehouse as before.
+    """
+
+    def __init__(self, budget_bytes: int):
+        self.budget_bytes = budget_bytes
+        self._kept: dict[StepOutputHandle, _Kept] = {}
+        self._readers: dict[StepOutputHandle, int] | None = None
+
+    @property
+    def kept_bytes(self) -> int:
+        return sum(k.nbytes for k in self._kept.values())
+
+    def readers(self, context: OutputContext, handle: StepOutputHandle) -> int:
+        """How many inputs of the steps this run executes load ``handle`` (a retried step loads again;
+        it then reads from the warehouse)."""
+        if self._readers is None:
+            self._readers = {}
+            for step in context.step_context.execution_plan.get_steps_to_execute_in_topo_order():
+                for step_input in step.step_inputs:
+                    if step_input.dagster_type_key == "Nothing":  # order-only dependency: nothing loaded
+                        continue
+                    for upstream in step_input.get_step_output_handle_dependencies():
+                        self._readers[upstream] = self._readers.get(upstream, 0) + 1
+        return self._readers.get(handle, 0)
+
+    def admits(self, context: OutputContext, nbytes: int) -> bool:
+        """Whether this output has readers left in the run and fits in what the budget has left."""
+        return bool(self.readers(context, _handle(context))) and self.kept_bytes + nbytes <= self.budget_bytes
+
+    def keep(self, context: OutputContext, frame: pd.DataFrame, nbytes: int) -> None:
+        handle = _handle(context)
+        self._kept[handle] = _Kept(frame, self.readers(context, handle), nbytes)
+
+    def take(self, context: InputContext, columns: Sequence[str] | None) -> pd.DataFrame | None:
+        handle = _handle(context.upstream_output)
+        kept = self._kept.get(handle)
+        if kept is None:
+            return None
+        kept.readers_left -= 1
+        if kept.readers_left <= 0:
+            del self._kept[handle]
+            return kept.frame[list(columns)] if columns else kept.frame
+        return kept.frame[list(columns)] if columns else kept.frame.copy()
+
+
+class _HandingOffIOManager(DbIOManager):
+    def __init__(self, handoff: Handoff, **kwargs):
+        super().__init__(**kwargs)
+        self._handoff = handoff
+
+    @staticmethod
+    def _in_run(context: OutputContext | InputContext) -> bool:
+        """A step of a run, not a context built by hand."""
+        try:
+            context.step_context  # noqa: B018
+        except DagsterInvariantViolationError:
+            return False
+        return True
+
+    def handle_output(self, context: OutputContext, obj: object) -> None:
+        if not isinstance(obj, pd.DataFrame) or not context.has_asset_key or context.has_asset_partitions:
+            return super().handle_output(context, obj)
+        converted = as_read_back(obj)
+        super().handle_output(context, converted.to_store(obj))  # the warehouse is the record
+        if self._handoff.budget_bytes and self._in_run(context):
+            nbytes = frame_bytes(converted.frame)
+            if self._handoff.admits(context, nbytes):
+                self._handoff.keep(context, self._as_loaded(context, converted), nbytes)
+
+    def _as_loaded(self, context: OutputContext, converted: ReadBack) -> pd.DataFrame:
+        """The frame as a load from the warehouse would return it: the columns ``as_read_back`` cannot
+        tell are read back from the table just written."""
+        frame = converted.frame
+        if converted.unknown:
+            table_slice = self._get_table_slice(context, context)
+            names = ", ".join(f'"{frame.columns[position]}"' for position in converted.unknown)
+            with self._db_client.connect(context, table_slice) as connection:
+                stored = fetch_frame(
+                    connection.execute(f"select {names} from {table_slice.schema}.{table_slice.table}")
+                )
+            for offset, position in enumerate(converted.unknown):
+                frame.isetitem(position, stored.iloc[:, offset])
+        return frame
+
+    def load_input(self, context: InputContext) -> object:
+        upstream = context.upstream_output
+        if (
+            self._handoff.budget_bytes
+            and upstream is not None
+            and not context.has_asset_partitions
+            and self._in_run(context)
+            and upstream.run_id == context.step_context.run_id
+        ):
+            frame = self._handoff.take(context, (context.definition_metadata or {}).get("columns"))
+            if frame is not None:
+                return frame
+        return super().load_input(context)
+
+
 class WarehouseIOManager(DuckDBIOManager):
-    """Stores each asset's DataFrame as table ``<schema>.<asset name>`` in the warehouse DuckDB file."""
+    """Stores each asset's DataFrame as table ``<schema>.<asset name>`` in the warehouse DuckDB file and
+    hands it to the steps of the same run that read it, up to ``handoff_memory_mb`` (0: read everything
+    back from the warehouse)."""
+
+    handoff_memory_mb: int = 2048
 
     @staticmethod
     def type_handlers() -> Sequence[DbTypeHandler]:
@@ -75,7 +277,8 @@ class WarehouseIOManager(DuckDBIOManager):
         return pd.DataFrame
 
     def create_io_manager(self, context) -> DbIOManager:
-        return DbIOManager(
+        return _HandingOffIOManager(
+            Handoff(self.handoff_memory_mb * 1024 * 1024),
             db_client=_ReplacingClient(),
             database=self.database,
             schema=self.schema_,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
-from seg_pipeline.warehouse import WarehouseIOManager
+from seg_pipeline.warehouse import WarehouseIOManager, _ReplacingClient
 from tests.integration.support import column_types
 
 
@@ -40,3 +40,187 @@ def test_schema_changes_and_empty_frames(tmp_path):
     loaded = run_once(database, empty)
     assert list(loaded.columns) == ["ts", "id"] and len(loaded) == 0
     assert column_types(database, "upstream", schema="demo") == {"ts": "TIMESTAMP_NS", "id": "VARCHAR"}
+
+
+# --- the handoff: a run's later steps get the frames it wrote from memory, as the warehouse gives them ---
+
+
+def every_kind_of_column() -> pd.DataFrame:
+    """One column of each dtype the stages produce, with and without gaps, plus ones whose type only the
+    warehouse can tell (no value at all, categories, time zones, dates in an object column)."""
+    import datetime as dt
+
+    return pd.DataFrame(
+        {
+            "text": pd.array(["a", None, "c", "d"], dtype="string"),
+            "text_full": pd.array(["a", "b", "c", "d"], dtype="string"),
+            "text_none": pd.array([None] * 4, dtype="string"),
+            "object_text": ["x", None, "z", float("nan")],
+            "object_na": pd.array(["x", pd.NA, "z", "w"], dtype=object),
+            "flag": pd.array([True, False, True, False], dtype="boolean"),
+            "flag_gaps": pd.array([True, None, False, True], dtype="boolean"),
+            "count": pd.array([1, 2, 3, 4], dtype="Int64"),
+            "count_gaps": pd.array([1, None, 3, 4], dtype="Int64"),
+            "small": pd.array([1, 2, None, 4], dtype="Int32"),
+            "share": pd.array([0.5, None, 1.5, 2.0], dtype="Float64"),
+            "numpy_int": [1, 2, 3, 4],
+            "numpy_float": [0.1, float("nan"), 0.3, 0.4],
+            "numpy_bool": [True, False, False, True],
+            "when": pd.to_datetime(["2024-01-01", None, "2024-03-01 12:30", "2024-04-01"], format="ISO8601"),
+            "when_utc": pd.to_datetime(["2024-01-01", None, "2024-03-01", "2024-04-01"]).tz_localize("UTC"),
+            "day": [dt.date(2024, 1, 1), None, dt.date(2024, 1, 3), dt.date(2024, 1, 4)],
+            "plan": pd.Categorical(["basic", "pro", None, "basic"]),
+        },
+        index=[10, 11, 12, 13],  # the warehouse gives 0..n-1
+    )
+
+
+def missing_value_types(frame: pd.DataFrame) -> dict[str, set[str]]:
+    return {name: {type(v).__name__ for v in frame[name][frame[name].isna()]} for name in frame.columns}
+
+
+def run_readers(database: str, frame: pd.DataFrame, handoff_mb: int, drop_table_between: bool = False):
+    """upstream writes ``frame``; two readers (the whole table, two columns) load it, after an asset
+    that drops upstream's table from the warehouse when ``drop_table_between``, so they can only succeed
+    through the handoff. Returns (result, what each reader got)."""
+    import duckdb
+
+    seen: dict[str, pd.DataFrame] = {}
+
+    @dg.asset(metadata={"schema": "demo"})
+    def upstream() -> pd.DataFrame:
+        return frame
+
+    @dg.asset(deps=[upstream])
+    def table_dropped() -> None:
+        if drop_table_between:
+            with duckdb.connect(database) as connection:
+                connection.execute("drop table demo.upstream")
+
+    @dg.asset(metadata={"schema": "demo"}, deps=[table_dropped])
+    def whole(upstream: pd.DataFrame) -> pd.DataFrame:
+        seen["whole"] = upstream.copy()
+        if len(upstream):  # a reader changing its own frame
+            upstream.iloc[0, upstream.columns.get_loc("numpy_int")] = -1
+        upstream["added"] = 1
+        return upstream.head(0)
+
+    @dg.asset(
+        metadata={"schema": "demo"},
+        deps=[whole],
+        ins={"upstream": dg.AssetIn(metadata={"columns": ["numpy_int", "text"]})},
+    )
+    def two_columns(upstream: pd.DataFrame) -> pd.DataFrame:
+        seen["two_columns"] = upstream
+        return upstream.head(0)
+
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [upstream, table_dropped, whole, two_columns],
+            resources={"io_manager": WarehouseIOManager(database=database, handoff_memory_mb=handoff_mb)},
+            instance=instance,
+            raise_on_error=False,
+        )
+    return result, seen
+
+
+def assert_same_frames(handed: dict[str, pd.DataFrame], read: dict[str, pd.DataFrame]) -> None:
+    assert handed.keys() == read.keys() == {"whole", "two_columns"}
+    for name in read:
+        pd.testing.assert_frame_equal(handed[name], read[name], check_dtype=True, check_exact=True)
+        assert missing_value_types(handed[name]) == missing_value_types(read[name]), name
+
+
+def stored_as_duckdb_stores(database: str, frame: pd.DataFrame) -> None:
+    """demo.upstream has the column types and values DuckDB gives ``frame`` written as it is."""
+    import duckdb
+
+    from seg_pipeline.warehouse import fetch_frame
+
+    with duckdb.connect(str(database)) as con:
+        con.register("original", frame)
+        con.execute("create table plain as select * from original")
+        stored, plain = (fetch_frame(con.execute(f"select * from {t}")) for t in ("demo.upstream", "plain"))
+    assert column_types(database, "upstream", "demo") == column_types(database, "plain")
+    pd.testing.assert_frame_equal(stored, plain, check_dtype=True, check_exact=True)
+    assert missing_value_types(stored) == missing_value_types(plain)
+
+
+def test_handed_over_frames_equal_warehouse_reads(tmp_path):
+    frame = every_kind_of_column()
+    read_result, read = run_readers(str(tmp_path / "read.duckdb"), frame, handoff_mb=0)
+    assert read_result.success
+    stored_as_duckdb_stores(str(tmp_path / "read.duckdb"), frame)
+    handed_result, handed = run_readers(str(tmp_path / "handed.duckdb"), frame, 64, drop_table_between=True)
+    assert handed_result.success  # the readers never touched the (dropped) table
+    assert_same_frames(handed, read)
+    # the first reader changed its frame in place; the second still got the values upstream wrote
+    assert read["two_columns"]["numpy_int"].tolist() == [1, 2, 3, 4]
+    assert list(frame.columns) == list(every_kind_of_column().columns)  # upstream's own frame untouched
+
+
+def test_empty_frames_hand_over_as_stored(tmp_path):
+    frame = every_kind_of_column().head(0)
+    _, read = run_readers(str(tmp_path / "read.duckdb"), frame, handoff_mb=0)
+    stored_as_duckdb_stores(str(tmp_path / "read.duckdb"), frame)
+    result, handed = run_readers(str(tmp_path / "handed.duckdb"), frame, 64, drop_table_between=True)
+    assert result.success
+    assert_same_frames(handed, read)
+
+
+def test_a_frame_over_the_budget_is_read_back(tmp_path):
+    big = pd.concat([every_kind_of_column()] * 60_000, ignore_index=True)  # ~20 MB, budget 1 MB
+    result, _ = run_readers(str(tmp_path / "w.duckdb"), big, handoff_mb=1, drop_table_between=True)
+    assert not result.success  # not kept, so the reader went to the warehouse and found no table
+    failed = [e.step_key for e in result.all_events if e.is_step_failure]
+    assert failed == ["whole"]
+    result, seen = run_readers(str(tmp_path / "w2.duckdb"), big, handoff_mb=1)
+    assert result.success and len(seen["whole"]) == len(big)
+
+
+def test_every_input_of_a_full_refresh_is_handed_over_as_the_warehouse_gives_it(landing, tmp_path):
+    """The whole graph on the small company: each input a step loads is served by the handoff and equals
+    the warehouse read of the same table (dtypes, values, missing values), so no step computes on
+    anything a read from the warehouse would not give it."""
+    from seg_pipeline.definitions import build_definitions
+    from seg_pipeline.warehouse import Handoff, _HandingOffIOManager
+    from tests.integration.support import settings_for
+
+    served, compared = [], []
+
+    class CountingHandoff(Handoff):
+        def take(self, context, columns):
+            frame = super().take(context, columns)
+            served.append(frame is not None)
+            return frame
+
+    class ComparingIOManager(_HandingOffIOManager):
+        def load_input(self, context):
+            frame = super().load_input(context)
+            stored = super(_HandingOffIOManager, self).load_input(context)  # the warehouse read
+            pd.testing.assert_frame_equal(frame, stored, check_dtype=True, check_exact=True)
+            assert missing_value_types(frame) == missing_value_types(stored), context.asset_key
+            compared.append(context.asset_key)
+            return frame
+
+    class ComparingWarehouse(WarehouseIOManager):
+        def create_io_manager(self, context):
+            return ComparingIOManager(
+                CountingHandoff(self.handoff_memory_mb * 1024 * 1024),
+                db_client=_ReplacingClient(), database=self.database, schema=self.schema_,
+                type_handlers=self.type_handlers(), default_load_type=self.default_load_type(),
+            )  # fmt: skip
+
+    settings = settings_for(tmp_path, landing)
+    base = build_definitions(settings)
+    definitions = dg.Definitions(
+        assets=base.assets, asset_checks=base.asset_checks, executor=base.executor,
+        resources={**base.resources, "io_manager": ComparingWarehouse(database=str(settings.warehouse_path))},
+    )  # fmt: skip
+    with dg.instance_for_test() as instance:
+        result = definitions.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    assert len(compared) == len(served) > 60 and all(served)
+    assert {k.path[-1] for k in compared} >= {"raw_web_events", "clean_orders", "customer_features"}
