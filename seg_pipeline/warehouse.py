@@ -10,12 +10,20 @@ Every table is written, and a step of the same run that reads it gets the frame 
 reading it back (the handoff), while a memory budget allows: the frame is first given the dtypes a read
 from DuckDB gives, so a step sees the same frame either way, and the full refresh and a rescore that
 reads last night's clean tables compute from identical inputs.
+
+The write itself runs on a background thread while the next steps compute (DuckDB releases the GIL
+while it stores a frame), one write at a time; every other use of the warehouse file waits for it
+first (``wait_for_writes``), a reader of the table waits for it, and a write that failed fails the
+step that waits for it, naming the table. Outputs no later step of the run reads are written before
+their step ends.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,6 +123,69 @@ def as_read_back(frame: pd.DataFrame) -> ReadBack:
     return ReadBack(result, unknown, sorted(set(unknown) | set(store_original)))
 
 
+class WarehouseWriteError(RuntimeError):
+    """A table could not be stored; raised in the step that waited for the write."""
+
+
+class _WriteBehind:
+    """The warehouse write of the newest output, on a background thread; at most one at a time."""
+
+    def __init__(self):
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: tuple[str, Future] | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, table: str, write: Callable[[], None]) -> None:
+        self.wait()
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="warehouse-write")
+            self._pending = (table, self._executor.submit(write))
+
+    def wait(self, table: str | None = None) -> None:
+        """Until the write in flight (or only the one of ``table``) is stored; its error if it failed."""
+        with self._lock:
+            pending = self._pending
+            if pending is None or (table is not None and pending[0] != table):
+                return
+            self._pending = None
+        name, future = pending
+        try:
+            future.result()
+        except Exception as exc:
+            from seg_pipeline.errors import first_line
+
+            raise WarehouseWriteError(
+                f"storing table {name} in the warehouse failed: {first_line(exc)}"
+            ) from exc
+
+
+_WRITES = _WriteBehind()  # one per process: every user of the warehouse file waits for it
+
+
+def wait_for_writes() -> None:
+    """Until every table handed to the background writer is stored (raises a failed write's error)."""
+    _WRITES.wait()
+
+
+def store_table(database: str, schema: str, table: str, frame: pd.DataFrame) -> None:
+    """Replace ``schema.table`` with ``frame`` in one statement (the old table stays if it fails)."""
+    import duckdb
+    from dagster._utils.backoff import backoff
+
+    connection = backoff(
+        fn=duckdb.connect, retry_on=(RuntimeError, duckdb.IOException),
+        kwargs={"database": database, "read_only": False, "config": {"custom_user_agent": "dagster"}},
+        max_retries=10,
+    )  # fmt: skip
+    try:
+        connection.execute(f"create schema if not exists {schema}")
+        connection.register("seg_output_frame", frame)
+        connection.execute(f"create or replace table {schema}.{table} as select * from seg_output_frame")
+    finally:
+        connection.close()
+
+
 class _ReplacingPandasHandler(DuckDBPandasTypeHandler):
     def load_input(self, context, table_slice: TableSlice, connection) -> pd.DataFrame:
         if table_slice.partition_dimensions:
@@ -195,16 +266,17 @@ class Handoff:
         handle = _handle(context)
         self._kept[handle] = _Kept(frame, self.readers(context, handle), nbytes)
 
-    def take(self, context: InputContext, columns: Sequence[str] | None) -> pd.DataFrame | None:
+    def take(self, context: InputContext, columns: Sequence[str] | None) -> tuple[pd.DataFrame | None, bool]:
+        """The kept frame (``columns`` of it) for this input, or None, and whether this is its last reader."""
         handle = _handle(context.upstream_output)
         kept = self._kept.get(handle)
         if kept is None:
-            return None
+            return None, False
         kept.readers_left -= 1
         if kept.readers_left <= 0:
             del self._kept[handle]
-            return kept.frame[list(columns)] if columns else kept.frame
-        return kept.frame[list(columns)] if columns else kept.frame.copy()
+            return (kept.frame[list(columns)] if columns else kept.frame), True
+        return (kept.frame[list(columns)] if columns else kept.frame.copy()), False
 
 
 class _HandingOffIOManager(DbIOManager):
@@ -223,42 +295,65 @@ class _HandingOffIOManager(DbIOManager):
 
     def handle_output(self, context: OutputContext, obj: object) -> None:
         if not isinstance(obj, pd.DataFrame) or not context.has_asset_key or context.has_asset_partitions:
+            wait_for_writes()
             return super().handle_output(context, obj)
+        table_slice = self._get_table_slice(context, context)
         converted = as_read_back(obj)
-        super().handle_output(context, converted.to_store(obj))  # the warehouse is the record
-        if self._handoff.budget_bytes and self._in_run(context):
+        stored = converted.to_store(obj)
+        readers = self._handoff.readers(context, _handle(context)) if self._in_run(context) else 0
+        _WRITES.submit(
+            f"{table_slice.schema}.{table_slice.table}",
+            lambda: store_table(self._database, table_slice.schema, table_slice.table, stored),
+        )
+        if not readers:
+            wait_for_writes()  # no later step of the run waits for this table: it is stored before the step ends
+        context.add_output_metadata(
+            {
+                **TableMetadataSet(row_count=len(obj), storage_kind="duckdb"),
+                "Query": self._db_client.get_select_statement(table_slice),
+                **TableMetadataSet(table_name=self._db_client.get_table_name(table_slice)),
+            }
+        )
+        if readers and self._handoff.budget_bytes:
             nbytes = frame_bytes(converted.frame)
             if self._handoff.admits(context, nbytes):
-                self._handoff.keep(context, self._as_loaded(context, converted), nbytes)
-
-    def _as_loaded(self, context: OutputContext, converted: ReadBack) -> pd.DataFrame:
-        """The frame as a load from the warehouse would return it: the columns ``as_read_back`` cannot
-        tell are read back from the table just written."""
-        frame = converted.frame
-        if converted.unknown:
-            table_slice = self._get_table_slice(context, context)
-            names = ", ".join(f'"{frame.columns[position]}"' for position in converted.unknown)
-            with self._db_client.connect(context, table_slice) as connection:
-                stored = fetch_frame(
-                    connection.execute(f"select {names} from {table_slice.schema}.{table_slice.table}")
-                )
-            for offset, position in enumerate(converted.unknown):
-                frame.isetitem(position, stored.iloc[:, offset])
-        return frame
+                self._handoff.keep(context, _as_loaded(obj, converted), nbytes)
 
     def load_input(self, context: InputContext) -> object:
         upstream = context.upstream_output
         if (
-            self._handoff.budget_bytes
-            and upstream is not None
+            upstream is not None
+            and upstream.has_asset_key
             and not context.has_asset_partitions
             and self._in_run(context)
             and upstream.run_id == context.step_context.run_id
         ):
-            frame = self._handoff.take(context, (context.definition_metadata or {}).get("columns"))
+            table_slice = self._get_table_slice(context, upstream)
+            table = f"{table_slice.schema}.{table_slice.table}"
+            frame, last = self._handoff.take(context, (context.definition_metadata or {}).get("columns"))
             if frame is not None:
+                if last:  # the run's last reader of the table: its write must have succeeded
+                    _WRITES.wait(table)
                 return frame
+        wait_for_writes()
         return super().load_input(context)
+
+
+def _as_loaded(frame: pd.DataFrame, converted: ReadBack) -> pd.DataFrame:
+    """The frame as a load from the warehouse would return it. The columns ``as_read_back`` cannot tell
+    go through the same statement in an in-memory DuckDB (a table created from a frame gets the types
+    the warehouse table got)."""
+    import duckdb
+
+    loaded = converted.frame
+    if converted.unknown:
+        with duckdb.connect() as memory:
+            memory.register("seg_unknown", frame.iloc[:, converted.unknown].reset_index(drop=True))
+            memory.execute("create table unknown_columns as select * from seg_unknown")
+            stored = fetch_frame(memory.execute("select * from unknown_columns"))
+        for offset, position in enumerate(converted.unknown):
+            loaded.isetitem(position, stored.iloc[:, offset])
+    return loaded
 
 
 class WarehouseIOManager(DuckDBIOManager):
@@ -276,6 +371,9 @@ class WarehouseIOManager(DuckDBIOManager):
     def default_load_type() -> type | None:
         return pd.DataFrame
 
+    def teardown_after_execution(self, context) -> None:
+        wait_for_writes()  # normally nothing is left: each write is waited for by a later step
+
     def create_io_manager(self, context) -> DbIOManager:
         return _HandingOffIOManager(
             Handoff(self.handoff_memory_mb * 1024 * 1024),
@@ -292,6 +390,7 @@ def read_previous(database: str, schema: str, table: str) -> pd.DataFrame | None
     """The table as the last run left it, or None: read by an asset before its own output replaces it."""
     import duckdb
 
+    wait_for_writes()
     if not Path(database).exists():
         return None
     with duckdb.connect(database) as connection:
@@ -306,6 +405,7 @@ def existing_tables(database: str) -> set[str]:
     """Every "schema.table" in the warehouse (empty when the file does not exist yet)."""
     import duckdb
 
+    wait_for_writes()
     if not Path(database).exists():
         return set()
     with duckdb.connect(database, read_only=True) as connection:

@@ -71,6 +71,9 @@ def _columns_ddl(table: PublishedTable, store: int) -> str | None:
 def publish_to_warehouse(database: Path, tables: list[PublishedTable]) -> None:
     import duckdb
 
+    from seg_pipeline.warehouse import wait_for_writes
+
+    wait_for_writes()  # the tables being published, stored by the background writer
     with duckdb.connect(str(database)) as connection:
         for schema in dict.fromkeys(t.schema for t in tables):
             connection.execute(f"create schema if not exists {_quoted(schema)}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
-from seg_pipeline.warehouse import WarehouseIOManager, _ReplacingClient
+from seg_pipeline.warehouse import WarehouseIOManager, _ReplacingClient, wait_for_writes
 from tests.integration.support import column_types
 
 
@@ -94,6 +94,7 @@ def run_readers(database: str, frame: pd.DataFrame, handoff_mb: int, drop_table_
     @dg.asset(deps=[upstream])
     def table_dropped() -> None:
         if drop_table_between:
+            wait_for_writes()  # as every user of the warehouse file does
             with duckdb.connect(database) as connection:
                 connection.execute("drop table demo.upstream")
 
@@ -224,3 +225,45 @@ def test_every_input_of_a_full_refresh_is_handed_over_as_the_warehouse_gives_it(
     assert result.success, [e.message for e in result.all_events if e.is_failure]
     assert len(compared) == len(served) > 60 and all(served)
     assert {k.path[-1] for k in compared} >= {"raw_web_events", "clean_orders", "customer_features"}
+
+
+def database_refusing_upstream(path) -> str:
+    """A warehouse where demo.upstream is a view: replacing it with a table fails, as a write can."""
+    import duckdb
+
+    with duckdb.connect(str(path)) as con:
+        con.execute("create schema demo")
+        con.execute("create view demo.upstream as select 7 as a, 'kept' as b")
+    return str(path)
+
+
+def test_a_write_that_fails_in_the_background_fails_the_run_naming_the_table(tmp_path):
+    import duckdb
+
+    database = database_refusing_upstream(tmp_path / "w.duckdb")
+    result, _ = run_readers(database, every_kind_of_column(), handoff_mb=64)
+    assert not result.success
+    failures = [e for e in result.all_events if e.is_step_failure]
+    assert [e.step_key for e in failures] == ["whole"]  # the next step that waited for the write
+    message = failures[0].step_failure_data.error.to_string()
+    assert "storing table demo.upstream in the warehouse failed" in message and "View" in message
+    assert not result.asset_materializations_for_node("two_columns")  # nothing after it ran
+    with duckdb.connect(database, read_only=True) as con:  # what was there is intact
+        assert con.execute("select * from demo.upstream").fetchall() == [(7, "kept")]
+
+
+def test_an_output_no_later_step_reads_is_stored_before_its_step_ends(tmp_path):
+    @dg.asset(metadata={"schema": "demo"})
+    def upstream() -> pd.DataFrame:  # read by no later step
+        return every_kind_of_column()
+
+    database = database_refusing_upstream(tmp_path / "w.duckdb")
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [upstream], resources={"io_manager": WarehouseIOManager(database=database)},
+            instance=instance, raise_on_error=False,
+        )  # fmt: skip
+    failed = [e for e in result.all_events if e.is_step_failure]
+    assert [e.step_key for e in failed] == ["upstream"]
+    assert "storing table demo.upstream in the warehouse failed" in failed[0].step_failure_data.error.to_string()
+    assert not result.asset_materializations_for_node("upstream")
