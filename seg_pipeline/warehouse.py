@@ -128,28 +128,36 @@ class WarehouseWriteError(RuntimeError):
 
 
 class _WriteBehind:
-    """The warehouse write of the newest output, on a background thread; at most one at a time."""
+    """Warehouse writes on one background thread, in the order they were handed over, while the frames
+    waiting to be written stay within a byte limit (beyond it, handing over waits for the oldest)."""
 
     def __init__(self):
         self._executor: ThreadPoolExecutor | None = None
-        self._pending: tuple[str, Future] | None = None
+        self._queued: list[tuple[str, int, Future]] = []  # (table, bytes, write), oldest first
         self._lock = threading.Lock()
 
-    def submit(self, table: str, write: Callable[[], None]) -> None:
-        self.wait()
+    def submit(self, table: str, write: Callable[[], None], nbytes: int, limit_bytes: int) -> None:
+        while self._queued and sum(q[1] for q in self._queued) + nbytes > limit_bytes:
+            self._wait_oldest()
         with self._lock:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="warehouse-write")
-            self._pending = (table, self._executor.submit(write))
+            self._queued.append((table, nbytes, self._executor.submit(write)))
 
     def wait(self, table: str | None = None) -> None:
-        """Until the write in flight (or only the one of ``table``) is stored; its error if it failed."""
-        with self._lock:
-            pending = self._pending
-            if pending is None or (table is not None and pending[0] != table):
+        """Until every queued write (or every one up to ``table``'s) is stored; the first failure raised."""
+        while True:
+            with self._lock:
+                names = [q[0] for q in self._queued]
+            if not names or (table is not None and table not in names):
                 return
-            self._pending = None
-        name, future = pending
+            finished = self._wait_oldest()
+            if finished == table:
+                return
+
+    def _wait_oldest(self) -> str:
+        with self._lock:
+            name, _, future = self._queued.pop(0)
         try:
             future.result()
         except Exception as exc:
@@ -158,6 +166,7 @@ class _WriteBehind:
             raise WarehouseWriteError(
                 f"storing table {name} in the warehouse failed: {first_line(exc)}"
             ) from exc
+        return name
 
 
 _WRITES = _WriteBehind()  # one per process: every user of the warehouse file waits for it
@@ -301,11 +310,14 @@ class _HandingOffIOManager(DbIOManager):
         converted = as_read_back(obj)
         stored = converted.to_store(obj)
         readers = self._handoff.readers(context, _handle(context)) if self._in_run(context) else 0
+        nbytes = frame_bytes(converted.frame)
         _WRITES.submit(
             f"{table_slice.schema}.{table_slice.table}",
             lambda: store_table(self._database, table_slice.schema, table_slice.table, stored),
+            nbytes,
+            self._handoff.budget_bytes,
         )
-        if not readers:
+        if not readers or not self._handoff.budget_bytes:
             wait_for_writes()  # no later step of the run waits for this table: it is stored before the step ends
         context.add_output_metadata(
             {
@@ -314,10 +326,8 @@ class _HandingOffIOManager(DbIOManager):
                 **TableMetadataSet(table_name=self._db_client.get_table_name(table_slice)),
             }
         )
-        if readers and self._handoff.budget_bytes:
-            nbytes = frame_bytes(converted.frame)
-            if self._handoff.admits(context, nbytes):
-                self._handoff.keep(context, _as_loaded(obj, converted), nbytes)
+        if readers and self._handoff.budget_bytes and self._handoff.admits(context, nbytes):
+            self._handoff.keep(context, _as_loaded(obj, converted), nbytes)
 
     def load_input(self, context: InputContext) -> object:
         upstream = context.upstream_output
