@@ -186,8 +186,9 @@ def measure(customers: int) -> dict:
         "direct": {"seconds": round(direct_s, 1), "peak_rss_mb": round(direct_mb), "steps": direct_steps},
         # the Dagster job's wall time over the same functions called directly in one process
         "dagster_overhead": round(full_s / direct_s, 3),
-        # what the difference is made of: the warehouse IO manager's writes and reads (the direct run hands
-        # frames over in memory and stores nothing), and the rest (event log, step start-up)
+        # what the difference is made of: the warehouse IO manager's share of the steps (conversion, queueing and
+        # waiting for background writes; handoff copies and reads; the direct run stores nothing), and the rest
+        # (event log, step start-up)
         "overhead_parts": {
             "warehouse_write_s": full_io["write_s"],
             "warehouse_read_s": full_io["read_s"],
@@ -262,7 +263,10 @@ def markdown(data: dict) -> str:
     if parts:
         lines += [
             "", "Where the Dagster overhead goes (full refresh minus the direct run, seconds; the direct run hands "
-            "frames over in memory and writes no table):", "",
+            "frames over in memory and writes no table). Warehouse writes: from a step's output to its "
+            "handled event (converting the frame, queueing its background write, waiting when the queue is "
+            "full or nothing later reads it); reads: from a step's start to its last loaded input (handoff "
+            "copies, tables of earlier runs):", "",
         ]  # fmt: skip
         lines += _table(
             ["customers", "full refresh s", "direct s", "warehouse writes s", "warehouse reads s", "other s",

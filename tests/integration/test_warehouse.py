@@ -198,6 +198,7 @@ def test_every_input_of_a_full_refresh_is_handed_over_as_the_warehouse_gives_it(
     class ComparingIOManager(_HandingOffIOManager):
         def load_input(self, context):
             frame = super().load_input(context)
+            wait_for_writes()  # as every user of the warehouse file does
             stored = super(_HandingOffIOManager, self).load_input(context)  # the warehouse read
             pd.testing.assert_frame_equal(frame, stored, check_dtype=True, check_exact=True)
             assert missing_value_types(frame) == missing_value_types(stored), context.asset_key
