@@ -266,5 +266,7 @@ def test_an_output_no_later_step_reads_is_stored_before_its_step_ends(tmp_path):
         )  # fmt: skip
     failed = [e for e in result.all_events if e.is_step_failure]
     assert [e.step_key for e in failed] == ["upstream"]
-    assert "storing table demo.upstream in the warehouse failed" in failed[0].step_failure_data.error.to_string()
+    assert (
+        "storing table demo.upstream in the warehouse failed" in failed[0].step_failure_data.error.to_string()
+    )
     assert not result.asset_materializations_for_node("upstream")
