@@ -12,7 +12,7 @@ from DuckDB gives, so a step sees the same frame either way, and the full refres
 reads last night's clean tables compute from identical inputs.
 
 The write itself runs on a background thread while the next steps compute (DuckDB releases the GIL
-while it stores a frame), one write at a time; every other use of the warehouse file waits for it
+while it stores a frame), in order, while the queued frames fit the same budget; every other use of the warehouse file waits for it
 first (``wait_for_writes``), a reader of the table waits for it, and a write that failed fails the
 step that waits for it, naming the table. Outputs no later step of the run reads are written before
 their step ends.
@@ -189,10 +189,17 @@ def store_table(database: str, schema: str, table: str, frame: pd.DataFrame) -> 
     )  # fmt: skip
     try:
         connection.execute(f"create schema if not exists {schema}")
-        connection.register("seg_output_frame", frame)
-        connection.execute(f"create or replace table {schema}.{table} as select * from seg_output_frame")
+        _replace_table(connection, schema, table, frame)
     finally:
         connection.close()
+
+
+def _replace_table(connection, schema: str, table: str, frame: pd.DataFrame) -> None:
+    connection.register("seg_output_frame", frame)
+    try:
+        connection.execute(f"create or replace table {schema}.{table} as select * from seg_output_frame")
+    finally:
+        connection.unregister("seg_output_frame")
 
 
 class _ReplacingPandasHandler(DuckDBPandasTypeHandler):
@@ -204,13 +211,7 @@ class _ReplacingPandasHandler(DuckDBPandasTypeHandler):
     def handle_output(self, context: OutputContext, table_slice: TableSlice, obj: pd.DataFrame, connection):
         if table_slice.partition_dimensions:
             return super().handle_output(context, table_slice, obj, connection)
-        connection.register("seg_output_frame", obj)
-        try:
-            connection.execute(
-                f"create or replace table {table_slice.schema}.{table_slice.table} as select * from seg_output_frame"
-            )
-        finally:
-            connection.unregister("seg_output_frame")
+        _replace_table(connection, table_slice.schema, table_slice.table, obj)
         context.add_output_metadata(dict(TableMetadataSet(row_count=len(obj), storage_kind="duckdb")))
 
 
@@ -267,13 +268,12 @@ class Handoff:
                         self._readers[upstream] = self._readers.get(upstream, 0) + 1
         return self._readers.get(handle, 0)
 
-    def admits(self, context: OutputContext, nbytes: int) -> bool:
-        """Whether this output has readers left in the run and fits in what the budget has left."""
-        return bool(self.readers(context, _handle(context))) and self.kept_bytes + nbytes <= self.budget_bytes
+    def admits(self, nbytes: int) -> bool:
+        """Whether a frame of ``nbytes`` fits in what the budget has left."""
+        return self.kept_bytes + nbytes <= self.budget_bytes
 
-    def keep(self, context: OutputContext, frame: pd.DataFrame, nbytes: int) -> None:
-        handle = _handle(context)
-        self._kept[handle] = _Kept(frame, self.readers(context, handle), nbytes)
+    def keep(self, context: OutputContext, frame: pd.DataFrame, nbytes: int, readers: int) -> None:
+        self._kept[_handle(context)] = _Kept(frame, readers, nbytes)
 
     def take(self, context: InputContext, columns: Sequence[str] | None) -> tuple[pd.DataFrame | None, bool]:
         """The kept frame (``columns`` of it) for this input, or None, and whether this is its last reader."""
@@ -326,8 +326,8 @@ class _HandingOffIOManager(DbIOManager):
                 **TableMetadataSet(table_name=self._db_client.get_table_name(table_slice)),
             }
         )
-        if readers and self._handoff.budget_bytes and self._handoff.admits(context, nbytes):
-            self._handoff.keep(context, _as_loaded(obj, converted), nbytes)
+        if readers and self._handoff.budget_bytes and self._handoff.admits(nbytes):
+            self._handoff.keep(context, _as_loaded(obj, converted), nbytes, readers)
 
     def load_input(self, context: InputContext) -> object:
         upstream = context.upstream_output
