@@ -137,8 +137,23 @@ def step_peaks(steps: dict[str, tuple[float, float]], samples: list[tuple[float,
     return peaks
 
 
+def cpu_probe() -> dict[str, float]:
+    """Seconds for a fixed pure-Python loop and a fixed numpy sort: how fast the machine was around a
+    measurement (on shared machines it varies by 2x and more within an hour)."""
+    import numpy as np
+
+    started = time.perf_counter()
+    sum(i * i for i in range(10**7))
+    loop = time.perf_counter() - started
+    values = np.random.default_rng(0).random(10**7)  # generated in place: its pages are touched before timing
+    started = time.perf_counter()
+    values.sort()
+    return {"python_loop_s": round(loop, 3), "numpy_sort_s": round(time.perf_counter() - started, 3)}
+
+
 def measure(customers: int) -> dict:
     landing, rows = company(customers)
+    probe_before = cpu_probe()
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         config = Path(tmp) / "bench.yaml"
@@ -162,11 +177,15 @@ def measure(customers: int) -> dict:
         direct_s, direct_mb, _ = timed(
             [sys.executable, str(HERE / "direct_run.py"), str(direct_config)], env, stdout=direct_out
         )
-        direct_steps = json.loads(direct_out.read_text().splitlines()[-1])["steps"]
+        direct = json.loads(direct_out.read_text().splitlines()[-1])
+        direct_steps = direct["steps"]
+        # handing tables on with the job's read-back dtypes is IO-manager work: not part of the direct run
+        direct_s -= direct["conversion_seconds"]
     busy = sum(full_steps.values())
     return {
         "customers": customers,
         "rows": rows,
+        "cpu_probe": {"before": probe_before, "after": cpu_probe()},
         "full_refresh": {
             "seconds": round(full_s, 1),
             "peak_rss_mb": round(full_mb),
@@ -183,7 +202,12 @@ def measure(customers: int) -> dict:
             "steps": reingest_steps,
         },  # fmt: skip
         "rescore_reingest_share_of_full": round(reingest_s / full_s, 3),
-        "direct": {"seconds": round(direct_s, 1), "peak_rss_mb": round(direct_mb), "steps": direct_steps},
+        "direct": {
+            "seconds": round(direct_s, 1),
+            "peak_rss_mb": round(direct_mb),
+            "steps": direct_steps,
+            "conversion_seconds_left_out": direct["conversion_seconds"],
+        },  # fmt: skip
         # the Dagster job's wall time over the same functions called directly in one process
         "dagster_overhead": round(full_s / direct_s, 3),
         # what the difference is made of: the warehouse IO manager's share of the steps (conversion, queueing and
@@ -259,11 +283,19 @@ def markdown(data: dict) -> str:
     )  # fmt: skip
     if len(runs) >= 2:
         lines += ["", growth(runs)]
+    probed = [r for r in runs if "cpu_probe" in r]
+    if probed:
+        lines += ["", "Machine speed around each size (`cpu_probe`: a fixed Python loop and a fixed numpy sort, "
+                  "seconds, before the full refresh and after the direct run; lower is faster):", ""]  # fmt: skip
+        lines += [f"- {r['customers']:,}: " + "; ".join(
+            f"{when} loop {p['python_loop_s']}, sort {p['numpy_sort_s']}" for when, p in r["cpu_probe"].items())
+            for r in probed]  # fmt: skip
     parts = [r for r in runs if "overhead_parts" in r]
     if parts:
         lines += [
             "", "Where the Dagster overhead goes (full refresh minus the direct run, seconds; the direct run hands "
-            "frames over in memory and writes no table). Warehouse writes: from a step's output to its "
+            "frames over in memory, converted to the dtypes the job's steps read, that conversion not timed, and "
+            "writes no table). Warehouse writes: from a step's output to its "
             "handled event (converting the frame, queueing its background write, waiting when the queue is "
             "full or nothing later reads it); reads: from a step's start to its last loaded input (handoff "
             "copies, tables of earlier runs):", "",

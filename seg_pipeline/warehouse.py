@@ -366,6 +366,11 @@ def _as_loaded(frame: pd.DataFrame, converted: ReadBack) -> pd.DataFrame:
     return loaded
 
 
+def as_loaded(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` as a later step reads it back from the warehouse (or from the handoff, which is the same)."""
+    return _as_loaded(frame, as_read_back(frame))
+
+
 class WarehouseIOManager(DuckDBIOManager):
     """Stores each asset's DataFrame as table ``<schema>.<asset name>`` in the warehouse DuckDB file and
     hands it to the steps of the same run that read it, up to ``handoff_memory_mb`` (0: read everything

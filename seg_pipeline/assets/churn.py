@@ -88,6 +88,31 @@ def churn_training_set(
     )
 
 
+def _training_dataset(mlflow, inputs: pd.DataFrame):
+    """The training data as an MLflow dataset: name, schema, row count and a digest of every row.
+
+    MLflow would infer the schema by looking at every value of every column and digest the first 10,000
+    rows after typing every cell in Python (28 s at 1M customers); here the digest hashes all rows in
+    pandas and the schema is inferred from the few rows that show each column's type and whether it has
+    missing values (the first present and the first missing value of each column): the same schema."""
+    import hashlib
+
+    from mlflow.models import infer_signature
+
+    missing = inputs.isna().to_numpy()
+    telling = (
+        sorted({*missing.argmin(axis=0).tolist(), *missing.argmax(axis=0).tolist()}) if len(inputs) else []
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        schema = infer_signature(inputs.iloc[telling]).inputs
+    rows = pd.util.hash_pandas_object(inputs, index=False).to_numpy()
+    digest = hashlib.md5(rows.tobytes() + "\x1f".join(inputs.columns).encode()).hexdigest()[:16]
+    dataset = mlflow.data.from_pandas(inputs, targets="label", name="churn_training_set", digest=digest)
+    dataset.__dict__["schema"] = schema  # a functools.cached_property: MLflow reads it from here
+    return dataset
+
+
 def _log_training(mlflow, trained, table: pd.DataFrame, params: dict) -> tuple[int, str]:
     """Params, metrics, the training data as an input (schema and digest, no rows), figures, the model."""
     from mlflow.models import infer_signature
@@ -105,9 +130,7 @@ def _log_training(mlflow, trained, table: pd.DataFrame, params: dict) -> tuple[i
     mlflow.log_metrics(metrics)
     labels = table["label"].to_numpy(dtype="float64")  # float: MLflow warns that ints cannot be missing
     inputs = feature_frame(table, trained.numeric, trained.categorical).assign(label=labels)
-    mlflow.log_input(
-        mlflow.data.from_pandas(inputs, targets="label", name="churn_training_set"), context="training"
-    )
+    mlflow.log_input(_training_dataset(mlflow, inputs), context="training")
     mlflow.log_text(trained.candidates.to_csv(index=False), "candidates.csv")
     y = trained.holdout_labels
     mlflow.log_figure(figures.roc_figure(y, trained.holdout_probabilities), "figures/roc.png")

@@ -47,10 +47,18 @@ def _days_before(end: pd.Timestamp, ts: pd.Series) -> pd.Series:
 
 
 def _counts(keys: pd.Series, values: pd.Series) -> pd.DataFrame:
-    """customer x value counts (pd.crosstab's answer; crosstab counts with a Python call per group)."""
-    counts = pd.DataFrame({"k": keys.to_numpy(), "v": values.to_numpy()}).groupby(["k", "v"]).size()
-    table = counts.unstack(fill_value=0).rename_axis(index=keys.name, columns=values.name)
-    return table
+    """customer x value counts, both sorted, rows or values that are missing left out (pd.crosstab's
+    answer): one bincount over integer codes (grouping by both columns and unstacking took 3x longer)."""
+    present = (keys.notna() & values.notna()).to_numpy()
+    key_codes, key_levels = pd.factorize(keys[present], sort=True)
+    value_codes, value_levels = pd.factorize(values[present], sort=True)
+    width = len(value_levels)
+    counts = np.bincount(key_codes * width + value_codes, minlength=len(key_levels) * width)
+    return pd.DataFrame(
+        counts.reshape(len(key_levels), width).astype("int64"),
+        index=pd.Index(np.asarray(key_levels), name=keys.name),
+        columns=pd.Index(np.asarray(value_levels, dtype=object), name=values.name),
+    )
 
 
 def _shares(frame: pd.DataFrame, column: str, prefix: str) -> pd.DataFrame:
@@ -64,7 +72,10 @@ def _shares(frame: pd.DataFrame, column: str, prefix: str) -> pd.DataFrame:
 
 
 def order_features(orders: pd.DataFrame, end: pd.Timestamp) -> pd.DataFrame:
-    o = orders[orders["order_date"] <= end].sort_values(["customer_key", "order_date"])
+    o = orders[orders["order_date"] <= end]
+    # by customer, then date (stable, as sort_values): numpy's lexsort on the raw integers, where pandas
+    # would factorize both keys first (a third of the time of this function at 1M customers)
+    o = o.take(np.lexsort((o["order_date"].to_numpy().view("int64"), o["customer_key"].to_numpy())))
     ago = _days_before(end, o["order_date"])
     by = o.groupby("customer_key")
     gaps = by["order_date"].diff() / DAY

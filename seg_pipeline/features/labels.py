@@ -21,7 +21,7 @@ import pandas as pd
 
 from seg_pipeline.config import ChurnConfig
 from seg_pipeline.errors import SegPipelineError
-from seg_pipeline.features.build import activity_frames, as_of_end, build_features, last_activity
+from seg_pipeline.features.build import activity_frames, as_of_end, build_features
 
 KEY_COLUMNS = ["customer_key", "snapshot", "split", "label"]
 
@@ -40,13 +40,23 @@ def _activity_snapshot(sources: dict[str, pd.DataFrame], snapshot: dt.date, hori
     table = built.table
     start, end = as_of_end(snapshot), as_of_end(snapshot + dt.timedelta(days=horizon))
     frames = activity_frames(sources["orders"], sources["web"], sources["email"], sources["tickets"])
-    active_after = last_activity(frames, end, after=start)
     recency = table["recency_days"] if "recency_days" in table else pd.Series(np.nan, index=table.index)
     eligible = recency.le(horizon)
-    labels = (~table["customer_key"].isin(active_after.index)).astype("int64")
+    labels = (~table["customer_key"].isin(_active_between(frames, start, end))).astype("int64")
     counts = {"profiled": len(table), "not_active_before_snapshot": int((~eligible).sum())}
     table = table[eligible].assign(label=labels[eligible])
     return table, counts
+
+
+def _active_between(
+    frames: list[tuple[pd.DataFrame, str]], after: pd.Timestamp, end: pd.Timestamp
+) -> np.ndarray:
+    """The customers with any activity after ``after`` up to ``end``: only their keys are taken out of
+    the event tables (filtering whole tables and grouping them by key cost 13 s at 1M customers)."""
+    keys = [
+        f["customer_key"].to_numpy()[((f[c] > after) & (f[c] <= end)).to_numpy()] for f, c in frames if len(f)
+    ]
+    return pd.unique(np.concatenate(keys)) if keys else np.array([], dtype=object)
 
 
 def activity_training_set(customers: pd.DataFrame, orders: pd.DataFrame, web: pd.DataFrame,
