@@ -110,3 +110,34 @@ def test_conform_names_the_breach():
 def test_no_published_column_can_identify_a_person():
     for table in PUBLISHED_TABLES:
         assert not {"name", "email", "phone", "company", "customer_key"} & set(column_names(table))
+
+
+def test_keyed_rows_pick_like_a_left_merge():
+    keys = pd.Series(["k3", "k1", "k2", "k4"])
+    other = pd.DataFrame(
+        {
+            "customer_key": ["k1", "k2", "k3", "k9"],  # k4 absent, k9 not asked for
+            "segment_id": [1, 2, 3, 9],
+            "segment_name": pd.array(["a", "b", None, "z"], dtype="string"),
+            "flag": [True, False, True, True],
+        },
+        index=[10, 11, 12, 13],
+    )
+    picked = tables.KeyedRows(keys).pick(other, ["segment_id", "segment_name", "flag"], "clusters")
+    merged = (
+        keys.to_frame("customer_key")
+        .merge(other, on="customer_key", how="left", validate="one_to_one")
+        .drop(columns="customer_key")
+    )
+    pd.testing.assert_frame_equal(picked, merged)
+    assert picked["segment_id"].tolist()[:3] == [3.0, 1.0, 2.0] and pd.isna(picked["segment_id"].iloc[3])
+    whole = tables.KeyedRows(keys.iloc[:3]).pick(other, ["segment_id"], "clusters")
+    assert whole["segment_id"].dtype == "int64"  # nothing missing: the dtype stays
+
+
+def test_keyed_rows_refuse_duplicate_keys():
+    with pytest.raises(ValueError, match="not unique"):
+        tables.KeyedRows(pd.Series(["k1", "k1"]))
+    twice = pd.DataFrame({"customer_key": ["k1", "k1"], "segment_id": [1, 2]})
+    with pytest.raises(ValueError, match="clusters: a customer_key occurs more than once"):
+        tables.KeyedRows(pd.Series(["k1", "k2"])).pick(twice, ["segment_id"], "clusters")
