@@ -12,8 +12,8 @@ from DuckDB gives, so a step sees the same frame either way, and the full refres
 reads last night's clean tables compute from identical inputs.
 
 The write itself runs on a background thread while the next steps compute (DuckDB releases the GIL
-while it stores a frame), in order, while the queued frames fit the same budget; every other use of the warehouse file waits for it
-first (``wait_for_writes``), a reader of the table waits for it, and a write that failed fails the
+while it stores a frame), in order, while the queued frames fit the same budget; every other use of
+the warehouse file waits for it first (``wait_for_writes``), a reader of the table waits for it, and a write that failed fails the
 step that waits for it, naming the table. Outputs no later step of the run reads are written before
 their step ends.
 """

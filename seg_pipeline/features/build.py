@@ -171,19 +171,15 @@ def activity_frames(orders: pd.DataFrame, web: pd.DataFrame, email: pd.DataFrame
     return [(orders, "order_date"), (web, "ts"), (engaged, "ts"), (tickets, "created_at")]
 
 
-def last_activity(frames: list[tuple[pd.DataFrame, str]], end: pd.Timestamp,
-                  after: pd.Timestamp | None = None) -> pd.Series:  # fmt: skip
-    """Each customer's last activity up to ``end`` (and, if given, strictly after ``after``)."""
-    return _activity(frames, end, "max", after)
+def last_activity(frames: list[tuple[pd.DataFrame, str]], end: pd.Timestamp) -> pd.Series:
+    """Each customer's last activity up to ``end``."""
+    return _activity(frames, end, "max")
 
 
-def _activity(frames: list[tuple[pd.DataFrame, str]], end: pd.Timestamp, how: str,
-              after: pd.Timestamp | None = None) -> pd.Series:  # fmt: skip
+def _activity(frames: list[tuple[pd.DataFrame, str]], end: pd.Timestamp, how: str) -> pd.Series:
     """Each customer's first or last dated activity up to as_of across the given (frame, time column)s."""
     parts = [
-        f[(f[c] <= end) & f["customer_key"].notna() & ((f[c] > after) if after is not None else True)]
-        .groupby("customer_key")[c]
-        .agg(how)
+        f[(f[c] <= end) & f["customer_key"].notna()].groupby("customer_key")[c].agg(how)
         for f, c in frames
         if len(f)
     ]

@@ -7,12 +7,18 @@ import os
 
 import numpy as np
 import pandas as pd
+import pytest
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+from seg_pipeline.assets.churn import _training_dataset
 
-import mlflow  # noqa: E402
 
-from seg_pipeline.assets.churn import _training_dataset  # noqa: E402
+@pytest.fixture(scope="module")
+def mlflow():
+    """MLflow imported for these tests only (seconds to import: not at collection)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+
+    return mlflow
 
 
 def training_inputs(rows: int = 20_000) -> pd.DataFrame:
@@ -33,7 +39,7 @@ def training_inputs(rows: int = 20_000) -> pd.DataFrame:
     )
 
 
-def test_schema_and_profile_are_mlflows_own():
+def test_schema_and_profile_are_mlflows_own(mlflow):
     inputs = training_inputs()
     dataset = _training_dataset(mlflow, inputs)
     inferred_by_mlflow = mlflow.data.from_pandas(inputs, targets="label").schema
@@ -43,7 +49,7 @@ def test_schema_and_profile_are_mlflows_own():
     assert dataset.name == "churn_training_set" and dataset.targets == "label"
 
 
-def test_digest_follows_every_row():
+def test_digest_follows_every_row(mlflow):
     inputs = training_inputs()
     digest = _training_dataset(mlflow, inputs).digest
     assert _training_dataset(mlflow, inputs.copy()).digest == digest
@@ -53,6 +59,6 @@ def test_digest_follows_every_row():
     assert _training_dataset(mlflow, inputs.rename(columns={"plan": "tier"})).digest != digest
 
 
-def test_empty_training_data():
+def test_empty_training_data(mlflow):
     dataset = _training_dataset(mlflow, training_inputs().head(0))
     assert dataset.profile["num_rows"] == 0
