@@ -309,16 +309,24 @@ class OrchestrationConfig(_Model):
     )
     io_retries: int = Field(3, ge=0, le=10, description="retries of I/O steps (extract reads, publish)")
     io_retry_delay_seconds: float = Field(5, ge=0, description="first retry delay; doubles with each retry")
-    handoff_memory_mb: int = Field(
-        2048,
+    handoff_memory_mb: int | None = Field(
+        None,
         ge=0,
         description="a run hands the tables it writes to its later steps in memory, up to this many MB "
-        "held at once (the rest are read back from the warehouse); 0 reads every input back",
+        "held at once (the rest are read back from the warehouse); 0 reads every input back; "
+        "unset: a quarter of the machine's memory",
     )
     freshness_warn_hours: int = Field(
         26, ge=1, description="published tables older than this: freshness warns"
     )
     freshness_fail_hours: int = Field(50, ge=2, description="older than this: freshness fails")
+
+    @property
+    def handoff_budget_mb(self) -> int:
+        """``handoff_memory_mb``, or a quarter of the machine's physical memory when it is not set."""
+        if self.handoff_memory_mb is not None:
+            return self.handoff_memory_mb
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4 // (1024 * 1024)
 
     @field_validator("schedule_cron")
     @classmethod

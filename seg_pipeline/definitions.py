@@ -53,7 +53,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "mlflow_tracking": MlflowTracking.of(settings),
             "io_manager": WarehouseIOManager(
                 database=str(settings.warehouse_path),
-                handoff_memory_mb=settings.orchestration.handoff_memory_mb,
+                handoff_memory_mb=settings.orchestration.handoff_budget_mb,
             ),
         },
         # One process: the embedded DuckDB warehouse takes a single writer, and subprocess start-up

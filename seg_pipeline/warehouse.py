@@ -11,11 +11,13 @@ reading it back (the handoff), while a memory budget allows: the frame is first 
 from DuckDB gives, so a step sees the same frame either way, and the full refresh and a rescore that
 reads last night's clean tables compute from identical inputs.
 
-The write itself runs on a background thread while the next steps compute (DuckDB releases the GIL
-while it stores a frame), in order, while the queued frames fit the same budget; every other use of
-the warehouse file waits for it first (``wait_for_writes``), a reader of the table waits for it, and a write that failed fails the
-step that waits for it, naming the table. Outputs no later step of the run reads are written before
-their step ends.
+The write itself runs on a background thread while the next steps compute, in order, while the
+queued frames fit the same budget, on one DuckDB thread (a second one slows the step computing beside
+it more than it speeds the write). Every other use of the warehouse file waits for it first
+(``wait_for_writes``), and a write that failed fails the next step that waits for it, naming the
+table: a step whose output no later step reads (it is written before the step ends), the publish,
+which waits for every write, or the end of the run. Readers take the frame from the handoff without
+waiting for its write.
 """
 
 from __future__ import annotations
@@ -177,14 +179,18 @@ def wait_for_writes() -> None:
     _WRITES.wait()
 
 
-def store_table(database: str, schema: str, table: str, frame: pd.DataFrame) -> None:
-    """Replace ``schema.table`` with ``frame`` in one statement (the old table stays if it fails)."""
+def store_table(
+    database: str, schema: str, table: str, frame: pd.DataFrame, threads: int | None = None
+) -> None:
+    """Replace ``schema.table`` with ``frame`` in one statement (the old table stays if it fails);
+    ``threads``: DuckDB's, one for a background write so the other core stays with the steps."""
     import duckdb
     from dagster._utils.backoff import backoff
 
+    config = {"custom_user_agent": "dagster"} | ({"threads": threads} if threads else {})
     connection = backoff(
         fn=duckdb.connect, retry_on=(RuntimeError, duckdb.IOException),
-        kwargs={"database": database, "read_only": False, "config": {"custom_user_agent": "dagster"}},
+        kwargs={"database": database, "read_only": False, "config": config},
         max_retries=10,
     )  # fmt: skip
     try:
@@ -275,17 +281,17 @@ class Handoff:
     def keep(self, context: OutputContext, frame: pd.DataFrame, nbytes: int, readers: int) -> None:
         self._kept[_handle(context)] = _Kept(frame, readers, nbytes)
 
-    def take(self, context: InputContext, columns: Sequence[str] | None) -> tuple[pd.DataFrame | None, bool]:
-        """The kept frame (``columns`` of it) for this input, or None, and whether this is its last reader."""
+    def take(self, context: InputContext, columns: Sequence[str] | None) -> pd.DataFrame | None:
+        """The kept frame (``columns`` of it) for this input, or None."""
         handle = _handle(context.upstream_output)
         kept = self._kept.get(handle)
         if kept is None:
-            return None, False
+            return None
         kept.readers_left -= 1
         if kept.readers_left <= 0:
             del self._kept[handle]
-            return (kept.frame[list(columns)] if columns else kept.frame), True
-        return (kept.frame[list(columns)] if columns else kept.frame.copy()), False
+            return kept.frame[list(columns)] if columns else kept.frame
+        return kept.frame[list(columns)] if columns else kept.frame.copy()
 
 
 class _HandingOffIOManager(DbIOManager):
@@ -311,13 +317,16 @@ class _HandingOffIOManager(DbIOManager):
         stored = converted.to_store(obj)
         readers = self._handoff.readers(context, _handle(context)) if self._in_run(context) else 0
         nbytes = frame_bytes(converted.frame)
+        behind = bool(readers and self._handoff.budget_bytes)  # written while later steps compute
         _WRITES.submit(
             f"{table_slice.schema}.{table_slice.table}",
-            lambda: store_table(self._database, table_slice.schema, table_slice.table, stored),
+            lambda: store_table(
+                self._database, table_slice.schema, table_slice.table, stored, threads=1 if behind else None
+            ),
             nbytes,
             self._handoff.budget_bytes,
         )
-        if not readers or not self._handoff.budget_bytes:
+        if not behind:
             wait_for_writes()  # no later step of the run waits for this table: it is stored before the step ends
         context.add_output_metadata(
             {
@@ -338,12 +347,10 @@ class _HandingOffIOManager(DbIOManager):
             and self._in_run(context)
             and upstream.run_id == context.step_context.run_id
         ):
-            table_slice = self._get_table_slice(context, upstream)
-            table = f"{table_slice.schema}.{table_slice.table}"
-            frame, last = self._handoff.take(context, (context.definition_metadata or {}).get("columns"))
+            # not waiting for the table's own write: a failed one fails the next step that waits for the
+            # writer (one whose output no later step reads, the publish, the end of the run)
+            frame = self._handoff.take(context, (context.definition_metadata or {}).get("columns"))
             if frame is not None:
-                if last:  # the run's last reader of the table: its write must have succeeded
-                    _WRITES.wait(table)
                 return frame
         wait_for_writes()
         return super().load_input(context)

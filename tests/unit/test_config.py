@@ -89,6 +89,20 @@ def test_landing_folder_discovery(tmp_path):
     assert settings.source_path("orders") is None
 
 
+def test_handoff_budget_is_a_quarter_of_the_memory_unless_set(tmp_path):
+    import os
+
+    physical_mb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // (1024 * 1024)
+    unset = load_settings(write(tmp_path, "as_of: 2024-01-31\n"), environ={}).orchestration
+    assert unset.handoff_memory_mb is None and abs(unset.handoff_budget_mb - physical_mb / 4) <= 1
+    for value in (0, 512):
+        settings = load_settings(
+            write(tmp_path, f"orchestration: {{handoff_memory_mb: {value}}}\n"), environ={}
+        )
+        assert settings.orchestration.handoff_budget_mb == value
+    assert "handoff_memory_mb" in error_of(tmp_path, "orchestration: {handoff_memory_mb: -1}\n")
+
+
 def test_layers_file_then_env_then_cli(tmp_path):
     path = write(tmp_path, "as_of: 2024-01-31\nsegmentation: {k_max: 5}\nchurn: {horizon_days: 60}\n")
     env = {"SEG_SEGMENTATION__K_MAX": "7", "SEG_AS_OF": "2024-02-29", "SEG_PSEUDO_KEY": "not-a-config-key"}
