@@ -8,6 +8,9 @@ matter most on the holdout (permutation importance) are measured, which keeps sc
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -83,7 +86,8 @@ def drivers(model, X: pd.DataFrame, features: list[str], typical: dict[str, obje
     A feature's effect is the customer's probability minus their probability with that feature set to its
     typical value, both from ``effect_model(model)``."""
     measured = effect_model(model)
-    probability = measured.predict_proba(X)[:, 1]
+    prepared = _prepared(measured, X)
+    probability = (prepared.model.predict_proba(prepared.Z) if prepared else measured.predict_proba(X))[:, 1]
     effects = np.zeros((len(X), len(features)))
     for j, column in enumerate(features):
         value = typical[column]
@@ -93,12 +97,98 @@ def drivers(model, X: pd.DataFrame, features: list[str], typical: dict[str, obje
         moved = ~at_typical.to_numpy(dtype=bool)
         if not moved.any():
             continue
+        if prepared and column in prepared.blocks:
+            neutral = prepared.neutral(X, moved, column, value)
+            effects[moved, j] = probability[moved] - prepared.model.predict_proba(neutral)[:, 1]
+            continue
         neutral = X[moved].copy()
         neutral[column] = value
         if neutral[column].dtype == object or isinstance(value, str):
             neutral[column] = neutral[column].astype(object)
         effects[moved, j] = probability[moved] - measured.predict_proba(neutral)[:, 1]
     return driver_texts(X[features], effects, n), effects
+
+
+@dataclass
+class _Prepared:
+    """The measured model split at its ColumnTransformer: the features transformed once (``Z``), the model
+    that takes transformed rows, and per input column the transformer, its columns and its output slice.
+
+    Setting one feature to its typical value then changes only that feature's output columns: the other
+    columns of every moved customer are copied from ``Z`` rather than transformed again, and a transformer
+    that maps each column to one output column (passthrough, ordinal codes, scaling) is not run at all."""
+
+    Z: np.ndarray
+    model: object
+    blocks: dict[str, tuple[object, list[str], slice]]
+
+    def neutral(self, X: pd.DataFrame, moved: np.ndarray, column: str, value) -> np.ndarray:
+        transformer, columns, out = self.blocks[column]
+        neutral = self.Z[moved]
+        if _one_to_one(transformer, columns):
+            one = X[columns].iloc[:1].copy()
+            one[column] = value
+            at = out.start + columns.index(column)
+            neutral[:, at] = _transform(transformer, one)[0, columns.index(column)]
+        else:  # e.g. one-hot codes or missing-value indicators: the block is transformed again
+            block = X.loc[moved, columns].copy()
+            block[column] = value
+            if block[column].dtype == object or isinstance(value, str):
+                block[column] = block[column].astype(object)
+            neutral[:, out] = _transform(transformer, block)
+        return neutral
+
+
+def _transform(transformer, frame: pd.DataFrame) -> np.ndarray:
+    # a fitted passthrough is an identity FunctionTransformer: it hands the frame back
+    out = frame if isinstance(transformer, str) else transformer.transform(frame)
+    # a sparse block (one-hot codes) inside the dense output the transformer as a whole gives
+    return out.toarray() if hasattr(out, "toarray") else np.asarray(out, dtype=float)
+
+
+def _one_to_one(transformer, columns: list[str]) -> bool:
+    # passthrough keeps each column; ordinal encoding, imputation without indicators and scaling map each
+    # column to the output column of the same name, by itself
+    if isinstance(transformer, str):
+        return transformer == "passthrough"
+    names = getattr(transformer, "get_feature_names_out", None)
+    return names is not None and list(names(columns)) == list(columns)
+
+
+def _prepared(measured, X: pd.DataFrame) -> _Prepared | None:
+    """The split for a Pipeline (or a calibrated member wrapping one) whose steps before the model are one
+    dense-output ColumnTransformer over named columns; None otherwise (effects then come from the frame)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+
+    pipeline = getattr(measured, "estimator", measured)
+    if (
+        not isinstance(pipeline, Pipeline)
+        or len(pipeline) != 2
+        or not isinstance(pipeline[0], ColumnTransformer)
+    ):
+        return None
+    prepare = pipeline[0]
+    Z = prepare.transform(X)
+    if not isinstance(Z, np.ndarray) or Z.dtype.kind != "f":
+        return None
+    blocks = {}
+    for name, transformer, columns in prepare.transformers_:
+        if (
+            isinstance(transformer, str)
+            and transformer != "passthrough"
+            or not isinstance(columns, list)
+            or not all(isinstance(c, str) for c in columns)
+        ):
+            continue
+        for column in columns:
+            blocks[column] = (transformer, list(columns), prepare.output_indices_[name])
+    if pipeline is measured:
+        return _Prepared(Z, pipeline[-1], blocks)
+    # a calibrated member: the same calibration over the final model's scores of the transformed rows
+    member = copy.copy(measured)
+    member.estimator = pipeline[-1]
+    return _Prepared(Z, member, blocks)
 
 
 def driver_texts(values: pd.DataFrame, effects: np.ndarray, n: int) -> list[str]:

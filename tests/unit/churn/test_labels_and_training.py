@@ -322,3 +322,39 @@ def test_large_training_splits_are_sampled_down_stratified():
     assert len(trained.holdout_labels) == 1000  # the holdout is never sampled
     unsampled = train_churn_model(table, ["x"], [], ChurnConfig(candidates=["logistic_regression"]))
     assert unsampled.training_rows == unsampled.training_rows_available == 3000
+
+
+@pytest.mark.parametrize("candidate", ["hist_gradient_boosting", "logistic_regression"])
+def test_drivers_of_the_real_candidates_vary_only_the_transformed_columns(candidate):
+    """The champion's features are transformed once and only the moved feature's output columns change;
+    the effects equal predicting the member again on the whole frame with that feature at its typical value
+    (passthrough and ordinal columns set directly, imputation indicators and one-hot codes re-encoded)."""
+    from seg_pipeline.churn.scores import _prepared
+    from seg_pipeline.churn.train import calibrated
+
+    rng = np.random.default_rng(3)
+    n = 900
+    X = feature_frame(
+        pd.DataFrame({
+            "recency_days": np.where(rng.random(n) < 0.1, np.nan, rng.uniform(0, 300, n)),
+            "orders_total": rng.poisson(1.0, n).astype(float),
+            "plan": rng.choice(["basic", "pro", "team", None], n, p=[0.5, 0.3, 0.15, 0.05]),
+        }),
+        ["recency_days", "orders_total"], ["plan"],
+    )  # fmt: skip
+    y = ((X["recency_days"].fillna(150) > 150) ^ (X["plan"] == "pro")).astype(int).to_numpy()
+    model = calibrated(candidate, ["recency_days", "orders_total"], ["plan"], seed=0, rows=n).fit(X, y)
+    member = effect_model(model)
+    assert _prepared(member, X) is not None  # the transformed path, not the frame fallback
+    typical = typical_values(X)
+    features = ["recency_days", "orders_total", "plan"]
+    _, effects = drivers(model, X, features, typical)
+    probability = member.predict_proba(X)[:, 1]
+    for j, column in enumerate(features):
+        neutral = X.assign(**{column: typical[column]})
+        if column == "plan":
+            neutral[column] = neutral[column].astype(object)
+        np.testing.assert_allclose(
+            effects[:, j], probability - member.predict_proba(neutral)[:, 1], atol=1e-12
+        )
+    assert np.abs(effects).max() > 0.05
