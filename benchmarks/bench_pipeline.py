@@ -280,7 +280,7 @@ def markdown(data: dict) -> str:
     lines = [
         "# Pipeline benchmark", "",
         f"Machine: {data['machine']['cpus']} CPUs, Python {data['machine']['python']}, {data['machine']['system']}.",
-        "Reproduce: `make bench SIZE=\"10000 100000\"`.", "",
+        f"Reproduce: `make bench SIZE=\"{' '.join(str(r['customers']) for r in runs)}\"`.", "",
         "rescore: the same extracts scored again, so every source's validated clean tables are reused; "
         "rescore, re-ingest: `--reingest`, every source read, cleaned and validated again (as when every "
         "extract changed).", "",
