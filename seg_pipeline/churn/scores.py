@@ -101,58 +101,52 @@ def drivers(model, X: pd.DataFrame, features: list[str], typical: dict[str, obje
             neutral = prepared.neutral(X, moved, column, value)
             effects[moved, j] = probability[moved] - prepared.model.predict_proba(neutral)[:, 1]
             continue
-        neutral = X[moved].copy()
-        neutral[column] = value
-        if neutral[column].dtype == object or isinstance(value, str):
-            neutral[column] = neutral[column].astype(object)
+        neutral = _at_typical(X[moved], column, value)
         effects[moved, j] = probability[moved] - measured.predict_proba(neutral)[:, 1]
     return driver_texts(X[features], effects, n), effects
+
+
+def _at_typical(frame: pd.DataFrame, column: str, value) -> pd.DataFrame:
+    """A copy of ``frame`` with ``column`` set to its typical value (categories stay object text)."""
+    neutral = frame.copy()
+    neutral[column] = value
+    if neutral[column].dtype == object or isinstance(value, str):
+        neutral[column] = neutral[column].astype(object)
+    return neutral
 
 
 @dataclass
 class _Prepared:
     """The measured model split at its ColumnTransformer: the features transformed once (``Z``), the model
-    that takes transformed rows, and per input column the transformer, its columns and its output slice.
+    that takes transformed rows, and per input column its block: the fitted transformer, its columns, its
+    output slice and whether it maps each column to one output column by itself.
 
     Setting one feature to its typical value then changes only that feature's output columns: the other
-    columns of every moved customer are copied from ``Z`` rather than transformed again, and a transformer
-    that maps each column to one output column (passthrough, ordinal codes, scaling) is not run at all."""
+    columns of every moved customer are copied from ``Z`` rather than transformed again, and a one-to-one
+    transformer (passthrough, ordinal codes, scaling) is run on one row only."""
 
     Z: np.ndarray
     model: object
-    blocks: dict[str, tuple[object, list[str], slice]]
+    blocks: dict[str, tuple[object, list[str], slice, bool]]
 
     def neutral(self, X: pd.DataFrame, moved: np.ndarray, column: str, value) -> np.ndarray:
-        transformer, columns, out = self.blocks[column]
+        transformer, columns, out, one_to_one = self.blocks[column]
         neutral = self.Z[moved]
-        if _one_to_one(transformer, columns):
-            one = X[columns].iloc[:1].copy()
-            one[column] = value
-            at = out.start + columns.index(column)
-            neutral[:, at] = _transform(transformer, one)[0, columns.index(column)]
+        if one_to_one:
+            position = columns.index(column)
+            neutral[:, out.start + position] = _transform(
+                transformer, _at_typical(X[columns].iloc[:1], column, value)
+            )[0, position]
         else:  # e.g. one-hot codes or missing-value indicators: the block is transformed again
-            block = X.loc[moved, columns].copy()
-            block[column] = value
-            if block[column].dtype == object or isinstance(value, str):
-                block[column] = block[column].astype(object)
-            neutral[:, out] = _transform(transformer, block)
+            neutral[:, out] = _transform(transformer, _at_typical(X.loc[moved, columns], column, value))
         return neutral
 
 
 def _transform(transformer, frame: pd.DataFrame) -> np.ndarray:
-    # a fitted passthrough is an identity FunctionTransformer: it hands the frame back
-    out = frame if isinstance(transformer, str) else transformer.transform(frame)
-    # a sparse block (one-hot codes) inside the dense output the transformer as a whole gives
+    out = transformer.transform(frame)
+    # a sparse block (one-hot codes) inside the dense output the transformer as a whole gives; a fitted
+    # passthrough (an identity FunctionTransformer) hands the frame back
     return out.toarray() if hasattr(out, "toarray") else np.asarray(out, dtype=float)
-
-
-def _one_to_one(transformer, columns: list[str]) -> bool:
-    # passthrough keeps each column; ordinal encoding, imputation without indicators and scaling map each
-    # column to the output column of the same name, by itself
-    if isinstance(transformer, str):
-        return transformer == "passthrough"
-    names = getattr(transformer, "get_feature_names_out", None)
-    return names is not None and list(names(columns)) == list(columns)
 
 
 def _prepared(measured, X: pd.DataFrame) -> _Prepared | None:
@@ -174,15 +168,19 @@ def _prepared(measured, X: pd.DataFrame) -> _Prepared | None:
         return None
     blocks = {}
     for name, transformer, columns in prepare.transformers_:
+        # fitted, only "drop" stays a string; its columns (and any not named) take the frame path
         if (
             isinstance(transformer, str)
-            and transformer != "passthrough"
             or not isinstance(columns, list)
             or not all(isinstance(c, str) for c in columns)
         ):
             continue
+        # ordinal codes, imputation without indicators, scaling and passthrough name each output column
+        # after its input column and compute it from that column alone
+        names = getattr(transformer, "get_feature_names_out", None)
+        one_to_one = names is not None and list(names(columns)) == list(columns)
         for column in columns:
-            blocks[column] = (transformer, list(columns), prepare.output_indices_[name])
+            blocks[column] = (transformer, list(columns), prepare.output_indices_[name], one_to_one)
     if pipeline is measured:
         return _Prepared(Z, pipeline[-1], blocks)
     # a calibrated member: the same calibration over the final model's scores of the transformed rows
