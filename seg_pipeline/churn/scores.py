@@ -168,9 +168,11 @@ def _prepared(measured, X: pd.DataFrame) -> _Prepared | None:
         return None
     blocks = {}
     for name, transformer, columns in prepare.transformers_:
-        # fitted, only "drop" stays a string; its columns (and any not named) take the frame path
+        # fitted, only "drop" stays a string; its columns (and any not named) take the frame path; an empty
+        # selection (no categorical features) has no columns to map and its transformer is never fitted
         if (
             isinstance(transformer, str)
+            or not columns
             or not isinstance(columns, list)
             or not all(isinstance(c, str) for c in columns)
         ):

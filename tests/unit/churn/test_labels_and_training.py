@@ -358,3 +358,19 @@ def test_drivers_of_the_real_candidates_vary_only_the_transformed_columns(candid
             effects[:, j], probability - member.predict_proba(neutral)[:, 1], atol=1e-12
         )
     assert np.abs(effects).max() > 0.05
+
+
+def test_drivers_of_a_candidate_without_categorical_features():
+    """An empty categorical selection leaves its transformer unfitted: the split skips it."""
+    from seg_pipeline.churn.train import calibrated
+
+    rng = np.random.default_rng(4)
+    X = pd.DataFrame({"recency_days": rng.uniform(0, 300, 600), "orders_total": rng.poisson(1.0, 600) * 1.0})
+    y = (X["recency_days"] + rng.normal(0, 40, 600) > 150).astype(int).to_numpy()
+    model = calibrated("logistic_regression", list(X.columns), [], seed=0, rows=len(X)).fit(X, y)
+    member = effect_model(model)
+    _, effects = drivers(model, X, ["recency_days"], typical_values(X))
+    neutral = X.assign(recency_days=typical_values(X)["recency_days"])
+    np.testing.assert_allclose(
+        effects[:, 0], member.predict_proba(X)[:, 1] - member.predict_proba(neutral)[:, 1]
+    )
