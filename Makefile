@@ -8,7 +8,7 @@ SEED ?= 42
 # demo, dev and mlflow use the demo company's config unless SEG_CONFIG names another
 export SEG_CONFIG ?= demo.yaml
 
-.PHONY: demo test dev mlflow screenshots lint clean bench bench-generate
+.PHONY: demo test dev mlflow screenshots lint clean bench bench-churn bench-generate
 
 $(BIN)/seg-pipeline: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,13 @@ screenshots: $(BIN)/seg-pipeline
 # results in benchmarks/results/pipeline.{json,md}. Companies are cached in benchmarks/cache/.
 bench: $(BIN)/seg-pipeline
 	$(BIN)/python benchmarks/bench_pipeline.py $(SIZE)
+
+# Published churn scores against realized churn in the next 90 days, beside recency and BG/NBD / Pareto/NBD
+# baselines, on the CDNOW data shipped in lifetimes (CHURN_DATASET=generated:demo or generated:cohort for a
+# generated company; CHURN_ARGS="--as-of 1997-12-31" etc.); results in benchmarks/results/churn_real.{json,md}.
+CHURN_DATASET ?= cdnow
+bench-churn: $(BIN)/seg-pipeline
+	$(BIN)/python benchmarks/churn_real.py --dataset $(CHURN_DATASET) $(CHURN_ARGS)
 
 # Generator throughput and memory at SIZE customers (default 10k and 100k); results in benchmarks/results/.
 bench-generate: $(BIN)/seg-pipeline

@@ -20,6 +20,7 @@ from seg_pipeline.redact import redact
 
 if TYPE_CHECKING:
     from seg_pipeline.runner import RunOutcome, StepOutcome
+    from seg_pipeline.synthetic.generator import MessinessRates
 
 UI_HOST = "127.0.0.1"
 UI_PORT = 3000
@@ -315,7 +316,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from seg_pipeline.synthetic.generator import GeneratorConfig, MessinessRates, generate
 
     settings = _resolve_settings(args)
-    rates = MessinessRates().scaled(args.messiness)
+    cohort = args.scenario == "cohort"
+    # the demo is messy unless told otherwise; the cohort scenario is clean unless told otherwise
+    messiness = args.messiness if args.messiness is not None else (0.0 if cohort else 1.0)
+    rates = MessinessRates().scaled(messiness)
     overrides = {}
     for item in args.rate:
         name, _, value = item.partition("=")
@@ -333,13 +337,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise SegPipelineError("--customers must be at least 1")
     as_of = settings.as_of or dt.datetime.now(dt.UTC).date()
     out = Path(args.out).resolve() if args.out else settings.landing_dir
+    if cohort:
+        return _generate_cohort(args, as_of, out, rates, set(overrides))
+    history = {"history_days": args.history_days} if args.history_days is not None else {}
     config = GeneratorConfig(
-        customers=args.customers,
-        seed=args.seed,
-        as_of=as_of,
-        format=args.format,
-        history_days=args.history_days,
-        rates=rates,
+        customers=args.customers, seed=args.seed, as_of=as_of, format=args.format, rates=rates, **history
     )
     progress = Progress("customers", quiet=args.quiet)
     summary = generate(config, out, progress=progress)
@@ -348,6 +350,57 @@ def cmd_generate(args: argparse.Namespace) -> int:
     for name, rows in summary.rows.items():
         print(f"  {summary.files[name].name:<24} {rows:>12,} rows")
     print("  truth/ (planted segments, churn dates, duplicates, anomalies; never read by the pipeline)")
+    return 0
+
+
+def _generate_cohort(
+    args: argparse.Namespace, as_of: dt.date, out: Path, rates: MessinessRates, overridden: set[str]
+) -> int:
+    from seg_pipeline.synthetic.cohort import (
+        DEFAULT_HISTORY_DAYS,
+        HONOURED_RATES,
+        MIN_HISTORY_DAYS,
+        CohortConfig,
+        generate_cohort,
+    )
+
+    ignored = sorted(overridden - set(HONOURED_RATES))
+    if ignored:
+        raise SegPipelineError(
+            f"--rate {ignored[0]}: the cohort scenario has no such problem to inject",
+            hint=f"set only {', '.join(HONOURED_RATES)} for --scenario cohort, or drop --rate",
+        )
+    history_days = args.history_days if args.history_days is not None else DEFAULT_HISTORY_DAYS
+    if history_days < MIN_HISTORY_DAYS:
+        raise SegPipelineError(
+            f"--history-days {history_days}: the cohort scenario needs at least {MIN_HISTORY_DAYS} days "
+            "(its 91-day acquisition quarter starts that many days before --as-of, and a few weeks of "
+            "buying must follow it)",
+            hint=f"pass --history-days {MIN_HISTORY_DAYS} or more, or leave it out (default "
+            f"{DEFAULT_HISTORY_DAYS})",
+        )
+    config = CohortConfig(
+        customers=args.customers,
+        seed=args.seed,
+        as_of=as_of,
+        format=args.format,
+        history_days=history_days,
+        rates=rates,
+    )
+    progress = Progress("customers", quiet=args.quiet)
+    summary = generate_cohort(config, out, progress=progress)
+    progress.close()
+    print(f"Generated a cohort of {args.customers:,} customers (seed {args.seed}, as of {as_of}) in {out}")
+    print(
+        f"  acquired {summary.cohort_start} .. {summary.cohort_end}; by {as_of}: "
+        f"{summary.one_order_share:.1%} bought once, {summary.at_most_two_share:.1%} at most twice"
+    )
+    for name, rows in summary.rows.items():
+        print(f"  {summary.files[name].name:<24} {rows:>12,} rows")
+    if summary.anomalies:
+        print(f"  injected problems: {sum(summary.anomalies.values()):,} (listed in truth/anomalies.csv)")
+    print("  truth/ (never read by the pipeline): customers.csv (purchase rate, dropout probability, death)")
+    print(f"         orders_after_as_of.csv ({summary.future_orders:,} orders in the 365 days after {as_of})")
     return 0
 
 
@@ -602,15 +655,33 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
 
-    gen = add_command("generate", help="write a synthetic company (five extracts + truth/)")
+    gen = add_command(
+        "generate", help="write a synthetic company (demo: five extracts; cohort: CRM and orders) + truth/"
+    )
     _settings_args(gen)
+    gen.add_argument(
+        "--scenario",
+        choices=("demo", "cohort"),
+        default="demo",
+        help="demo: a messy B2B company with five sources; cohort: one acquisition quarter of a retailer, "
+        "orders only, buying as in BG/NBD (the case where naive churn baselines are hard to beat)",
+    )
     gen.add_argument("--customers", type=int, default=20_000)
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument("--out", metavar="DIR", help="output folder (default: the config's landing folder)")
     gen.add_argument("--format", choices=("csv", "parquet"), default="csv")
-    gen.add_argument("--history-days", type=int, default=730)
     gen.add_argument(
-        "--messiness", type=float, default=1.0, help="multiply every messiness rate (0 = clean data)"
+        "--history-days",
+        type=int,
+        default=None,
+        help="days of history before as_of (default 730; cohort: 540, at least 120, the cohort's "
+        "quarter starts then)",
+    )
+    gen.add_argument(
+        "--messiness",
+        type=float,
+        default=None,
+        help="multiply every messiness rate (0 = clean data; default 1 for demo, 0 for cohort)",
     )
     gen.add_argument(
         "--rate", metavar="NAME=VALUE", action="append", default=[], help="set one messiness rate"

@@ -119,6 +119,29 @@ class ChurnConfig(_Model):
     candidates: list[Literal["logistic_regression", "hist_gradient_boosting", "random_forest"]] = Field(
         default_factory=lambda: ["logistic_regression", "hist_gradient_boosting", "random_forest"]
     )
+    snapshots: int = Field(
+        4,
+        ge=2,
+        le=12,
+        description="activity mode: labelled snapshots stacked for training; the latest (as_of - horizon) is "
+        "the out-of-time holdout, the others lie from as_of - 2 x horizon back, as far as history allows",
+    )
+    snapshot_spacing_days: int | None = Field(
+        None, ge=7, le=730, description="days between training snapshots; default: horizon_days"
+    )
+    baselines: list[Literal["recency", "rfm", "btyd"]] = Field(
+        default_factory=lambda: ["recency", "rfm", "btyd"],
+        description="naive models every training run is compared with on the holdout (those the data allow)",
+    )
+    baseline_metric: Literal["roc_auc", "pr_auc", "brier"] = Field(
+        "roc_auc", description="the holdout metric the model must beat every baseline on"
+    )
+    baseline_margin: float = Field(
+        0.005,
+        ge=0,
+        le=0.2,
+        description="the model must beat the best baseline by at least this much, else the baseline is used",
+    )
     holdout_share: float = Field(0.25, gt=0.05, lt=0.5, description="explicit mode: stratified holdout share")
     validation_share: float = Field(
         0.2,
@@ -154,6 +177,10 @@ class ChurnConfig(_Model):
         12, ge=3, le=100, description="features (by holdout importance) whose per-customer effect is measured"
     )
     seed: int = 0
+
+    @property
+    def spacing_days(self) -> int:
+        return self.snapshot_spacing_days or self.horizon_days
 
 
 class SegmentationConfig(_Model):

@@ -66,7 +66,8 @@ def test_asset_keys_and_groups(tmp_path):
     assert groups == EXPECTED_GROUPS
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert checks == {(asset, f"{asset}_quality") for asset in [*GATED, "churn_model"]} | {
-        ("population_drift", "population_drift_within_threshold")
+        ("population_drift", "population_drift_within_threshold"),
+        ("churn_model", "churn_model_beats_baselines"),
     }
     assert defs.resolve_job_def("full_refresh") is not None
     rescore = {

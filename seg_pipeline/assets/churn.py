@@ -37,8 +37,9 @@ def _meta_table(frame: pd.DataFrame) -> dg.MetadataValue:
     kinds={"pandas", "duckdb"},
     metadata={"schema": "features"},
     ins=event_inputs(),
-    description="Labelled rows for the churn model: features as of a snapshot, the label observed after it "
-    "(activity mode: train at as_of - 2 x horizon, holdout at as_of - horizon; explicit mode: a CRM column).",
+    description="Labelled rows for the churn model: features as of snapshot dates, the label observed after "
+    "each (activity mode: everyone profiled at up to churn.snapshots stacked snapshots, the latest, as_of - "
+    "horizon, held out; explicit mode: a CRM column).",
 )
 def churn_training_set(
     context: dg.AssetExecutionContext,
@@ -83,6 +84,7 @@ def churn_training_set(
             "rows_by_split": _meta_table(by_split.reset_index()),
             "features": len(built.feature_columns),
             "notes": "; ".join(built.notes) or "none",
+            **({"bg_nbd_by_snapshot": dg.MetadataValue.json(built.bg_nbd)} if built.bg_nbd else {}),
             **{f"count/{k}": v for k, v in built.counts.items()},
         },
     )
@@ -132,6 +134,8 @@ def _log_training(mlflow, trained, table: pd.DataFrame, params: dict) -> tuple[i
     inputs = feature_frame(table, trained.numeric, trained.categorical).assign(label=labels)
     mlflow.log_input(_training_dataset(mlflow, inputs), context="training")
     mlflow.log_text(trained.candidates.to_csv(index=False), "candidates.csv")
+    mlflow.log_text(_comparison(trained).to_markdown(index=False, floatfmt=".4f") + "\n\n"
+                    + trained.baseline_verdict + "\n", "model_vs_baselines.md")  # fmt: skip
     y = trained.holdout_labels
     mlflow.log_figure(figures.roc_figure(y, trained.holdout_probabilities), "figures/roc.png")
     mlflow.log_figure(figures.calibration_figure(y, trained.holdout_probabilities), "figures/calibration.png")
@@ -149,12 +153,40 @@ def _log_training(mlflow, trained, table: pd.DataFrame, params: dict) -> tuple[i
             registered_model_name=MODEL_NAME, pip_requirements=model_requirements(),
             pyfunc_predict_fn="predict_proba",
         )  # fmt: skip
-    return int(info.registered_model_version), chatter.getvalue().strip()
+        # the same model fitted without the holdout: what later runs' gates re-score (registry.py)
+        holdout_info = mlflow.sklearn.log_model(
+            trained.holdout_model, name="holdout_model", serialization_format="cloudpickle", signature=signature,
+            pip_requirements=model_requirements(), pyfunc_predict_fn="predict_proba",
+        )  # fmt: skip
+    return int(info.registered_model_version), holdout_info.model_uri, chatter.getvalue().strip()
+
+
+def _comparison(trained) -> pd.DataFrame:
+    """The holdout comparison users read: every candidate and baseline, which was chosen and published.
+    The chosen candidate's row shows its fit on every training row (the one compared with the baselines)."""
+    from seg_pipeline.churn.baselines import BASELINE_PREFIX, DESCRIPTIONS
+    from seg_pipeline.churn.train import evaluate
+
+    table = trained.candidates.copy()
+    chosen = table["candidate"] == trained.selected_candidate
+    refit = evaluate(trained.holdout_labels, trained.holdout_probabilities["selected (refit)"], 0.5)
+    if trained.kind == "model":
+        for key in ("roc_auc", "pr_auc", "brier", "lift_top_decile"):
+            table.loc[chosen, f"holdout_{key}"] = refit[key]
+    table["model"] = [
+        f"{DESCRIPTIONS[c.removeprefix(BASELINE_PREFIX)]} (baseline)" if k == "baseline" else c
+        for c, k in zip(table["candidate"], table["kind"], strict=True)
+    ]
+    columns = {"model": "model", "holdout_roc_auc": "ROC-AUC", "holdout_pr_auc": "PR-AUC",
+               "holdout_brier": "Brier", "holdout_lift_top_decile": "lift top decile",
+               "selected": "chosen", "published": "published"}  # fmt: skip
+    return table[list(columns)].rename(columns=columns)
 
 
 @_churn_asset(
-    "Trains the churn candidates, registers the chosen model as a version of seg_pipeline_churn "
-    "and promotes it to alias champion only if it is no worse than the champion on the same holdout.",
+    "Trains the churn candidates and the naive baselines on the same rows, registers the chosen model (or "
+    "the best baseline when no candidate beats it) as a version of seg_pipeline_churn and promotes it to alias "
+    "champion only if it is no worse than the champion on the same out-of-time holdout.",
     "scikitlearn",
     "mlflow",
 )
@@ -164,7 +196,7 @@ def churn_model(
     mlflow_tracking: MlflowTracking,
     churn_training_set: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
-    from seg_pipeline.churn.registry import CHAMPION_URI, MODEL_NAME, apply_gate
+    from seg_pipeline.churn.registry import CHAMPION_URI, HOLDOUT_MODEL_TAG, MODEL_NAME, apply_gate
     from seg_pipeline.churn.scores import important_features
     from seg_pipeline.churn.train import feature_frame, train_churn_model
     from seg_pipeline.features.labels import KEY_COLUMNS
@@ -177,27 +209,37 @@ def churn_model(
     trained = train_churn_model(table, features, cfg.customer_attributes.categorical, cfg.churn)
     holdout = table[table["split"] == "holdout"]
     X_hold = feature_frame(holdout, trained.numeric, trained.categorical)
-    driver_features = important_features(trained.model, X_hold, trained.holdout_labels, cfg.churn.driver_features,
-                                         cfg.churn.seed)  # fmt: skip
+    # measured with the model that has not seen the holdout rows
+    driver_features = important_features(trained.holdout_model, X_hold, trained.holdout_labels,
+                                         cfg.churn.driver_features, cfg.churn.seed)  # fmt: skip
     params = {
         "as_of": as_of.isoformat(), "label_mode": cfg.churn.label, "horizon_days": cfg.churn.horizon_days,
         "candidates": ", ".join(cfg.churn.candidates), "selected": trained.candidate,
         "train_rows": trained.training_rows,
         "train_rows_available": trained.training_rows_available, "holdout_rows": len(holdout),
         "features": ", ".join(trained.columns), "threshold": round(trained.threshold, 4),
-        "promotion_metric": cfg.churn.promotion_metric,
+        "promotion_metric": cfg.churn.promotion_metric, "published_model": trained.candidate,
+        "baseline_metric": cfg.churn.baseline_metric, "baseline_margin": cfg.churn.baseline_margin,
+        "final_rows": trained.final_rows, "snapshots": int(table["snapshot"].nunique()),
     }  # fmt: skip
+    ranges = {  # what the published model was trained on: churn_scores reports scored customers beyond it
+        f"train_max_{c}": float(table[c].max()) for c in ("recency_days", "tenure_days") if c in table
+    }
     tags = {"dagster_run_id": current_run_id(context), "as_of": as_of.isoformat(), "stage": "churn"}
     with mlflow_tracking.start_run(EXPERIMENT, f"churn {as_of.isoformat()}", tags) as (mlflow, run):
-        version, chatter = _log_training(mlflow, trained, table, params)
+        version, holdout_uri, chatter = _log_training(mlflow, trained, table, params)
         client = mlflow.MlflowClient()
         for key, value in {"threshold": trained.threshold, "dagster_run_id": current_run_id(context),
-                           "driver_features": json.dumps(driver_features),
+                           "driver_features": json.dumps(driver_features), "scored_by": trained.candidate,
+                           "model_kind": trained.kind, HOLDOUT_MODEL_TAG: holdout_uri, **ranges,
                            **{f"holdout_{k}": v for k, v in trained.holdout_metrics.items()}}.items():  # fmt: skip
             client.set_model_version_tag(MODEL_NAME, str(version), key, str(value))
+        client.update_model_version(MODEL_NAME, str(version), description=_version_description(trained))
         gate = apply_gate(mlflow, client, version, trained.holdout_metrics, holdout, cfg.churn.promotion_metric,
                           cfg.churn.promotion_tolerance)  # fmt: skip
-        mlflow.set_tags({"gate": gate.reason, "promoted": str(gate.promoted), "model_version": str(version)})
+        mlflow.set_tags({"gate": gate.reason, "promoted": str(gate.promoted), "model_version": str(version),
+                         "published_model": trained.candidate, "beats_baselines": str(trained.beats_baselines),
+                         "baselines": trained.baseline_verdict})  # fmt: skip
         run_url = mlflow_tracking.run_url(run.info.experiment_id, run.info.run_id)
         run_id = run.info.run_id
     if chatter:
@@ -209,25 +251,75 @@ def churn_model(
         else f"kept as challenger; champion stays v{gate.champion_version}"
     )
     context.log.info(f"churn model v{version} ({trained.candidate}) {outcome}: {gate.reason}")
+    context.log.info(f"baselines: {trained.baseline_verdict}")
+    for note in trained.baseline_notes:
+        context.log.info(note)
+    baseline_rows = trained.candidates[trained.candidates["kind"] == "baseline"]
+    baselines = {f"{name}_holdout_{k}": float(r[f"holdout_{k}"]) for name, r in
+                 baseline_rows.set_index("candidate").iterrows() for k in ("roc_auc", "pr_auc", "lift_top_decile")}  # fmt: skip
     row = {
         "model_name": MODEL_NAME, "version": version, "candidate": trained.candidate, "promoted": gate.promoted,
+        "selected_candidate": trained.selected_candidate, "model_kind": trained.kind,
+        "beats_baselines": trained.beats_baselines, "best_baseline": trained.best_baseline,
+        "baseline_verdict": trained.baseline_verdict, "baseline_metric": cfg.churn.baseline_metric,
+        "baseline_margin": cfg.churn.baseline_margin, **baselines,
         "gate_reason": gate.reason, "champion_version": gate.champion_version, "champion_uri": CHAMPION_URI,
         "champion_holdout_roc_auc": champion_metrics["roc_auc"], "threshold": trained.threshold,
         **{f"holdout_{k}": v for k, v in trained.holdout_metrics.items()}, "mlflow_run_id": run_id,
         "as_of": pd.Timestamp(as_of),
     }  # fmt: skip
-    shown = trained.candidates[["candidate", "validation_pr_auc", "holdout_roc_auc", "holdout_pr_auc",
-                                "holdout_brier", "holdout_lift_top_decile", "selected"]]  # fmt: skip
+    shown = trained.candidates[["candidate", "kind", "validation_pr_auc", "holdout_roc_auc", "holdout_pr_auc",
+                                "holdout_brier", "holdout_lift_top_decile", "selected", "published"]]  # fmt: skip
     return dg.Output(
         pd.DataFrame([row]),
         metadata={
             "model_version": version, "promoted": gate.promoted, "gate": gate.reason,
             "champion_version": gate.champion_version, "candidates": _meta_table(shown),
+            "model_vs_baselines": dg.MetadataValue.md(_comparison(trained).to_markdown(index=False, floatfmt=".3f")
+                                                      + f"\n\n{trained.baseline_verdict}"),
+            "published_model": trained.candidate, "beats_baselines": trained.beats_baselines,
+            **{f"baseline/{k}": v for k, v in baselines.items()},
             **{f"holdout/{k}": float(v) for k, v in trained.holdout_metrics.items()},
             "driver_features": ", ".join(driver_features), "seconds": dg.MetadataValue.json(trained.seconds),
             "mlflow_run": dg.MetadataValue.url(run_url), "mlflow_run_id": run_id,
         },
     )  # fmt: skip
+
+
+def _version_description(trained) -> str:
+    what = (f"{trained.candidate} (the chosen candidate {trained.selected_candidate} did not beat it)"
+            if trained.kind == "baseline" else trained.candidate)  # fmt: skip
+    metrics = ", ".join(f"{k} {trained.holdout_metrics[k]:.3f}" for k in ("roc_auc", "pr_auc", "brier"))
+    return (f"{what}; holdout {metrics} (fitted without the holdout); refitted on {trained.final_rows:,} "
+            f"labelled rows for scoring. Baselines: {trained.baseline_verdict}.")  # fmt: skip
+
+
+@dg.asset_check(asset=churn_model, description="The chosen model beats every naive baseline (recency, RFM, "
+                "BG/NBD) on the holdout by churn.baseline_margin; when it does not, the run publishes the best "
+                "baseline's scores instead, and this check warns.")  # fmt: skip
+def churn_model_beats_baselines(churn_model: pd.DataFrame) -> dg.AssetCheckResult:
+    row = churn_model.iloc[0]
+    numbers = {
+        k: float(v) for k, v in row.items() if k.startswith("baseline_") and k.endswith("_holdout_roc_auc")
+    }
+    return dg.AssetCheckResult(
+        passed=bool(row["beats_baselines"]),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "verdict": str(row["baseline_verdict"]),
+            "published_model": str(row["candidate"]),
+            "selected_candidate": str(row["selected_candidate"]),
+            "model_holdout_roc_auc": float(row["holdout_roc_auc"]),
+            **numbers,
+        },  # fmt: skip
+        description=None if row["beats_baselines"] else _baseline_used(row),
+    )
+
+
+def _baseline_used(row: pd.Series) -> str:
+    then = ("it is the champion now and scores every customer" if row["promoted"] else
+            f"the champion v{row['champion_version']} stays, being better on this holdout")  # fmt: skip
+    return f"{row['baseline_verdict']}: {row['candidate']} was registered in its place as v{row['version']}; {then}"
 
 
 @dg.asset_check(asset=churn_model, blocking=True, description="The champion in effect reaches churn.min_roc_auc "
@@ -294,15 +386,35 @@ def churn_scores(
     scores["risk_tier"] = risk_tier(scores["churn_risk_score"].to_numpy(), cfg.churn.tiers)
     scores["top_drivers"] = texts
     scores["model_version"] = version
+    # versions registered before baselines existed carry no scored_by tag: they were always a candidate
+    scores["scored_by"] = tags.get("scored_by", "model")
     scores["as_of"] = pd.Timestamp(as_of)
     tiers = scores["risk_tier"].value_counts().to_dict()
     return dg.Output(
         scores,
         metadata={
             "dagster/row_count": len(scores), "model_version": version, "model_uri": churn_model.iloc[0]["champion_uri"],
+            "scored_by": scores["scored_by"].iloc[0] if len(scores) else tags.get("scored_by", "model"),
             "mean_probability": float(probability.mean()), **{f"tier/{k}": int(v) for k, v in tiers.items()},
+            **_population_metadata(customer_features, tags),
         },
     )  # fmt: skip
+
+
+def _population_metadata(features: pd.DataFrame, tags: dict[str, str]) -> dict[str, float]:
+    """Who is scored beyond what the model was trained on: outside the training set's population rule (0 by
+    construction: everyone profiled is labelled), and silent or old beyond any labelled row (extrapolation)."""
+    from seg_pipeline.features.labels import in_training_population
+
+    scored = max(len(features), 1)
+    outside = int((~in_training_population(features)).sum())
+    meta = {"population/outside_training": outside, "population/outside_training_share": outside / scored}
+    for column in ("recency_days", "tenure_days"):
+        limit = tags.get(f"train_max_{column}")
+        if limit is not None and column in features:
+            beyond = int((features[column] > float(limit)).sum())
+            meta[f"population/{column}_beyond_training_share"] = round(beyond / scored, 4)
+    return meta
 
 
 @_churn_asset(
@@ -368,4 +480,4 @@ def segment_churn_risk(
 
 
 churn_assets = [churn_training_set, churn_model, churn_scores, retention_segment, segment_churn_risk]
-churn_checks = [churn_model_quality]
+churn_checks = [churn_model_quality, churn_model_beats_baselines]

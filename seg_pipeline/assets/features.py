@@ -34,10 +34,13 @@ def customer_features(
     as_of = run_as_of(context, cfg)
     built = build_features(
         clean_customers, clean_orders, clean_web_events, clean_support_tickets, clean_email_events,
-        as_of=as_of, attributes=cfg.customer_attributes.names,
+        as_of=as_of, attributes=cfg.customer_attributes.names, horizon_days=cfg.churn.horizon_days,
     )  # fmt: skip
     for reason, count in built.excluded.items():
         context.log.info(f"{count} customer(s) not profiled: {reason}")
+    for note in built.notes:
+        context.log.info(note)
+    btyd = built.btyd.params.as_dict() if built.btyd and built.btyd.params else None
     missing = built.table.drop(columns="customer_key").isna().mean().round(3)
     return dg.Output(
         built.table,
@@ -48,6 +51,7 @@ def customer_features(
             "sources_used": ", ".join(built.sources_used) or "crm_customers only",
             **{f"not_profiled/{k}": v for k, v in built.excluded.items()},
             "missing_share": dg.MetadataValue.json(missing[missing > 0].to_dict()),
+            "bg_nbd": dg.MetadataValue.json(btyd) if btyd else "; ".join(built.notes),
             "catalogue": dg.MetadataValue.md(catalogue_markdown()),
         },
     )

@@ -217,7 +217,11 @@ def segment_report(
     seg_meta = latest_metadata(context, "segmentation_candidates")
     model = {k: model_row.get(k) for k in (
         "candidate", "promoted", "gate_reason", "champion_version", "holdout_roc_auc", "holdout_pr_auc",
-        "holdout_brier", "holdout_lift_top_decile", "holdout_f1", "threshold")}  # fmt: skip
+        "holdout_brier", "holdout_lift_top_decile", "holdout_f1", "threshold", "selected_candidate", "model_kind",
+        "beats_baselines", "best_baseline")}  # fmt: skip
+    model |= {
+        k: v for k, v in model_row.items() if k.startswith("baseline_")
+    }  # verdict, metric, each baseline
     model["model_version"] = model_row.get("version")
     model["mlflow_run_url"] = _meta_value(churn_meta, "mlflow_run")
     segmentation = {k: _meta_value(seg_meta, k) for k in ("selected", "silhouette", "stability")}

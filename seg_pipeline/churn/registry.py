@@ -4,6 +4,11 @@ Every trained model becomes a version of `seg_pipeline_churn`. It takes the alia
 it is no worse than the current champion on the same holdout rows (the champion is re-scored on this
 run's holdout, so both are judged on identical data); otherwise it gets the alias `challenger` and the
 reason is recorded. Scoring always loads `models:/seg_pipeline_churn@champion`.
+
+A registered version is refitted on every labelled row, its run's latest snapshot included, which overlaps
+a later run's holdout. The gate therefore re-scores the champion's holdout model (the same model fitted
+without its own holdout, logged with its run and named by the version's tag ``holdout_model_uri``): its
+labels all end before any later run's holdout snapshot, so the comparison stays out of time.
 """
 
 from __future__ import annotations
@@ -56,15 +61,21 @@ def alias_version(client, alias: str) -> int | None:
 def model_columns(model) -> tuple[list[str], list[str]]:
     """The numeric and categorical input columns a trained calibrated pipeline expects."""
     prepare = model.calibrated_classifiers_[0].estimator.named_steps["prepare"]
-    columns = dict((name, list(cols)) for name, _, cols in prepare.transformers)
-    return columns.get("numeric", []), columns.get("categorical", [])
+    numeric, categorical = [], []
+    for name, _, columns in prepare.transformers:  # baselines read numbers in more than one block
+        target = categorical if name == "categorical" else numeric
+        target.extend(c for c in columns if c not in target)
+    return numeric, categorical
+
+
+HOLDOUT_MODEL_TAG = "holdout_model_uri"
 
 
 def champion_metrics(
-    mlflow, holdout: pd.DataFrame, threshold_of_champion: float | None
+    mlflow, holdout: pd.DataFrame, threshold_of_champion: float | None, model_uri: str = CHAMPION_URI
 ) -> dict[str, float] | None:
-    """The current champion re-scored on this run's holdout rows; None when there is no champion."""
-    model = mlflow.sklearn.load_model(CHAMPION_URI)
+    """The current champion (its holdout model when it has one) re-scored on this run's holdout rows."""
+    model = mlflow.sklearn.load_model(model_uri)
     numeric, categorical = model_columns(model)
     p = model.predict_proba(feature_frame(holdout, numeric, categorical))[:, 1]
     threshold = threshold_of_champion if threshold_of_champion is not None else 0.5
@@ -78,7 +89,9 @@ def apply_gate(mlflow, client, version: int, metrics: dict[str, float], holdout:
     if previous is not None:
         tags = client.get_model_version(MODEL_NAME, str(previous)).tags
         threshold = float(tags["threshold"]) if "threshold" in tags else None
-        previous_metrics = champion_metrics(mlflow, holdout, threshold)
+        previous_metrics = champion_metrics(
+            mlflow, holdout, threshold, tags.get(HOLDOUT_MODEL_TAG, CHAMPION_URI)
+        )
     promoted, reason = decide(metrics, previous_metrics, metric, tolerance)
     client.set_model_version_tag(MODEL_NAME, str(version), "gate", reason)
     if promoted:

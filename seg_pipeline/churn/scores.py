@@ -179,8 +179,7 @@ def _prepared(measured, X: pd.DataFrame) -> _Prepared | None:
             continue
         # ordinal codes, imputation without indicators, scaling and passthrough name each output column
         # after its input column and compute it from that column alone
-        names = getattr(transformer, "get_feature_names_out", None)
-        one_to_one = names is not None and list(names(columns)) == list(columns)
+        one_to_one = _names_out(transformer, columns) == list(columns)
         for column in columns:
             blocks[column] = (transformer, list(columns), prepare.output_indices_[name], one_to_one)
     if pipeline is measured:
@@ -189,6 +188,16 @@ def _prepared(measured, X: pd.DataFrame) -> _Prepared | None:
     member = copy.copy(measured)
     member.estimator = pipeline[-1]
     return _Prepared(Z, member, blocks)
+
+
+def _names_out(transformer, columns: list[str]) -> list[str] | None:
+    """The transformer's output column names, None when it cannot tell (a FunctionTransformer without
+    feature_names_out, or a Pipeline holding one: its get_feature_names_out exists but raises)."""
+    names = getattr(transformer, "get_feature_names_out", None)
+    try:
+        return list(names(columns)) if names is not None else None
+    except AttributeError:
+        return None
 
 
 def driver_texts(values: pd.DataFrame, effects: np.ndarray, n: int) -> list[str]:

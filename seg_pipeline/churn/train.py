@@ -1,9 +1,15 @@
 """Churn model training: candidate scikit-learn pipelines, picked on a validation split, calibrated, and
-evaluated once on the holdout (which nothing was fitted or chosen on).
+evaluated once on the holdout (which nothing was fitted or chosen on), beside the naive baselines
+(baselines.py) fitted and scored on the same rows.
 
 Candidates: logistic regression (imputation with missing indicators, scaling, one-hot), histogram gradient
 boosting (native missing values and categories) and a random forest. Classes are reweighted (balanced)
 while fitting, and CalibratedClassifierCV then maps scores back to probabilities that mean what they say.
+
+The model a run publishes is the chosen candidate when it beats the best baseline on the holdout by
+churn.baseline_margin, else that baseline. Its holdout metrics come from a fit without the holdout rows;
+the published model itself is then refitted on every labelled row, the latest snapshot included, so the
+scores use the most recent behaviour (the holdout model is kept for fair comparisons in later runs).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
+from seg_pipeline.churn.baselines import BASELINE_PREFIX, available, calibrated_baseline
 from seg_pipeline.config import ChurnConfig
 from seg_pipeline.errors import SegPipelineError
 
@@ -39,22 +46,33 @@ HIGHER_IS_BETTER = {"roc_auc": True, "pr_auc": True, "brier": False}
 
 @dataclass
 class TrainedModel:
-    model: CalibratedClassifierCV  # fitted on every training row; predict_proba on the feature frame
-    candidate: str
+    model: CalibratedClassifierCV  # the published model fitted on every labelled row; scores customers
+    holdout_model: CalibratedClassifierCV  # the same model fitted without the holdout rows: its metrics
+    candidate: str  # the published model: a candidate, or baseline_<name> when no candidate beat it
+    selected_candidate: str  # the candidate chosen on validation
     threshold: float
     numeric: list[str]
     categorical: list[str]
-    holdout_metrics: dict[str, float]
-    candidates: pd.DataFrame  # one row per candidate: validation and holdout metrics
-    holdout_probabilities: dict[str, np.ndarray]  # per candidate (fitted without the validation rows)
+    holdout_metrics: dict[str, float]  # of holdout_model
+    candidates: pd.DataFrame  # one row per candidate and baseline: kind, validation and holdout metrics
+    holdout_probabilities: dict[str, np.ndarray]  # per candidate and baseline, and "selected (refit)"
     holdout_labels: np.ndarray
+    beats_baselines: bool = True
+    best_baseline: str | None = None
+    baseline_verdict: str = ""
+    baseline_notes: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
-    training_rows: int = 0  # fitted on (the final model)
+    training_rows: int = 0  # the holdout model was fitted on
     training_rows_available: int = 0  # before sampling down to churn.max_training_rows
+    final_rows: int = 0  # the published model was fitted on (every labelled row, sampled likewise)
 
     @property
     def columns(self) -> list[str]:
         return [*self.numeric, *self.categorical]
+
+    @property
+    def kind(self) -> str:
+        return "baseline" if self.candidate.startswith(BASELINE_PREFIX) else "model"
 
 
 def feature_frame(table: pd.DataFrame, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
@@ -167,10 +185,32 @@ def better(a: float, b: float, metric: str) -> bool:
     return a > b if HIGHER_IS_BETTER[metric] else a < b
 
 
+def beats(model: float, baseline: float, metric: str, margin: float) -> bool:
+    """The model is at least ``margin`` better than the baseline on ``metric``."""
+    return model >= baseline + margin if HIGHER_IS_BETTER[metric] else model <= baseline - margin
+
+
+def _sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
+    """At most ``rows`` rows, stratified by label: learning curves are flat long before this; time is not."""
+    if len(frame) <= rows:
+        return frame
+    sampled, _ = train_test_split(frame, train_size=rows, stratify=frame["label"], random_state=seed)
+    return sampled
+
+
+def _verdict(model: str, value: float, best: str, best_value: float, metric: str, margin: float,
+             ok: bool) -> str:  # fmt: skip
+    relation = "beats" if ok else "does not beat"
+    return (f"{model} {metric} {value:.4f} on the holdout {relation} the best baseline, {best} "
+            f"{best_value:.4f}, by churn.baseline_margin {margin}")  # fmt: skip
+
+
 def train_churn_model(table: pd.DataFrame, feature_columns: list[str], categorical: list[str],
                       config: ChurnConfig) -> TrainedModel:  # fmt: skip
-    """Fit every candidate on the training rows minus a validation split, pick the best on validation,
-    refit it on all training rows, and evaluate it once on the holdout rows."""
+    """Fit every candidate on the training rows minus a validation split and pick the best on validation;
+    refit it on all training rows and evaluate it once on the holdout rows, beside every baseline the data
+    allow (fitted on the same training rows); publish it, or the best baseline if it does not beat them,
+    refitted on all labelled rows."""
     train = table[table["split"] == "train"]
     holdout = table[table["split"] == "holdout"]
     if len(train) < config.min_training_rows:
@@ -179,9 +219,7 @@ def train_churn_model(table: pd.DataFrame, feature_columns: list[str], categoric
             f"{config.min_training_rows}); more history or customers are needed"
         )
     sampled_from = len(train)
-    if len(train) > config.max_training_rows:  # learning curves are flat long before this; time is not
-        train, _ = train_test_split(train, train_size=config.max_training_rows, stratify=train["label"],
-                                    random_state=config.seed)  # fmt: skip
+    train = _sample(train, config.max_training_rows, config.seed)
     cats = [c for c in feature_columns if c in categorical or not pd.api.types.is_numeric_dtype(table[c])]
     nums = [c for c in feature_columns if c not in cats and table[c].notna().any()]
     X_train, y_train = feature_frame(train, nums, cats), train["label"].to_numpy()
@@ -190,30 +228,79 @@ def train_churn_model(table: pd.DataFrame, feature_columns: list[str], categoric
         X_train, y_train, test_size=config.validation_share, stratify=y_train, random_state=config.seed
     )
     rows, holdout_p, seconds, thresholds = [], {}, {}, {}
-    for name in config.candidates:
-        started = time.perf_counter()
-        model = calibrated(name, nums, cats, config.seed, len(X_fit)).fit(X_fit, y_fit)
-        p_val = model.predict_proba(X_val)[:, 1]
+
+    def record(name: str, kind: str, model, p_val: np.ndarray, started: float) -> None:
         thresholds[name] = best_threshold(y_val, p_val)
         holdout_p[name] = model.predict_proba(X_hold)[:, 1]
         val = evaluate(y_val, p_val, thresholds[name])
         hold = evaluate(y_hold, holdout_p[name], thresholds[name])
         seconds[name] = round(time.perf_counter() - started, 2)
-        rows.append({"candidate": name, **{f"validation_{k}": v for k, v in val.items()},
+        rows.append({"candidate": name, "kind": kind, **{f"validation_{k}": v for k, v in val.items()},
                      **{f"holdout_{k}": v for k, v in hold.items()}, "fit_seconds": seconds[name]})  # fmt: skip
+
+    for name in config.candidates:
+        started = time.perf_counter()
+        model = calibrated(name, nums, cats, config.seed, len(X_fit)).fit(X_fit, y_fit)
+        record(name, "candidate", model, model.predict_proba(X_val)[:, 1], started)
+    # Baselines: the threshold from a fit without the validation rows, the holdout scores from a fit on
+    # every training row, as the chosen candidate's (a few seconds at most: one to four columns).
+    baseline_models, notes = {}, []
+    for base in config.baselines:
+        why_not = available(base, train)
+        if why_not:
+            notes.append(f"baseline {base} left out: {why_not}")
+            continue
+        name, started = BASELINE_PREFIX + base, time.perf_counter()
+        p_val = calibrated_baseline(base).fit(X_fit, y_fit).predict_proba(X_val)[:, 1]
+        baseline_models[name] = calibrated_baseline(base).fit(X_train, y_train)
+        record(name, "baseline", baseline_models[name], p_val, started)
     candidates = pd.DataFrame(rows)
     metric = config.promotion_metric
-    ranked = candidates.sort_values(f"validation_{metric}", ascending=not HIGHER_IS_BETTER[metric])
+    ranked = candidates[candidates["kind"] == "candidate"].sort_values(
+        f"validation_{metric}", ascending=not HIGHER_IS_BETTER[metric]
+    )
     chosen = ranked["candidate"].iloc[0]
-    candidates["selected"] = candidates["candidate"] == chosen
 
     started = time.perf_counter()
-    final = calibrated(chosen, nums, cats, config.seed, len(X_train)).fit(X_train, y_train)
-    p_hold = final.predict_proba(X_hold)[:, 1]
+    refit = calibrated(chosen, nums, cats, config.seed, len(X_train)).fit(X_train, y_train)
+    p_hold = refit.predict_proba(X_hold)[:, 1]
+    seconds["holdout_fit"] = round(time.perf_counter() - started, 2)
+    metrics = evaluate(y_hold, p_hold, thresholds[chosen])
+    published, holdout_model, beats_all, best, verdict = (
+        chosen,
+        refit,
+        True,
+        None,
+        "no baseline the data allow",
+    )
+    if baseline_models:
+        gate = config.baseline_metric
+        baseline_rows = candidates[candidates["kind"] == "baseline"].sort_values(
+            f"holdout_{gate}", ascending=not HIGHER_IS_BETTER[gate]
+        )
+        best, best_value = baseline_rows["candidate"].iloc[0], float(baseline_rows[f"holdout_{gate}"].iloc[0])
+        beats_all = beats(metrics[gate], best_value, gate, config.baseline_margin)
+        verdict = _verdict(chosen, metrics[gate], best, best_value, gate, config.baseline_margin, beats_all)
+        if not beats_all:
+            published, holdout_model = best, baseline_models[best]
+            metrics, p_hold = evaluate(y_hold, holdout_p[best], thresholds[best]), holdout_p[best]
+    candidates["selected"] = candidates["candidate"] == chosen
+    candidates["published"] = candidates["candidate"] == published
+
+    # The published model refitted on every labelled row, the latest snapshot included.
+    started = time.perf_counter()
+    everything = _sample(pd.concat([train, holdout]), config.max_training_rows, config.seed)
+    X_all, y_all = feature_frame(everything, nums, cats), everything["label"].to_numpy()
+    if published.startswith(BASELINE_PREFIX):
+        final = calibrated_baseline(published.removeprefix(BASELINE_PREFIX)).fit(X_all, y_all)
+    else:
+        final = calibrated(published, nums, cats, config.seed, len(X_all)).fit(X_all, y_all)
     seconds["final_fit"] = round(time.perf_counter() - started, 2)
     return TrainedModel(
-        model=final, candidate=chosen, threshold=thresholds[chosen], numeric=nums, categorical=cats,
-        holdout_metrics=evaluate(y_hold, p_hold, thresholds[chosen]), candidates=candidates,
-        holdout_probabilities={**holdout_p, "selected (refit)": p_hold}, holdout_labels=y_hold, seconds=seconds,
-        training_rows=len(X_train), training_rows_available=sampled_from,
+        model=final, holdout_model=holdout_model, candidate=published, selected_candidate=chosen,
+        threshold=thresholds[published], numeric=nums, categorical=cats, holdout_metrics=metrics,
+        candidates=candidates, holdout_probabilities={**holdout_p, "selected (refit)": p_hold},
+        holdout_labels=y_hold, beats_baselines=beats_all, best_baseline=best, baseline_verdict=verdict,
+        baseline_notes=notes, seconds=seconds, training_rows=len(X_train), training_rows_available=sampled_from,
+        final_rows=len(X_all),
     )  # fmt: skip

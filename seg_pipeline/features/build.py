@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from seg_pipeline.features.btyd import BgNbdFit, btyd_features
 from seg_pipeline.features.catalogue import QUARTER_DAYS, YEAR_DAYS
 
 DAY = pd.Timedelta(days=1)
@@ -32,6 +33,8 @@ class FeatureBuild:
     table: pd.DataFrame
     excluded: dict[str, int] = field(default_factory=dict)
     sources_used: list[str] = field(default_factory=list)
+    btyd: BgNbdFit | None = None  # the BG/NBD fit behind the btyd_* features (None without orders)
+    notes: list[str] = field(default_factory=list)
 
 
 def as_of_end(as_of: dt.date) -> pd.Timestamp:
@@ -207,7 +210,10 @@ def build_features(
     *,
     as_of: dt.date,
     attributes: list[str],
+    horizon_days: int = 90,
 ) -> FeatureBuild:
+    """Every feature of the catalogue as of ``as_of``; ``horizon_days`` is the churn horizon the BG/NBD
+    features look ahead (expected orders and the probability of none in it)."""
     end = as_of_end(as_of)
     consent = customers["profiling_allowed"].astype(bool)
     not_yet = (customers["signup_date"] > end).fillna(False).astype(bool)
@@ -232,6 +238,15 @@ def build_features(
         if len(frame):
             table = table.join(builder(frame, end), how="left")
             used.append(name)
+    fit, notes = None, []
+    if len(orders):
+        btyd, fit = btyd_features(orders["customer_key"].to_numpy(), orders["order_date"], end, horizon_days)
+        if fit.params is None:
+            notes.append(f"BG/NBD features left out: {fit.reason}")
+        else:
+            table = table.join(btyd, how="left")
+    else:
+        notes.append("BG/NBD features left out: no orders")
 
     activity = activity_frames(orders, web, email, tickets)
     table["recency_days"] = _days_before(end, last_activity(activity, end)).reindex(table.index)
@@ -249,4 +264,4 @@ def build_features(
     ]
     table = table[[*numeric, *attributes]].astype({c: "float64" for c in numeric})
     table.index.name = "customer_key"
-    return FeatureBuild(table.reset_index(), excluded, used)
+    return FeatureBuild(table.reset_index(), excluded, used, fit, notes)

@@ -1,11 +1,14 @@
-"""churn_training_set: features as of a snapshot date with the churn label observed after it.
+"""churn_training_set: features as of snapshot dates with the churn label observed after each.
 
-Activity labels (churn.label = activity): two snapshots, as_of - 2 x horizon (training rows) and
-as_of - horizon (holdout rows, a later period than anything trained on). Features are built by the same
+Activity labels (churn.label = activity): several snapshots stacked. The holdout is the latest fully
+labelled snapshot, as_of - horizon (out of time: later than anything trained on); the training snapshots
+lie from as_of - 2 x horizon back, churn.snapshot_spacing_days apart, as many as churn.snapshots allows
+and history supports (a snapshot needs a horizon of history before it). Features are built by the same
 point-in-time code as customer_features with the snapshot as their as_of, so nothing dated after the
-snapshot can reach them; the label is 1 when the customer shows no activity (order, web visit, email
-open or click, ticket) in the horizon after the snapshot. Only customers active in the horizon before
-the snapshot are labelled: someone already gone is not a prediction.
+snapshot can reach them; the label is 1 when the customer shows no activity (order, web visit, email open
+or click, ticket) in the horizon after the snapshot. Everyone profiled at a snapshot is labelled, long
+silent customers included: churn_scores scores every profiled customer, so the training population is
+the scored population (recency and tenure are features, not filters).
 
 Explicit labels (churn.label = explicit): features as of as_of, the label from a CRM column; customers
 with an empty label are never trained on (they are scored); the holdout is a stratified sample.
@@ -14,6 +17,7 @@ with an empty label are never trained on (they are scored); the holdout is a str
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,20 +36,53 @@ class TrainingSet:
     feature_columns: list[str]
     counts: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    bg_nbd: dict[str, dict[str, float]] = field(default_factory=dict)  # snapshot -> fitted parameters
+
+
+def in_training_population(features: pd.DataFrame) -> pd.Series:
+    """The customers the labelled snapshots hold, by the rule the training set is built with: everyone
+    profiled (consent, signed up by the date). churn_scores applies it to what it scores and reports who
+    falls outside, so a narrower rule here could never silently leave scored customers unrepresented."""
+    return pd.Series(True, index=features.index)
+
+
+def snapshot_dates(as_of: dt.date, churn: ChurnConfig, first_activity: pd.Timestamp | None
+                   ) -> tuple[list[tuple[str, dt.date]], list[str]]:  # fmt: skip
+    """(split, snapshot) pairs, the holdout first, and a note for every configured snapshot left out."""
+    horizon = churn.horizon_days
+    dates = [("holdout", as_of - dt.timedelta(days=horizon))]
+    dates += [("train", as_of - dt.timedelta(days=2 * horizon + k * churn.spacing_days))
+              for k in range(churn.snapshots - 1)]  # fmt: skip
+    if first_activity is None or pd.isna(first_activity):
+        return dates, []
+    earliest = (first_activity + pd.Timedelta(days=horizon)).date()
+    kept = [(split, d) for split, d in dates if split == "holdout" or d >= earliest]
+    notes = []
+    if len(kept) < len(dates):
+        notes.append(
+            f"{len(kept) - 1} of {churn.snapshots - 1} training snapshots used: history starts "
+            f"{first_activity.date()}, and a snapshot needs {horizon} days (churn.horizon_days) of history"
+        )
+    return kept, notes
+
+
+def _first_activity(frames: list[tuple[pd.DataFrame, str]]) -> pd.Timestamp | None:
+    firsts = [f[c].min() for f, c in frames if len(f)]
+    firsts = [t for t in firsts if pd.notna(t)]
+    return min(firsts) if firsts else None
 
 
 def _activity_snapshot(sources: dict[str, pd.DataFrame], snapshot: dt.date, horizon: int, attributes: list[str],
-                       customers: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:  # fmt: skip
-    built = build_features(customers, **sources, as_of=snapshot, attributes=attributes)
+                       customers: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int], object]:  # fmt: skip
+    built = build_features(customers, **sources, as_of=snapshot, attributes=attributes, horizon_days=horizon)
     table = built.table
     start, end = as_of_end(snapshot), as_of_end(snapshot + dt.timedelta(days=horizon))
     frames = activity_frames(sources["orders"], sources["web"], sources["email"], sources["tickets"])
-    recency = table["recency_days"] if "recency_days" in table else pd.Series(np.nan, index=table.index)
-    eligible = recency.le(horizon)
+    table = table[in_training_population(table).to_numpy()]
     labels = (~table["customer_key"].isin(_active_between(frames, start, end))).astype("int64")
-    counts = {"profiled": len(table), "not_active_before_snapshot": int((~eligible).sum())}
-    table = table[eligible].assign(label=labels[eligible])
-    return table, counts
+    counts = {"profiled": len(built.table), "silent_longer_than_horizon": int((table["recency_days"].isna()
+              | (table["recency_days"] > horizon)).sum())}  # fmt: skip
+    return table.assign(label=labels), counts, built.btyd
 
 
 def _active_between(
@@ -69,14 +106,37 @@ def activity_training_set(customers: pd.DataFrame, orders: pd.DataFrame, web: pd
             "activity in; provide an event extract or set churn.label: explicit with a CRM churn column"
         )
     horizon = churn.horizon_days
-    parts, counts = [], {}
-    for split, snapshot in (("train", as_of - dt.timedelta(days=2 * horizon)),
-                            ("holdout", as_of - dt.timedelta(days=horizon))):  # fmt: skip
-        table, c = _activity_snapshot(sources, snapshot, horizon, attributes, customers)
+    first = _first_activity(activity_frames(orders, web, email, tickets))
+    dates, notes = snapshot_dates(as_of, churn, first)
+    training_snapshots = len(dates) - 1
+    # Each training snapshot builds features for at most its share of churn.max_training_rows customers
+    # (a random sample): past that the trainer would sample the rows anyway, and feature building per
+    # snapshot is the cost. The holdout snapshot is never sampled.
+    per_snapshot = math.ceil(churn.max_training_rows / max(training_snapshots, 1))
+    rng = np.random.default_rng(churn.seed)
+    parts, counts, bg_nbd = [], {"snapshots": len(dates)}, {}
+    for split, snapshot in dates:
+        population = customers
+        if split == "train" and len(customers) > per_snapshot:
+            population = customers.iloc[np.sort(rng.choice(len(customers), per_snapshot, replace=False))]
+        table, c, fit = _activity_snapshot(sources, snapshot, horizon, attributes, population)
+        if split == "train" and table["label"].nunique() < 2:
+            notes.append(f"snapshot {snapshot} left out: its {len(table)} rows are all "
+                         f"{'churned' if table['label'].any() else 'retained'}")  # fmt: skip
+            continue
+        name = f"{split}/{snapshot}"
         parts.append(table.assign(snapshot=pd.Timestamp(snapshot), split=split))
-        counts |= {f"{split}/{k}": v for k, v in c.items()} | {f"{split}/labelled": len(table)}
-        counts[f"{split}/churned"] = int(table["label"].sum())
-    return _finish(parts, counts, [])
+        counts |= {f"{name}/{k}": v for k, v in c.items()}
+        counts |= {f"{name}/labelled": len(table), f"{name}/churned": int(table["label"].sum())}
+        if len(population) < len(customers):
+            counts[f"{name}/sampled_customers"] = len(population)
+        if fit is not None and fit.params is not None:
+            bg_nbd[str(snapshot)] = fit.params.as_dict()
+        elif fit is not None:
+            notes.append(f"snapshot {snapshot}: BG/NBD features left out ({fit.reason})")
+    built = _finish(parts, counts, notes)
+    built.bg_nbd = bg_nbd
+    return built
 
 
 def explicit_training_set(customers: pd.DataFrame, features: pd.DataFrame, *, churn: ChurnConfig,
@@ -99,7 +159,11 @@ def explicit_training_set(customers: pd.DataFrame, features: pd.DataFrame, *, ch
         snapshot_date = as_of - dt.timedelta(days=churn.horizon_days)
         snapshot = pd.Timestamp(snapshot_date)
         features = build_features(
-            customers, **sources, as_of=snapshot_date, attributes=list(attributes)
+            customers,
+            **sources,
+            as_of=snapshot_date,
+            attributes=list(attributes),
+            horizon_days=churn.horizon_days,
         ).table
         churned_on = features["customer_key"].map(customers.set_index("customer_key")["churn_date"])
         gone = (churned_on <= as_of_end(snapshot_date)).to_numpy()
@@ -107,6 +171,8 @@ def explicit_training_set(customers: pd.DataFrame, features: pd.DataFrame, *, ch
         features = features[~gone]
     else:
         notes.append("no churn dates in the CRM: features as of as_of, so holdout metrics may be optimistic")
+    if not any(c.startswith("btyd_") for c in features.columns):
+        notes.append("no BG/NBD features: they need orders (a repeat purchase from at least a few customers)")
     label = features["customer_key"].map(customers.set_index("customer_key")[column])
     known = label.notna()
     table = features[known].assign(label=label[known].astype(bool).astype("int64"))

@@ -64,6 +64,12 @@ TABLES: dict[str, list[Column]] = {
         Column("risk_tier", "text", description="automated / semi_automated / personal_outreach"),
         Column("top_drivers", "text", description="the three features that move this customer's risk most"),
         Column("model_version", "bigint", description="version of seg_pipeline_churn in the MLflow registry"),
+        Column(
+            "scored_by",
+            "text",
+            description="the model behind the version: a candidate (e.g. hist_gradient_boosting), or "
+            "baseline_recency / baseline_rfm / baseline_btyd when no candidate beat that naive baseline",
+        ),
         *_RUN,
     ],
     "segment_profiles": [

@@ -59,7 +59,8 @@ def full(small_company, tmp_path_factory, env):
     with dg.instance_for_test() as instance:
         result = run_all(settings, instance)
         assert result.success, failures(result)
-        yield {"settings": settings, "instance": instance, "run_id": result.run_id, "company": small_company}
+        yield {"settings": settings, "instance": instance, "run_id": result.run_id, "company": small_company,
+               "result": result}  # fmt: skip
 
 
 def test_activity_model_on_the_full_extract(full):
@@ -69,11 +70,18 @@ def test_activity_model_on_the_full_extract(full):
     assert model["holdout_roc_auc"] > 0.65 and model["holdout_lift_top_decile"] > 1.5
     assert 0 < model["holdout_brier"] < model["holdout_base_rate"]  # better than predicting the base rate
     training = read(settings, "churn_training_set", "features")
-    assert set(training["split"]) == {"train", "holdout"} and training["snapshot"].nunique() == 2
-    assert (
-        training.groupby("split")["snapshot"].max()["train"]
-        < training.groupby("split")["snapshot"].min()["holdout"]
+    # four stacked snapshots one horizon apart (two years of history allow them), the latest held out
+    snapshots = sorted(training["snapshot"].unique())
+    as_of = pd.Timestamp(settings.as_of)
+    assert snapshots == [as_of - pd.Timedelta(days=90 * k) for k in (4, 3, 2, 1)]
+    assert set(training.loc[training["snapshot"] == snapshots[-1], "split"]) == {"holdout"}
+    assert set(training.loc[training["snapshot"] < snapshots[-1], "split"]) == {"train"}
+    # the model is compared with every baseline on the same holdout; the verdict is recorded either way
+    assert {"baseline_recency_holdout_roc_auc", "baseline_rfm_holdout_roc_auc", "baseline_btyd_holdout_roc_auc"} <= set(
+        model.index
     )
+    assert bool(model["beats_baselines"]) == (model["model_kind"] == "model")
+    assert model["holdout_roc_auc"] >= model["baseline_recency_holdout_roc_auc"] + 0.01
 
     mlflow, client = registry(settings)
     run = client.get_run(model["mlflow_run_id"])
@@ -89,6 +97,18 @@ def test_activity_model_on_the_full_extract(full):
     figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
     assert figures == {"figures/roc.png", "figures/calibration.png", "figures/lift.png"}
     assert alias_version(client, CHAMPION) == 1
+    # baselines are logged beside the candidates, with the comparison users read
+    assert {f"baseline_{b}/holdout_roc_auc" for b in ("recency", "rfm", "btyd")} <= set(run.data.metrics)
+    assert "model_vs_baselines.md" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    tags = client.get_model_version(MODEL_NAME, "1").tags
+    assert tags["scored_by"] == model["candidate"] and tags["model_kind"] == model["model_kind"]
+    holdout_model = mlflow.sklearn.load_model(tags["holdout_model_uri"])  # what later gates re-score
+    assert holdout_model is not None and "holdout" in client.get_model_version(MODEL_NAME, "1").description
+    meta = full["instance"].get_latest_materialization_event(dg.AssetKey("churn_model")).asset_materialization.metadata
+    assert "baseline" in meta["model_vs_baselines"].value and meta["published_model"].value == model["candidate"]
+    checks = {e.check_name: e for e in full["result"].get_asset_check_evaluations()}
+    assert checks["churn_model_beats_baselines"].passed == bool(model["beats_baselines"])
+    assert checks["churn_model_beats_baselines"].severity == dg.AssetCheckSeverity.WARN
 
 
 def test_every_profiled_customer_is_scored_consistently(full):

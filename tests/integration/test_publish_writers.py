@@ -27,7 +27,7 @@ from seg_pipeline.publish.writers import (
 def scores(run_id: str, n: int = 3) -> pd.DataFrame:
     return pd.DataFrame({
         "customer_id": [f"C{i}" for i in range(n)], "churn_probability": 0.5, "churn_risk_score": 50,
-        "risk_tier": "semi_automated", "top_drivers": "recency days 90, +0.10", "model_version": 1,
+        "risk_tier": "semi_automated", "top_drivers": "recency days 90, +0.10", "model_version": 1, "scored_by": "random_forest",
         "as_of": pd.Timestamp("2024-06-30"), "run_id": run_id,
     })  # fmt: skip
 

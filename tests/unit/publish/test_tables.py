@@ -21,7 +21,8 @@ def internal():
     scores = pd.DataFrame({
         "customer_key": keys, "churn_probability": [0.1, 0.5, 0.8, 0.3], "churn_risk_score": [10, 50, 80, 30],
         "risk_tier": ["automated", "semi_automated", "personal_outreach", "automated"],
-        "top_drivers": ["a", "b", "c", "d"], "model_version": 3, "as_of": pd.Timestamp(AS_OF),
+        "top_drivers": ["a", "b", "c", "d"], "model_version": 3, "scored_by": "hist_gradient_boosting",
+        "as_of": pd.Timestamp(AS_OF),
     })  # fmt: skip
     # k4 joined after the last segmentation (a rescore): no segment yet
     clusters = pd.DataFrame({"customer_key": keys[:3], "segment_id": [1, 1, 2], "segment_name": ["A", "A", "B"],
