@@ -137,10 +137,10 @@ class ChurnConfig(_Model):
         "roc_auc", description="the holdout metric the model must beat every baseline on"
     )
     baseline_margin: float = Field(
-        0.005,
+        0.0,
         ge=0,
         le=0.2,
-        description="the model must beat the best baseline by at least this much, else the baseline is used",
+        description="the model must beat the best baseline by more than this, else the baseline is used",
     )
     holdout_share: float = Field(0.25, gt=0.05, lt=0.5, description="explicit mode: stratified holdout share")
     validation_share: float = Field(

@@ -85,6 +85,7 @@ def churn_training_set(
             "features": len(built.feature_columns),
             "notes": "; ".join(built.notes) or "none",
             **({"bg_nbd_by_snapshot": dg.MetadataValue.json(built.bg_nbd)} if built.bg_nbd else {}),
+            **{f"seconds/{k}": v for k, v in built.seconds.items()},
             **{f"count/{k}": v for k, v in built.counts.items()},
         },
     )

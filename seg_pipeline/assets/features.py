@@ -52,6 +52,7 @@ def customer_features(
             **{f"not_profiled/{k}": v for k, v in built.excluded.items()},
             "missing_share": dg.MetadataValue.json(missing[missing > 0].to_dict()),
             "bg_nbd": dg.MetadataValue.json(btyd) if btyd else "; ".join(built.notes),
+            "bg_nbd_seconds": built.btyd_seconds,
             "catalogue": dg.MetadataValue.md(catalogue_markdown()),
         },
     )

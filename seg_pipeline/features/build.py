@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +36,7 @@ class FeatureBuild:
     sources_used: list[str] = field(default_factory=list)
     btyd: BgNbdFit | None = None  # the BG/NBD fit behind the btyd_* features (None without orders)
     notes: list[str] = field(default_factory=list)
+    btyd_seconds: float = 0.0  # histories, fit and per-customer quantities
 
 
 def as_of_end(as_of: dt.date) -> pd.Timestamp:
@@ -238,7 +240,7 @@ def build_features(
         if len(frame):
             table = table.join(builder(frame, end), how="left")
             used.append(name)
-    fit, notes = None, []
+    fit, notes, started = None, [], time.perf_counter()
     if len(orders):
         btyd, fit = btyd_features(orders["customer_key"].to_numpy(), orders["order_date"], end, horizon_days)
         if fit.params is None:
@@ -247,6 +249,7 @@ def build_features(
             table = table.join(btyd, how="left")
     else:
         notes.append("BG/NBD features left out: no orders")
+    btyd_seconds = time.perf_counter() - started
 
     activity = activity_frames(orders, web, email, tickets)
     table["recency_days"] = _days_before(end, last_activity(activity, end)).reindex(table.index)
@@ -264,4 +267,4 @@ def build_features(
     ]
     table = table[[*numeric, *attributes]].astype({c: "float64" for c in numeric})
     table.index.name = "customer_key"
-    return FeatureBuild(table.reset_index(), excluded, used, fit, notes)
+    return FeatureBuild(table.reset_index(), excluded, used, fit, notes, round(btyd_seconds, 2))

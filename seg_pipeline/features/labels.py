@@ -25,7 +25,7 @@ import pandas as pd
 
 from seg_pipeline.config import ChurnConfig
 from seg_pipeline.errors import SegPipelineError
-from seg_pipeline.features.build import activity_frames, as_of_end, build_features
+from seg_pipeline.features.build import FeatureBuild, activity_frames, as_of_end, build_features
 
 KEY_COLUMNS = ["customer_key", "snapshot", "split", "label"]
 
@@ -37,6 +37,7 @@ class TrainingSet:
     counts: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     bg_nbd: dict[str, dict[str, float]] = field(default_factory=dict)  # snapshot -> fitted parameters
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def in_training_population(features: pd.DataFrame) -> pd.Series:
@@ -73,7 +74,7 @@ def _first_activity(frames: list[tuple[pd.DataFrame, str]]) -> pd.Timestamp | No
 
 
 def _activity_snapshot(sources: dict[str, pd.DataFrame], snapshot: dt.date, horizon: int, attributes: list[str],
-                       customers: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int], object]:  # fmt: skip
+                       customers: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int], FeatureBuild]:  # fmt: skip
     built = build_features(customers, **sources, as_of=snapshot, attributes=attributes, horizon_days=horizon)
     table = built.table
     start, end = as_of_end(snapshot), as_of_end(snapshot + dt.timedelta(days=horizon))
@@ -82,7 +83,7 @@ def _activity_snapshot(sources: dict[str, pd.DataFrame], snapshot: dt.date, hori
     labels = (~table["customer_key"].isin(_active_between(frames, start, end))).astype("int64")
     counts = {"profiled": len(built.table), "silent_longer_than_horizon": int((table["recency_days"].isna()
               | (table["recency_days"] > horizon)).sum())}  # fmt: skip
-    return table.assign(label=labels), counts, built.btyd
+    return table.assign(label=labels), counts, built
 
 
 def _active_between(
@@ -114,12 +115,14 @@ def activity_training_set(customers: pd.DataFrame, orders: pd.DataFrame, web: pd
     # snapshot is the cost. The holdout snapshot is never sampled.
     per_snapshot = math.ceil(churn.max_training_rows / max(training_snapshots, 1))
     rng = np.random.default_rng(churn.seed)
-    parts, counts, bg_nbd = [], {"snapshots": len(dates)}, {}
+    parts, counts, bg_nbd, seconds = [], {"snapshots": len(dates)}, {}, {"bg_nbd": 0.0}
     for split, snapshot in dates:
         population = customers
         if split == "train" and len(customers) > per_snapshot:
             population = customers.iloc[np.sort(rng.choice(len(customers), per_snapshot, replace=False))]
-        table, c, fit = _activity_snapshot(sources, snapshot, horizon, attributes, population)
+        table, c, features = _activity_snapshot(sources, snapshot, horizon, attributes, population)
+        fit = features.btyd
+        seconds["bg_nbd"] += features.btyd_seconds
         if split == "train" and table["label"].nunique() < 2:
             notes.append(f"snapshot {snapshot} left out: its {len(table)} rows are all "
                          f"{'churned' if table['label'].any() else 'retained'}")  # fmt: skip
@@ -135,7 +138,7 @@ def activity_training_set(customers: pd.DataFrame, orders: pd.DataFrame, web: pd
         elif fit is not None:
             notes.append(f"snapshot {snapshot}: BG/NBD features left out ({fit.reason})")
     built = _finish(parts, counts, notes)
-    built.bg_nbd = bg_nbd
+    built.bg_nbd, built.seconds = bg_nbd, {k: round(v, 2) for k, v in seconds.items()}
     return built
 
 

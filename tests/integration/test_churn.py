@@ -77,9 +77,11 @@ def test_activity_model_on_the_full_extract(full):
     assert set(training.loc[training["snapshot"] == snapshots[-1], "split"]) == {"holdout"}
     assert set(training.loc[training["snapshot"] < snapshots[-1], "split"]) == {"train"}
     # the model is compared with every baseline on the same holdout; the verdict is recorded either way
-    assert {"baseline_recency_holdout_roc_auc", "baseline_rfm_holdout_roc_auc", "baseline_btyd_holdout_roc_auc"} <= set(
-        model.index
-    )
+    assert {
+        "baseline_recency_holdout_roc_auc",
+        "baseline_rfm_holdout_roc_auc",
+        "baseline_btyd_holdout_roc_auc",
+    } <= set(model.index)
     assert bool(model["beats_baselines"]) == (model["model_kind"] == "model")
     assert model["holdout_roc_auc"] >= model["baseline_recency_holdout_roc_auc"] + 0.01
 
@@ -104,8 +106,14 @@ def test_activity_model_on_the_full_extract(full):
     assert tags["scored_by"] == model["candidate"] and tags["model_kind"] == model["model_kind"]
     holdout_model = mlflow.sklearn.load_model(tags["holdout_model_uri"])  # what later gates re-score
     assert holdout_model is not None and "holdout" in client.get_model_version(MODEL_NAME, "1").description
-    meta = full["instance"].get_latest_materialization_event(dg.AssetKey("churn_model")).asset_materialization.metadata
-    assert "baseline" in meta["model_vs_baselines"].value and meta["published_model"].value == model["candidate"]
+    meta = (
+        full["instance"]
+        .get_latest_materialization_event(dg.AssetKey("churn_model"))
+        .asset_materialization.metadata
+    )
+    assert (
+        "baseline" in meta["model_vs_baselines"].value and meta["published_model"].value == model["candidate"]
+    )
     checks = {e.check_name: e for e in full["result"].get_asset_check_evaluations()}
     assert checks["churn_model_beats_baselines"].passed == bool(model["beats_baselines"])
     assert checks["churn_model_beats_baselines"].severity == dg.AssetCheckSeverity.WARN
@@ -260,3 +268,53 @@ def test_activity_labels_on_a_crm_only_extract_fail_with_the_reason(small_compan
     error = failure.step_failure_data.error
     message = (error.cause.message if error.cause else "") + error.message
     assert "churn.label: explicit" in message
+
+
+def test_cohort_scenario_end_to_end_with_baselines_visible(tmp_path, env):
+    """The retailer case (one cohort, orders only) through Dagster: everyone scored was represented in
+    training, the comparison with the baselines is in the metadata, the WARN check, MLflow and the report,
+    and the published scores say which model produced them."""
+    import shutil
+
+    from seg_pipeline.publish.writers import read_warehouse_table
+    from seg_pipeline.synthetic.cohort import CohortConfig, generate_cohort
+    from tests.conftest import AS_OF
+
+    landing = tmp_path / "landing"
+    generate_cohort(CohortConfig(customers=3000, seed=5, as_of=AS_OF), landing)
+    shutil.rmtree(landing / "truth")  # the pipeline never sees the truth
+    settings = settings_for(
+        tmp_path, landing, quick=False, **{"customer_attributes.categorical": ["acquisition_channel"]}
+    )
+    with dg.instance_for_test() as instance:
+        result = run_all(settings, instance)
+        assert result.success, failures(result)
+        scored = instance.get_latest_materialization_event(
+            dg.AssetKey("churn_scores")
+        ).asset_materialization.metadata
+        trained = instance.get_latest_materialization_event(
+            dg.AssetKey("churn_model")
+        ).asset_materialization.metadata
+    assert scored["population/outside_training"].value == 0
+    assert scored["population/outside_training_share"].value == 0.0
+    # a single cohort ages: at as_of most are silent longer than anyone could be at a labelled snapshot (a
+    # label needs a horizon after it), which the metadata shows rather than hides
+    assert 0.3 < scored["population/recency_days_beyond_training_share"].value <= 1
+    model = read(settings, "churn_model", "churn").iloc[0]
+    assert "sorting by days since the last activity" in trained["model_vs_baselines"].value
+    (check,) = [
+        e for e in result.get_asset_check_evaluations() if e.check_name == "churn_model_beats_baselines"
+    ]
+    assert check.passed == bool(model["beats_baselines"]) and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["baseline_btyd_holdout_roc_auc"].value == model["baseline_btyd_holdout_roc_auc"]
+    if not check.passed:
+        assert model["candidate"] == model["best_baseline"] and "registered in its place" in check.description
+    published = read_warehouse_table(settings.warehouse_path, "churn_scores")
+    _, client = registry(settings)
+    champion = client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
+    assert (published["scored_by"] == champion.tags["scored_by"]).all()
+    assert (published["model_version"] == int(champion.version)).all()
+    report = (settings.reports_dir / "latest.html").read_text(encoding="utf-8")
+    assert (
+        "Our model vs. sorting by last activity" in report and "BG/NBD buy-till-you-die model alone" in report
+    )
