@@ -8,7 +8,7 @@ SEED ?= 42
 # demo, dev and mlflow use the demo company's config unless SEG_CONFIG names another
 export SEG_CONFIG ?= demo.yaml
 
-.PHONY: demo test dev mlflow screenshots lint clean bench bench-churn bench-generate
+.PHONY: demo test dev mlflow screenshots lint clean bench bench-btyd bench-churn bench-generate
 
 $(BIN)/seg-pipeline: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ bench: $(BIN)/seg-pipeline
 CHURN_DATASET ?= cdnow
 bench-churn: $(BIN)/seg-pipeline
 	$(BIN)/python benchmarks/churn_real.py --dataset $(CHURN_DATASET) $(CHURN_ARGS)
+
+# BG/NBD cost (histories, fit, features; lifetimes' fit beside it) on the bench companies' orders at SIZE
+# customers (default 10k and 100k); results in benchmarks/results/btyd.{json,md}.
+bench-btyd: $(BIN)/seg-pipeline
+	$(BIN)/python benchmarks/bench_btyd.py $(SIZE)
 
 # Generator throughput and memory at SIZE customers (default 10k and 100k); results in benchmarks/results/.
 bench-generate: $(BIN)/seg-pipeline

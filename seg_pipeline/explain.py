@@ -93,8 +93,9 @@ def explain(warehouse: Path, customer_id: str, erased: bool) -> Explanation:
                 f"probability of leaving within the horizon: {score['churn_probability']:.1%} "
                 f"(risk score {score['churn_risk_score']} of 100, tier {score['risk_tier'].replace('_', ' ')})",
                 "what moves it most (feature value, effect on the probability): " + score["top_drivers"],
-                f"model: seg_pipeline_churn version {score['model_version']}, scored as of "
-                f"{pd.Timestamp(score['as_of']).date()}",
+                f"model: seg_pipeline_churn version {score['model_version']}"
+                + (f" ({score['scored_by']})" if score.get("scored_by") else "")
+                + f", scored as of {pd.Timestamp(score['as_of']).date()}",
                 "in the retention segment (high risk, high value): " + ("yes" if retained else "no"),
             ]  # fmt: skip
         if customer and not customer.get("profiling_allowed"):

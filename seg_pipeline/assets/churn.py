@@ -215,7 +215,7 @@ def churn_model(
                                          cfg.churn.driver_features, cfg.churn.seed)  # fmt: skip
     params = {
         "as_of": as_of.isoformat(), "label_mode": cfg.churn.label, "horizon_days": cfg.churn.horizon_days,
-        "candidates": ", ".join(cfg.churn.candidates), "selected": trained.candidate,
+        "candidates": ", ".join(cfg.churn.candidates), "selected": trained.selected_candidate,
         "train_rows": trained.training_rows,
         "train_rows_available": trained.training_rows_available, "holdout_rows": len(holdout),
         "features": ", ".join(trained.columns), "threshold": round(trained.threshold, 4),

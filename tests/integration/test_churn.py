@@ -253,6 +253,10 @@ def test_each_label_mode_on_each_input_shape(small_company, tmp_path, env, shape
         assert len(snapshot) == 1 and snapshot[0] == pd.Timestamp(settings.as_of) - pd.Timedelta(days=90)
         churned_on = training["customer_key"].map(customers["churn_date"])
         assert not (churned_on < snapshot[0] + pd.Timedelta(days=1)).any()
+    # the baselines the data allow: recency from signup dates alone; RFM and BG/NBD need orders
+    compared = {b for b in ("recency", "rfm", "btyd") if f"baseline_{b}_holdout_roc_auc" in model.index}
+    assert compared == ({"recency"} if shape == "crm_only" else {"recency", "rfm", "btyd"})
+    assert (scores["scored_by"] == model["candidate"]).all()
     if shape == "crm_only":
         assert set(features.columns) == {"customer_key", "tenure_days", "recency_days", "monthly_charges", "plan",
                                          "contract"}  # fmt: skip
