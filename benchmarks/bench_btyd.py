@@ -31,7 +31,9 @@ def orders_of(customers: int) -> tuple[np.ndarray, pd.Series, int]:
                                              column_types={"customer_id": "string", "order_date": "string"}),
     )  # fmt: skip
     frame = table.to_pandas()
-    dates = pd.to_datetime(frame["order_date"], errors="coerce", utc=True, format="mixed").dt.tz_localize(None)
+    dates = pd.to_datetime(frame["order_date"], errors="coerce", utc=True, format="mixed").dt.tz_localize(
+        None
+    )
     kept = dates.notna().to_numpy()
     return frame["customer_id"].to_numpy()[kept], dates[kept].reset_index(drop=True), len(frame)
 

@@ -470,7 +470,8 @@ def model_summary(model: dict) -> dict:
     return {
         k: v
         for k, v in model.items()
-        if k.startswith(("holdout_", "baseline_", "champion_holdout_")) and isinstance(v, (int, float))
+        if k.startswith(("holdout_", "baseline_", "champion_holdout_", "selected_candidate_holdout_"))
+        and isinstance(v, (int, float))
         and not isinstance(v, bool)
     }  # fmt: skip
 

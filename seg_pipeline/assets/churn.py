@@ -166,14 +166,11 @@ def _comparison(trained) -> pd.DataFrame:
     """The holdout comparison users read: every candidate and baseline, which was chosen and published.
     The chosen candidate's row shows its fit on every training row (the one compared with the baselines)."""
     from seg_pipeline.churn.baselines import BASELINE_PREFIX, DESCRIPTIONS
-    from seg_pipeline.churn.train import evaluate
 
     table = trained.candidates.copy()
     chosen = table["candidate"] == trained.selected_candidate
-    refit = evaluate(trained.holdout_labels, trained.holdout_probabilities["selected (refit)"], 0.5)
-    if trained.kind == "model":
-        for key in ("roc_auc", "pr_auc", "brier", "lift_top_decile"):
-            table.loc[chosen, f"holdout_{key}"] = refit[key]
+    for key in ("roc_auc", "pr_auc", "brier", "lift_top_decile"):
+        table.loc[chosen, f"holdout_{key}"] = trained.candidate_metrics[key]
     table["model"] = [
         f"{DESCRIPTIONS[c.removeprefix(BASELINE_PREFIX)]} (baseline)" if k == "baseline" else c
         for c, k in zip(table["candidate"], table["kind"], strict=True)
@@ -264,6 +261,8 @@ def churn_model(
         "beats_baselines": trained.beats_baselines, "best_baseline": trained.best_baseline,
         "baseline_verdict": trained.baseline_verdict, "baseline_metric": cfg.churn.baseline_metric,
         "baseline_margin": cfg.churn.baseline_margin, **baselines,
+        **{f"selected_candidate_holdout_{k}": float(trained.candidate_metrics[k])
+           for k in ("roc_auc", "pr_auc", "lift_top_decile")},
         "gate_reason": gate.reason, "champion_version": gate.champion_version, "champion_uri": CHAMPION_URI,
         "champion_holdout_roc_auc": champion_metrics["roc_auc"], "threshold": trained.threshold,
         **{f"holdout_{k}": v for k, v in trained.holdout_metrics.items()}, "mlflow_run_id": run_id,

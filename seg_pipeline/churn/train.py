@@ -54,6 +54,8 @@ class TrainedModel:
     numeric: list[str]
     categorical: list[str]
     holdout_metrics: dict[str, float]  # of holdout_model
+    candidate_metrics: dict[str, float]  # of the chosen candidate fitted on every training row (= the above
+    # when it is published; what it lost with when a baseline is)
     candidates: pd.DataFrame  # one row per candidate and baseline: kind, validation and holdout metrics
     holdout_probabilities: dict[str, np.ndarray]  # per candidate and baseline, and "selected (refit)"
     holdout_labels: np.ndarray
@@ -302,7 +304,7 @@ def train_churn_model(table: pd.DataFrame, feature_columns: list[str], categoric
     refit = calibrated(chosen, nums, cats, config.seed, len(X_train)).fit(X_train, y_train)
     p_hold = refit.predict_proba(X_hold)[:, 1]
     seconds["holdout_fit"] = round(time.perf_counter() - started, 2)
-    metrics = evaluate(y_hold, p_hold, thresholds[chosen])
+    metrics = candidate_metrics = evaluate(y_hold, p_hold, thresholds[chosen])
     published, holdout_model, beats_all, best, verdict = (
         chosen,
         refit,
@@ -336,6 +338,7 @@ def train_churn_model(table: pd.DataFrame, feature_columns: list[str], categoric
     return TrainedModel(
         model=final, holdout_model=holdout_model, candidate=published, selected_candidate=chosen,
         threshold=thresholds[published], numeric=columns, categorical=cats, holdout_metrics=metrics,
+        candidate_metrics=candidate_metrics,
         candidates=candidates, holdout_probabilities={**holdout_p, "selected (refit)": p_hold},
         holdout_labels=y_hold, beats_baselines=beats_all, best_baseline=best, baseline_verdict=verdict,
         baseline_notes=notes, seconds=seconds, training_rows=len(X_train), training_rows_available=sampled_from,

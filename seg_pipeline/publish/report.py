@@ -772,10 +772,15 @@ def _baselines_block(m: dict) -> str:
     published = m.get("candidate")
     kind = m.get("model_kind")
     model_name = m.get("selected_candidate") if not _missing(m.get("selected_candidate")) else published
-    rows = []
-    if kind != "baseline":
-        rows.append([_Html(f"<strong>Our model</strong> ({_esc(model_name)})"), _Html(_num(m.get("holdout_roc_auc"))),
-                     _Html(_num(m.get("holdout_pr_auc"))), _Html(_num(m.get("holdout_lift_top_decile"), 2))])  # fmt: skip
+    own = (
+        "selected_candidate_holdout"
+        if not _missing(m.get("selected_candidate_holdout_roc_auc"))
+        else "holdout"
+    )
+    rows = [[_Html(f"<strong>Our model</strong> ({_esc(model_name)})"
+                   + (" <strong>(used for the scores)</strong>" if kind != "baseline" else "")),
+             _Html(_num(m.get(f"{own}_roc_auc"))), _Html(_num(m.get(f"{own}_pr_auc"))),
+             _Html(_num(m.get(f"{own}_lift_top_decile"), 2))]]  # fmt: skip
     for b in names:
         label = _esc(BASELINE_NAMES[b]) + (
             " <strong>(used for the scores)</strong>" if published == f"baseline_{b}" else ""

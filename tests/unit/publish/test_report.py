@@ -295,3 +295,31 @@ def test_blank_frames_and_empty_dicts_still_render():
     assert "No segment profiles" in document and "no reference run yet" in document.lower()
     assert "No churn model information" in section(document, "model")
     assert "0 customers in 0 segments" in summary_markdown(inputs)
+
+
+BASELINES = {
+    "baseline_recency_holdout_roc_auc": 0.7012, "baseline_recency_holdout_pr_auc": 0.41,
+    "baseline_recency_holdout_lift_top_decile": 2.0, "baseline_rfm_holdout_roc_auc": 0.7345,
+    "baseline_rfm_holdout_pr_auc": 0.44, "baseline_rfm_holdout_lift_top_decile": 2.2,
+    "selected_candidate": "hist_gradient_boosting", "selected_candidate_holdout_roc_auc": 0.8312,
+    "selected_candidate_holdout_pr_auc": 0.5124, "selected_candidate_holdout_lift_top_decile": 3.1,
+}  # fmt: skip
+
+
+def test_the_model_section_compares_the_model_with_the_baselines(inputs):
+    beaten = dataclasses.replace(inputs, model={**inputs.model, **BASELINES, "model_kind": "model",
+        "baseline_verdict": "hist_gradient_boosting roc_auc 0.8312 on the holdout beats the best baseline"})  # fmt: skip
+    part = section(render_report(beaten), "model")
+    assert "Our model vs. sorting by last activity" in part and "ranks customers better" in part
+    assert "0.701" in part and "0.735" in part and "0.831" in part  # every row with its number
+    assert "BG/NBD" not in part  # a baseline the data did not allow is not shown
+    lost = dataclasses.replace(inputs, model={**inputs.model, **BASELINES, "model_kind": "baseline",
+        "candidate": "baseline_rfm", "selected_candidate_holdout_roc_auc": 0.7101,
+        "baseline_verdict": "hist_gradient_boosting roc_auc 0.7101 on the holdout does not beat the best baseline"})  # fmt: skip
+    part = section(render_report(lost), "model")
+    assert "did <strong>not</strong> rank customers better" in part and "baseline_rfm" in part
+    assert "0.710" in part  # what the model scored, beside the baseline it lost to
+    assert part.index("RFM") < part.index("(used for the scores)")
+    assert "Against baselines" in summary_markdown(lost)
+    # a run from before baselines existed: no comparison block, nothing breaks
+    assert "Our model vs." not in section(render_report(inputs), "model")
