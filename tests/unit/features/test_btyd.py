@@ -95,7 +95,13 @@ def test_histories_count_purchase_days_in_weeks_up_to_the_end():
         {
             "customer": ["a", "a", "a", "b", "c"],
             "order_date": pd.to_datetime(
-                ["2024-01-01 09:00", "2024-01-01 17:00", "2024-01-15 00:00", "2024-03-01 00:00", "2024-04-02 00:00"]
+                [
+                    "2024-01-01 09:00",
+                    "2024-01-01 17:00",
+                    "2024-01-15 00:00",
+                    "2024-03-01 00:00",
+                    "2024-04-02 00:00",
+                ]
             ),
         }
     )
@@ -128,3 +134,20 @@ def test_fit_and_probabilities_agree_with_lifetimes_on_the_full_cdnow_data():
     ours = btyd.p_alive(fit.params, *(histories[c].to_numpy() for c in ("x", "t_x", "T")))
     theirs = reference.conditional_probability_alive(histories["x"], histories["t_x"], histories["T"])
     assert np.abs(ours - np.asarray(theirs)).max() < 2e-3
+
+
+def test_the_analytic_gradient_matches_finite_differences():
+    histories = simulate(2_000, btyd.BgNbdParams(r=0.5, alpha=6.0, a=0.9, b=3.0), 78, seed=5)
+    x, t_x, T = (histories[c].to_numpy() for c in ("x", "t_x", "T"))
+    weight = np.random.default_rng(0).integers(1, 4, len(x)).astype(float)
+    point = np.log([0.3, 4.0, 1.2, 2.5])
+    _, gradient = btyd._log_likelihood(point, x, t_x, T, weight)
+    step = 1e-6
+    for i in range(4):
+        up, down = point.copy(), point.copy()
+        up[i] += step
+        down[i] -= step
+        numeric = (
+            btyd._log_likelihood(up, x, t_x, T, weight)[0] - btyd._log_likelihood(down, x, t_x, T, weight)[0]
+        )
+        assert gradient[i] == pytest.approx(numeric / (2 * step), rel=1e-5, abs=1e-4), i
