@@ -278,6 +278,8 @@ def churn_model(
             "model_vs_baselines": dg.MetadataValue.md(_comparison(trained).to_markdown(index=False, floatfmt=".3f")
                                                       + f"\n\n{trained.baseline_verdict}"),
             "published_model": trained.candidate, "beats_baselines": trained.beats_baselines,
+            "holdout_metrics_from": f"{trained.candidate} fitted on the {trained.training_rows:,} training rows "
+            f"without the holdout; the registered model is refitted on {trained.final_rows:,} labelled rows",
             **{f"baseline/{k}": v for k, v in baselines.items()},
             **{f"holdout/{k}": float(v) for k, v in trained.holdout_metrics.items()},
             "driver_features": ", ".join(driver_features), "seconds": dg.MetadataValue.json(trained.seconds),
