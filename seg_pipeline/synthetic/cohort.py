@@ -62,12 +62,12 @@ from seg_pipeline.synthetic.generator import (
     DAY_S,
     ORPHAN_BASE,
     MessinessRates,
-    _anomaly_rows,
     _choice_index,
     _flag,
     _Sink,
     _timestamps,
     customer_id,
+    write_table,
 )
 
 COHORT_DAYS = 91
@@ -445,14 +445,7 @@ def generate_cohort(
             for name in SOURCES:
                 frame = tables[name]
                 anomalies = frame.pop("_anomaly")
-                first_row = sinks[name].write(frame)
-                flagged = np.flatnonzero(anomalies.notna().to_numpy())
-                if len(flagged):
-                    records = _anomaly_rows(name, frame, anomalies, flagged, first_row)
-                    for kind, count in records["kind"].value_counts().items():
-                        key = f"{name}:{kind}"
-                        anomaly_counts[key] = anomaly_counts.get(key, 0) + int(count)
-                    truth_sinks["anomalies"].write(records)
+                write_table(name, frame, anomalies, sinks[name], truth_sinks.get("anomalies"), anomaly_counts)
             tick(3)
             truth_sinks["customers"].write(tables["customers"])
             if len(tables["orders_after_as_of"]):

@@ -834,18 +834,10 @@ def generate(
                 tick(1 + len(tables))
             for written, (name, frame) in enumerate(tables.items(), start=1):
                 anomalies = frame["_anomaly"]
-                flagged = np.flatnonzero(anomalies.notna().to_numpy())
                 frame = frame.drop(columns="_anomaly")
                 for column in _STRING_COLUMNS[name]:
                     frame[column] = frame[column].astype(object)
-                first_row = sinks[name].write(frame)
-                if len(flagged):
-                    records = _anomaly_rows(name, frame, anomalies, flagged, first_row)
-                    for kind, count in records["kind"].value_counts().items():
-                        anomaly_counts[f"{name}:{kind}"] = anomaly_counts.get(f"{name}:{kind}", 0) + int(
-                            count
-                        )
-                    truth_sinks["anomalies"].write(records)
+                write_table(name, frame, anomalies, sinks[name], truth_sinks["anomalies"], anomaly_counts)
                 tick(1 + len(tables) + written)
             truth_sinks["customers"].write(chunk.truth())
             if len(chunk.duplicates):
@@ -882,6 +874,19 @@ _EMPTY_TRUTH_HEADERS = {
     "web_identities": "anonymous_id,customer_id,identified_by_email,identify_ts",
     "anomalies": "source,source_row,key,kind,column",
 }
+
+
+def write_table(name: str, frame: pd.DataFrame, anomalies: pd.Series, sink: _Sink, anomaly_sink: _Sink | None,
+                counts: dict[str, int]) -> None:  # fmt: skip
+    """Append one chunk's table to its extract, and the rows it flagged to truth/anomalies.csv and to the
+    per-kind ``counts`` (``anomaly_sink`` may be None only when nothing is flagged)."""
+    first_row = sink.write(frame)
+    flagged = np.flatnonzero(anomalies.notna().to_numpy())
+    if len(flagged):
+        records = _anomaly_rows(name, frame, anomalies, flagged, first_row)
+        for kind, count in records["kind"].value_counts().items():
+            counts[f"{name}:{kind}"] = counts.get(f"{name}:{kind}", 0) + int(count)
+        anomaly_sink.write(records)
 
 
 def _anomaly_rows(

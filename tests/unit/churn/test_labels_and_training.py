@@ -51,6 +51,17 @@ def empty_sources() -> dict[str, pd.DataFrame]:
     }  # fmt: skip
 
 
+def _orders_until_stop(keys, signup, rate, stop, rng) -> pd.DataFrame:
+    """Each customer orders at their own rate from signup until they stop (or as_of)."""
+    rows = []
+    for i, key in enumerate(keys):
+        t = signup[i]
+        while t < stop[i] and t <= pd.Timestamp(AS_OF):
+            rows.append((key, t, float(rng.lognormal(3, 0.5)), "web", "office"))
+            t = t + pd.Timedelta(days=float(rng.exponential(1 / rate[i])))
+    return pd.DataFrame(rows, columns=["customer_key", "order_date", "amount", "channel", "product_category"])
+
+
 def company(n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Customers who buy at their own rate until they stop (some stop, some never do): the gap since the
     last order predicts stopping, as in life."""
@@ -59,15 +70,7 @@ def company(n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     signup = pd.Timestamp("2022-06-01") + pd.to_timedelta(rng.integers(0, 200, n), unit="D")
     rate = rng.uniform(0.05, 0.3, n)  # orders per day
     stop = pd.Timestamp("2023-06-01") + pd.to_timedelta(rng.integers(0, 500, n), unit="D")
-    rows = []
-    for i in range(n):
-        t = signup[i]
-        while t < stop[i] and t <= pd.Timestamp(AS_OF):
-            rows.append((keys[i], t, float(rng.lognormal(3, 0.5)), "web", "office"))
-            t = t + pd.Timedelta(days=float(rng.exponential(1 / rate[i])))
-    orders = pd.DataFrame(
-        rows, columns=["customer_key", "order_date", "amount", "channel", "product_category"]
-    )
+    orders = _orders_until_stop(keys, signup, rate, stop, rng)
     customers = pd.DataFrame({"customer_key": keys, "signup_date": signup, "profiling_allowed": True,
                               "plan": rng.choice(["basic", "pro"], n), "churned": stop <= pd.Timestamp(AS_OF)})  # fmt: skip
     return customers, orders
@@ -222,15 +225,7 @@ def plan_company(n: int = 900, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFram
     rate = rng.uniform(0.02, 0.1, n)
     stop = pd.Timestamp("2023-03-01") + pd.to_timedelta(rng.integers(0, 600, n), unit="D")
     stop = stop.where(plan == "basic", pd.Timestamp("2030-01-01"))
-    rows = []
-    for i in range(n):
-        t = signup[i]
-        while t < stop[i] and t <= pd.Timestamp(AS_OF):
-            rows.append((keys[i], t, float(rng.lognormal(3, 0.5)), "web", "office"))
-            t = t + pd.Timedelta(days=float(rng.exponential(1 / rate[i])))
-    orders = pd.DataFrame(
-        rows, columns=["customer_key", "order_date", "amount", "channel", "product_category"]
-    )
+    orders = _orders_until_stop(keys, signup, rate, stop, rng)
     customers = pd.DataFrame({"customer_key": keys, "signup_date": signup, "profiling_allowed": True,
                               "plan": plan})  # fmt: skip
     return customers, orders
