@@ -12,14 +12,15 @@ from seg_pipeline.config import Settings, load_settings
 from seg_pipeline.definitions import build_definitions
 from tests.conftest import AS_OF
 
-# Tests about other stages do not need every clusterer and model candidate; the segmentation and churn
-# tests run the defaults (quick=False).
+# Tests about other stages do not need every clusterer and model candidate, nor four labelled snapshots;
+# the segmentation and churn tests run the defaults (quick=False).
 QUICK_MODELS = {
     "segmentation.algorithms": ["kmeans"],
     "segmentation.k_max": 6,
     "segmentation.stability_resamples": 2,
     "churn.candidates": ["logistic_regression"],
     "churn.driver_features": 5,
+    "churn.snapshots": 2,
 }
 QUICK_ENV = {
     "SEG_SEGMENTATION__ALGORITHMS": "[kmeans]",
@@ -27,6 +28,7 @@ QUICK_ENV = {
     "SEG_SEGMENTATION__STABILITY_RESAMPLES": "2",
     "SEG_CHURN__CANDIDATES": "[logistic_regression]",
     "SEG_CHURN__DRIVER_FEATURES": "5",
+    "SEG_CHURN__SNAPSHOTS": "2",
 }
 
 
