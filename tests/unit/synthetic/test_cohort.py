@@ -4,7 +4,6 @@ future orders kept in truth/, deterministic, and extracts the pipeline's readers
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from seg_pipeline.synthetic.cohort import (
 )
 from seg_pipeline.synthetic.generator import CHUNK_SIZE, MessinessRates
 from tests.conftest import AS_OF
+from tests.unit.synthetic.test_generator import digest
 
 REPO = Path(__file__).resolve().parents[3]
 AS_OF_END = pd.Timestamp(AS_OF) + pd.Timedelta(days=1)  # exclusive
@@ -31,13 +31,6 @@ CUSTOMERS = 6000
 
 def read(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-
-
-def digest(folder: Path) -> dict[str, str]:
-    return {
-        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*.*"))
-    }
 
 
 @pytest.fixture(scope="module")
