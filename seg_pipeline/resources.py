@@ -50,8 +50,14 @@ class PublishTarget(dg.ConfigurableResource):
             lock_wait_seconds=settings.publish.lock_wait_seconds,
         )
 
-    def publish(self, tables: dict, monitoring: dict) -> list[str]:
+    @property
+    def postgres(self) -> tuple[str, str] | None:
+        return (self.postgres_dsn, self.postgres_schema) if self.postgres_dsn else None
+
+    def publish(self, tables: dict, monitoring: dict, run_id: str):
+        """Both stores, or neither (writers.publish); returns a writers.PublishResult."""
         from seg_pipeline.publish.writers import publish
 
-        postgres = (self.postgres_dsn, self.postgres_schema) if self.postgres_dsn else None
-        return publish(Path(self.warehouse_path), tables, monitoring, postgres, self.lock_wait_seconds)
+        return publish(
+            Path(self.warehouse_path), tables, monitoring, self.postgres, self.lock_wait_seconds, run_id
+        )

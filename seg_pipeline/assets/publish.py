@@ -18,7 +18,13 @@ from seg_pipeline.assets.common import (
 )
 from seg_pipeline.errors import SegPipelineError
 from seg_pipeline.publish.contract import PUBLISHED_TABLES, TABLES
-from seg_pipeline.publish.writers import MONITORING_SCHEMA, PublishUnavailable, read_warehouse_table
+from seg_pipeline.publish.writers import (
+    MONITORING_SCHEMA,
+    PublishUnavailable,
+    StoresDisagree,
+    live_run_ids,
+    read_warehouse_table,
+)
 from seg_pipeline.resources import PipelineSettings, PublishTarget
 
 GROUP = "published"
@@ -111,6 +117,9 @@ _LINEAGE = {
 }
 
 
+# the check that both stores hold the same run, on the table consumers read first
+STORES_AGREE, AGREE_ON = "stores_agree", "customer_segments"
+
 # of the CRM only the keys are published and shown in the report
 CUSTOMER_IDS = ["customer_key", "customer_id"]
 
@@ -130,6 +139,11 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
         ins={name: dg.AssetIn(name) for name in dict.fromkeys(d for deps in _LINEAGE.values() for d in deps)},
         pool=PUBLISH_POOL,
         retry_policy=io_retry_policy(settings),
+        check_specs=[dg.AssetCheckSpec(
+            STORES_AGREE, asset=published_key(AGREE_ON),
+            description="Every store holds this run's published tables (PostgreSQL and the warehouse). Fails "
+            "when a publish stopped between the two commits and could not be undone; `seg-pipeline status` or "
+            "the next run puts PostgreSQL back.")],
         description="Writes customer_segments, churn_scores, segment_profiles and segment_history as new tables "
         "and swaps them in, in one transaction per store (PostgreSQL first when configured, then the warehouse).",
     )  # fmt: skip
@@ -161,15 +175,29 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
         frames = {"customer_segments": segments, "churn_scores": published_scores,
                   "segment_profiles": profiles, "segment_history": history}  # fmt: skip
         try:
-            stores = publish_target.publish(
-                frames, {"drift_reference": reference, "publish_migration": moved}
+            result = publish_target.publish(
+                frames, {"drift_reference": reference, "publish_migration": moved}, run_id
             )
         except PublishUnavailable as exc:
             raise dg.Failure(str(exc), allow_retries=True) from None
+        except StoresDisagree as exc:  # the check shows it in the UI until a publish brings them together
+            yield dg.AssetCheckResult(asset_key=published_key(AGREE_ON), check_name=STORES_AGREE, passed=False,
+                                      description=str(exc))  # fmt: skip
+            raise dg.Failure(str(exc), allow_retries=False) from None
         except SegPipelineError as exc:
             raise dg.Failure(str(exc), allow_retries=False) from None
+        stores = result.stores
+        if result.resolved_earlier:
+            context.log.warning(f"before publishing: {result.resolved_earlier}")
         context.log.info(f"published {', '.join(f'{n} ({len(f):,} rows)' for n, f in frames.items())} "
                          f"to {' and '.join(stores)}")  # fmt: skip
+        live = live_run_ids(cfg.warehouse_path, publish_target.postgres)
+        yield dg.AssetCheckResult(
+            asset_key=published_key(AGREE_ON), check_name=STORES_AGREE, passed=set(live.values()) == {run_id},
+            metadata={**{f"{store}_run": str(found) for store, found in live.items()},
+                      **({"resolved_before_publishing": result.resolved_earlier} if result.resolved_earlier else {})},
+            description=None if set(live.values()) == {run_id} else f"the stores hold different runs: {live}",
+        )  # fmt: skip
         unassigned = int(segments["segment_id"].isna().sum())
         for name, frame in frames.items():
             yield dg.MaterializeResult(

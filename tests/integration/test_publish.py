@@ -12,9 +12,9 @@ import pytest
 
 from seg_pipeline.definitions import build_definitions
 from seg_pipeline.publish.contract import PUBLISHED_TABLES, column_names
-from seg_pipeline.publish.writers import read_postgres_table, read_warehouse_table
+from seg_pipeline.publish.writers import live_run_ids, read_postgres_table, read_warehouse_table
 from tests.conftest import TEST_KEY
-from tests.integration.support import copy_extracts, settings_for
+from tests.integration.support import copy_extracts, run_all, settings_for
 
 
 def run_job(settings, instance, job: str):
@@ -172,3 +172,55 @@ def test_failed_gate_keeps_the_last_good_publish_then_rescore_publishes_history_
     assert set(scores["run_id"]) == {shifted.run_id}
     report = (settings.reports_dir / "latest.html").read_text(encoding="utf-8")
     assert 'class="flagged"' in report and shifted.run_id in report
+
+
+def stores_agree(instance, run_id: str):
+    records = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey(["published", "customer_segments"]), "stores_agree"), limit=10
+    )
+    return next(r for r in records if r.run_id == run_id).event.dagster_event.event_specific_data
+
+
+def test_a_publish_killed_between_the_stores_fails_the_check_until_the_next_publish_rolls_it_back(published):
+    from tests.integration.test_publish_writers import killed_between
+
+    settings, instance = published["settings"], published["instance"]
+    dsn, schema = settings.publish.postgres_dsn.get_secret_value(), settings.publish.postgres_schema
+    good = live_run_ids(settings.warehouse_path, (dsn, schema))
+    assert good["warehouse"] == good["postgres"]
+    killed_between(settings.warehouse_path, dsn, schema, "postgres_committed")
+    assert live_run_ids(settings.warehouse_path, (dsn, schema)) == {
+        "warehouse": good["warehouse"],
+        "postgres": "new",
+    }
+
+    # PostgreSQL unreachable: the split cannot be undone; the publish step says so and the check fails
+    unreachable = settings_for(settings.home.parent, published["landing"], **{
+        "publish.postgres_dsn": "postgresql://nobody@127.0.0.1:1/none", "publish.postgres_schema": schema})  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SEG_PSEUDO_KEY", TEST_KEY)
+        blocked = run_all(unreachable, instance, groups=("published",))
+    assert not blocked.success
+    failure = next(e for e in blocked.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    assert (
+        failure.step_key == "published_tables"
+        and "the published stores DISAGREE" in failure.message + str(failure.step_failure_data.error.message)
+    )
+    check = stores_agree(instance, blocked.run_id)
+    assert (
+        not check.passed
+        and f"holds the tables of run new, the warehouse those of run {good['warehouse']}"
+        in (check.description)
+    )
+
+    # reachable again: the next publish puts PostgreSQL back first, then publishes; the check passes
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SEG_PSEUDO_KEY", TEST_KEY)
+        healed = run_all(settings, instance, groups=("published",))
+    assert healed.success
+    check = stores_agree(instance, healed.run_id)
+    assert (
+        check.passed and "put back to the tables of run" in check.metadata["resolved_before_publishing"].value
+    )
+    assert live_run_ids(settings.warehouse_path, (dsn, schema)) == {
+        "warehouse": healed.run_id, "postgres": healed.run_id}  # fmt: skip

@@ -12,11 +12,14 @@ import psycopg
 import pytest
 
 from seg_pipeline.errors import SegPipelineError
+from seg_pipeline.publish import pending
 from seg_pipeline.publish.contract import column_names
 from seg_pipeline.publish.writers import (
     PUBLISH_LOCK_KEY,
     PublishedTable,
     PublishUnavailable,
+    StoresDisagree,
+    live_run_ids,
     publish,
     publish_to_warehouse,
     read_postgres_table,
@@ -156,3 +159,114 @@ def test_a_warehouse_swap_that_breaks_half_way_is_rolled_back(stores):
         names = {r[0] for r in connection.execute(
             "select table_name from information_schema.tables where table_schema = 'published'").fetchall()}  # fmt: skip
     assert names == {"churn_scores", "customer_segments"}
+
+
+# --- two stores: a fault between the commits --------------------------------------------------------------
+
+KILL_BETWEEN = """
+import os, signal, sys
+from pathlib import Path
+from seg_pipeline.publish.writers import publish
+from tests.integration.test_publish_writers import scores, segments
+
+warehouse, dsn, schema, phase = sys.argv[1:]
+
+def crash(reached):
+    if reached == phase:
+        os.kill(os.getpid(), signal.SIGKILL)  # as a power cut or the OOM killer would
+
+publish(Path(warehouse), {"churn_scores": scores("new"), "customer_segments": segments("new")},
+        {}, (dsn, schema), 5, "new", crash)
+"""
+
+
+def killed_between(warehouse, dsn, schema, phase: str) -> None:
+    """A publishing process killed right after ``phase`` (postgres_committed or warehouse_committed)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    child = subprocess.run([sys.executable, "-c", KILL_BETWEEN, str(warehouse), dsn, schema, phase], cwd=root,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert child.returncode == -9, child.stderr
+
+
+def run_ids(warehouse, dsn, schema) -> dict[str, set[str]]:
+    return {
+        "warehouse": set(read_warehouse_table(warehouse, "churn_scores")["run_id"]),
+        "postgres": set(read_postgres_table(dsn, schema, "churn_scores")["run_id"]),
+    }
+
+
+def test_an_error_between_the_two_commits_puts_postgres_back(stores):
+    warehouse, dsn, schema = stores
+
+    def disk_full(phase):
+        if phase == "postgres_committed":
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(SegPipelineError, match="PostgreSQL's previous tables were put back") as caught:
+        publish(warehouse, {"churn_scores": scores("bad"), "customer_segments": segments("bad")}, {},
+                (dsn, schema), 5, "bad", disk_full)  # fmt: skip
+    assert "No space left on device" in str(caught.value)
+    assert_last_good_kept(warehouse, dsn, schema)
+    assert pending.read_marker(warehouse) is None
+
+
+def test_a_process_killed_between_the_commits_is_rolled_back(stores):
+    warehouse, dsn, schema = stores
+    killed_between(warehouse, dsn, schema, "postgres_committed")
+    assert run_ids(warehouse, dsn, schema) == {"warehouse": {"good"}, "postgres": {"new"}}  # split
+    marker = pending.read_marker(warehouse)
+    assert marker.run_id == "new" and marker.phase == "postgres_committed" and marker.warehouse_run == "good"
+
+    with pending.publish_lock(warehouse):  # a publish still going is left alone
+        assert pending.resolve(warehouse, (dsn, schema), 5).action == "in_progress"
+    resolution = pending.resolve(warehouse, (dsn, schema), 5)
+    assert resolution.action == "rolled_back" and "put back to the tables of run good" in resolution.message
+    assert_last_good_kept(warehouse, dsn, schema)  # no __incoming / __previous left in PostgreSQL either
+    assert pending.read_marker(warehouse) is None
+    with duckdb.connect(str(warehouse), read_only=True) as connection:
+        names = {
+            r[0] for r in connection.execute("select table_name from information_schema.tables").fetchall()
+        }
+    assert not [n for n in names if n.endswith("__incoming")]
+    assert pending.resolve(warehouse, (dsn, schema), 5) is None
+
+
+def test_a_split_that_cannot_be_undone_is_reported_and_blocks_the_next_publish(stores):
+    warehouse, dsn, schema = stores
+    killed_between(warehouse, dsn, schema, "postgres_committed")
+    unreachable = ("postgresql://nobody@127.0.0.1:1/none", schema)
+    resolution = pending.resolve(warehouse, unreachable, 1)
+    assert resolution.unresolved
+    assert "DISAGREE" in resolution.message
+    assert f"PostgreSQL schema {schema} holds the tables of run new, the warehouse those of run good" in (
+        resolution.message
+    )
+    with pytest.raises(StoresDisagree, match="DISAGREE"):
+        publish(warehouse, {"churn_scores": scores("next")}, {}, unreachable, 1, "next")
+    assert run_ids(warehouse, dsn, schema) == {
+        "warehouse": {"good"},
+        "postgres": {"new"},
+    }  # nothing more changed
+
+    result = publish(warehouse, {"churn_scores": scores("next"), "customer_segments": segments("next")}, {},
+                     (dsn, schema), 5, "next")  # fmt: skip
+    assert "put back to the tables of run good" in result.resolved_earlier
+    assert run_ids(warehouse, dsn, schema) == {"warehouse": {"next"}, "postgres": {"next"}}
+    assert live_run_ids(warehouse, (dsn, schema)) == {"warehouse": "next", "postgres": "next"}
+
+
+def test_a_process_killed_after_both_commits_is_finished(stores):
+    warehouse, dsn, schema = stores
+    killed_between(warehouse, dsn, schema, "warehouse_committed")
+    assert run_ids(warehouse, dsn, schema) == {"warehouse": {"new"}, "postgres": {"new"}}
+    resolution = pending.resolve(warehouse, (dsn, schema), 5)
+    assert resolution.action == "finished"
+    with psycopg.connect(dsn) as connection:
+        names = {r[0] for r in connection.execute(
+            "select table_name from information_schema.tables where table_schema = %s", [schema])}  # fmt: skip
+    assert names == {"churn_scores", "customer_segments"}  # the previous tables dropped
+    assert pending.read_marker(warehouse) is None

@@ -27,7 +27,7 @@ from seg_pipeline.cli import (
     success_summary,
 )
 from seg_pipeline.config import load_settings
-from seg_pipeline.publish.writers import PublishUnavailable, publish_to_postgres
+from seg_pipeline.publish.writers import PublishUnavailable, open_postgres
 from seg_pipeline.runner import INTERRUPTED, OutcomeBuilder, RunOutcome, StepOutcome
 from seg_pipeline.synthetic.generator import GeneratorConfig, generate
 
@@ -215,7 +215,7 @@ def test_failure_summary_of_a_gate_points_at_data_docs(settings):
 def test_failure_summary_when_postgres_is_unreachable(settings):
     # the message the publish step fails with, from the real writer
     with pytest.raises(PublishUnavailable) as unreachable:
-        publish_to_postgres("postgresql://nobody@127.0.0.1:9/none", [], "published", 1)
+        open_postgres("postgresql://nobody@127.0.0.1:9/none")
     publish = StepOutcome(step="published_tables", status="failed", error=str(unreachable.value), attempts=4)
     text = "\n".join(failure_summary(RunOutcome("r3", "rescore", False, [publish]), settings))
     assert "step published_tables failed: PostgreSQL is not reachable" in text

@@ -9,7 +9,7 @@ import pytest
 
 from seg_pipeline.cli import report_error
 from seg_pipeline.errors import SegPipelineError
-from seg_pipeline.publish.writers import PublishUnavailable, publish_to_postgres
+from seg_pipeline.publish.writers import PublishUnavailable, open_postgres
 from seg_pipeline.redact import dsn_passwords, has_password, known_secrets, redact, redact_dsn, redact_secrets
 
 SECRET = "Zq8-s3cr3t-Pw"
@@ -86,7 +86,7 @@ def test_a_real_connection_error_comes_out_redacted():
     assert f"postgresql://postgres:***@127.0.0.1:{CLOSED_PORT}/analytics" in redact(naive)
 
     with pytest.raises(PublishUnavailable) as unreachable:
-        publish_to_postgres(dsn, [], "published", 1)
+        open_postgres(dsn)
     message = str(unreachable.value)
     assert message.startswith(
         f"PostgreSQL is not reachable for publishing at postgresql://postgres:***@127.0.0.1:{CLOSED_PORT}/analytics ("
@@ -95,7 +95,7 @@ def test_a_real_connection_error_comes_out_redacted():
 
     keyword_dsn = f"host=127.0.0.1 port={CLOSED_PORT} user=postgres password={SECRET} dbname=analytics"
     with pytest.raises(PublishUnavailable) as unreachable:
-        publish_to_postgres(keyword_dsn, [], "published", 1)
+        open_postgres(keyword_dsn)
     assert "at host=127.0.0.1 port=9 dbname=analytics user=postgres (" in str(unreachable.value)
     assert SECRET not in str(unreachable.value)
 
@@ -110,5 +110,5 @@ def test_a_real_connection_error_comes_out_redacted():
 
 def test_a_malformed_dsn_is_a_config_error_without_its_text():
     with pytest.raises(SegPipelineError, match="DSN for publishing is not valid") as bad:
-        publish_to_postgres(f"host=127.0.0.1 password={SECRET} dbname", [], "published", 1)
+        open_postgres(f"host=127.0.0.1 password={SECRET} dbname")
     assert SECRET not in str(bad.value) and not isinstance(bad.value, PublishUnavailable)
