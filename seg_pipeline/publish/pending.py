@@ -222,3 +222,14 @@ def _unresolved(marker: Marker, why: str) -> Resolution:
         "`seg-pipeline run` or `seg-pipeline status` tries again.",
         marker.run_id,
     )
+
+
+# `status` does not wait long for another publisher's PostgreSQL lock: it reports and moves on
+STATUS_LOCK_WAIT_SECONDS = 10.0
+
+
+def resolve_configured(settings, lock_wait_seconds: float | None = None) -> Resolution | None:
+    """``resolve`` for the stores ``settings`` configure (config.Settings)."""
+    dsn = settings.publish_dsn
+    wait = settings.publish.lock_wait_seconds if lock_wait_seconds is None else lock_wait_seconds
+    return resolve(settings.warehouse_path, (dsn, settings.publish.postgres_schema) if dsn else None, wait)
