@@ -409,13 +409,19 @@ class WarehouseIOManager(DuckDBIOManager):
 
 
 def read_previous(database: str, schema: str, table: str) -> pd.DataFrame | None:
-    """The table as the last run left it, or None: read by an asset before its own output replaces it."""
+    """The table as the last run left it, or None: read by an asset before its own output replaces it, and
+    by `seg-pipeline export` (``read_warehouse_table``).
+
+    Read-only, so it works where the warehouse cannot be written (a read-only home) and beside another
+    process reading it. DuckDB refuses a read-only connection while this process holds a read-write one
+    on the same file; none is open here: the IO manager's connections last one load or store, and
+    ``wait_for_writes`` has ended the background writer's."""
     import duckdb
 
     wait_for_writes()
     if not Path(database).exists():
         return None
-    with duckdb.connect(database) as connection:
+    with duckdb.connect(database, read_only=True) as connection:
         found = connection.execute(
             "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
             [schema, table],

@@ -144,7 +144,7 @@ def test_explain_answers_for_a_known_customer(full):
     ids = read(settings, "customer_id_map", "clean")
     scores = read(settings, "churn_scores", "churn").merge(ids, on="customer_key")
     customer = scores.sort_values("churn_probability").iloc[-1]
-    text = explain(settings.warehouse_path, customer["customer_id"], erased=False).text()
+    text = explain(settings.warehouse_path, customer["customer_id"]).text()
     clusters = read(settings, "customer_clusters", "segmentation").set_index("customer_key")
     stage = read(settings, "lifecycle_stage", "segmentation").set_index("customer_key")
     assert f"Customer {customer['customer_id']}" in text
@@ -152,7 +152,7 @@ def test_explain_answers_for_a_known_customer(full):
     assert stage.loc[customer["customer_key"], "lifecycle_reason"] in text
     assert f"risk score {customer['churn_risk_score']} of 100" in text and customer["top_drivers"] in text
     assert "marketing:" in text and "profiling:" in text
-    missing = explain(settings.warehouse_path, "NO-SUCH-ID", erased=False)
+    missing = explain(settings.warehouse_path, "NO-SUCH-ID")
     assert not missing.found and "No customer with id NO-SUCH-ID" in missing.text()
 
 
