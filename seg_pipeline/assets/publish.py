@@ -252,7 +252,10 @@ def segment_report(
     }  # verdict, metric, each baseline
     model["model_version"] = model_row.get("version")
     model["mlflow_run_url"] = _meta_value(churn_meta, "mlflow_run")
-    segmentation = {k: _meta_value(seg_meta, k) for k in ("selected", "silhouette", "stability")}
+    segmentation = {
+        k: _meta_value(seg_meta, k)
+        for k in ("selected", "silhouette", "stability", "single_segment", "notes")
+    }
     segmentation["mlflow_run_url"] = _meta_value(seg_meta, "mlflow_run")
     links = {
         "Dagster run": f"http://127.0.0.1:3000/runs/{current_run_id(context)}",

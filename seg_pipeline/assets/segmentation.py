@@ -2,6 +2,8 @@
 
 The fit's outputs are separate assets (and tables) so lineage shows what each consumer reads. Stable
 segment ids and migration need the previous run's tables, which are read before this run replaces them.
+Data that cannot be segmented (fewer customers, or distinct customers, than segmentation.k_min) fails the
+step with a sentence naming the cause; customers who are all alike make one segment and a warning.
 """
 
 import contextlib
@@ -13,6 +15,7 @@ import dagster as dg
 import pandas as pd
 
 from seg_pipeline.assets.common import current_run_id, run_as_of
+from seg_pipeline.errors import SegPipelineError
 from seg_pipeline.resources import PipelineSettings
 from seg_pipeline.segmentation.lifecycle import LIFECYCLE_STAGES, assign_lifecycle, lifecycle_counts
 from seg_pipeline.tracking import MlflowTracking, model_requirements
@@ -109,15 +112,20 @@ def segmentation(
     warehouse = str(cfg.warehouse_path)
     previous_devs = read_previous(warehouse, SCHEMA, "segment_deviations")
     previous_clusters = read_previous(warehouse, SCHEMA, "customer_clusters")
-    result = fit_segmentation(
-        customer_features,
-        config=cfg.segmentation,
-        categorical=cfg.customer_attributes.categorical,
-        attributes=cfg.customer_attributes.names,
-        churned=observed_churn(customer_features, clean_customers, cfg.churn),
-        previous_deviations=previous_devs,
-        previous_assignments=previous_clusters,
-    )
+    try:
+        result = fit_segmentation(
+            customer_features,
+            config=cfg.segmentation,
+            categorical=cfg.customer_attributes.categorical,
+            attributes=cfg.customer_attributes.names,
+            churned=observed_churn(customer_features, clean_customers, cfg.churn),
+            previous_deviations=previous_devs,
+            previous_assignments=previous_clusters,
+        )
+    except SegPipelineError as exc:  # the data or config, not the machine: a rerun would fail the same way
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    for note in result.notes:
+        context.log.warning(note)
     chosen = result.selection.chosen
     tags = {"dagster_run_id": current_run_id(context), "as_of": as_of.isoformat(), "stage": "segmentation"}
     params = {
@@ -148,6 +156,7 @@ def segmentation(
     label_map = {str(label): segment for label, segment in result.label_to_segment.items()}
     moved = result.migration
     deviations = long_deviations(result.deviations)
+    notes = {"single_segment": result.single_segment, "notes": "; ".join(result.notes) or "none"}
     yield dg.Output(
         result.assignments, "customer_clusters",
         metadata={"dagster/row_count": len(result.assignments), "segments": len(result.profiles),
@@ -159,12 +168,13 @@ def segmentation(
         metadata={"selection": dg.MetadataValue.md(selection_markdown(result.selection.table)),
                   "selected": chosen["candidate"], "stability": float(chosen["stability"]),
                   "silhouette": float(chosen["silhouette"]), "seconds": dg.MetadataValue.json(result.seconds),
-                  **link},
+                  **notes, **link},
     )  # fmt: skip
     yield dg.Output(
         result.profiles, "segment_profiles",
         metadata={"dagster/row_count": len(result.profiles),
-                  "profiles": dg.MetadataValue.md(result.profiles.to_markdown(index=False, floatfmt=".3f")), **link},
+                  "profiles": dg.MetadataValue.md(result.profiles.to_markdown(index=False, floatfmt=".3f")),
+                  **notes, **link},
     )  # fmt: skip
     yield dg.Output(deviations, "segment_deviations", metadata={"dagster/row_count": len(deviations)})
     yield dg.Output(result.micro, "micro_segments", metadata={"dagster/row_count": len(result.micro)})

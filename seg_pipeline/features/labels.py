@@ -123,9 +123,9 @@ def activity_training_set(customers: pd.DataFrame, orders: pd.DataFrame, web: pd
         table, c, features = _activity_snapshot(sources, snapshot, horizon, attributes, population)
         fit = features.btyd
         seconds["bg_nbd"] += features.btyd_seconds
-        if split == "train" and table["label"].nunique() < 2:
-            notes.append(f"snapshot {snapshot} left out: its {len(table)} rows are all "
-                         f"{'churned' if table['label'].any() else 'retained'}")  # fmt: skip
+        problem = one_class_problem(table["label"])
+        if split == "train" and problem:
+            notes.append(f"snapshot {snapshot} left out: {problem}")
             continue
         name = f"{split}/{snapshot}"
         parts.append(table.assign(snapshot=pd.Timestamp(snapshot), split=split))
@@ -137,7 +137,8 @@ def activity_training_set(customers: pd.DataFrame, orders: pd.DataFrame, web: pd
             bg_nbd[str(snapshot)] = fit.params.as_dict()
         elif fit is not None:
             notes.append(f"snapshot {snapshot}: BG/NBD features left out ({fit.reason})")
-    built = _finish(parts, counts, notes)
+    left_out = [n for n in notes if n.startswith("snapshot ") and " left out: " in n]
+    built = _finish(parts, counts, notes, context=left_out, hint="check churn.horizon_days and as_of")
     built.bg_nbd, built.seconds = bg_nbd, {k: round(v, 2) for k, v in seconds.items()}
     return built
 
@@ -194,18 +195,43 @@ def explicit_training_set(customers: pd.DataFrame, features: pd.DataFrame, *, ch
     }
     if (~known).any():
         notes.append("label unknown: scored, never trained on")
-    return _finish([table], counts, notes)
+    context = []
+    if counts.get("churned_before_snapshot"):
+        context.append(
+            f"{counts['churned_before_snapshot']} customer(s) churned before the snapshot {snapshot.date()} "
+            "(as_of - churn.horizon_days) and are left out: there is no churn left to predict for them"
+        )
+    hint = f"check the CRM column {column!r} (churn.explicit_column), churn.horizon_days and as_of"
+    return _finish([table], counts, notes, context=context, hint=hint)
 
 
-def _finish(parts: list[pd.DataFrame], counts: dict[str, int], notes: list[str]) -> TrainingSet:
+def one_class_problem(labels: pd.Series) -> str | None:
+    """Why a model cannot learn from these labels, naming the class present; None when both are."""
+    rows, churned = len(labels), int(labels.sum())
+    if 0 < churned < rows:
+        return None
+    if rows == 0:
+        return "there is no labelled customer (0 rows)"
+    return f"every labelled customer {'churned' if churned else 'was retained'} ({rows} rows)"
+
+
+def _finish(parts: list[pd.DataFrame], counts: dict[str, int], notes: list[str], *, context: list[str],
+            hint: str) -> TrainingSet:  # fmt: skip
+    """The stacked table, or an error when it (or its training or holdout rows) holds one class only."""
     table = pd.concat(parts, ignore_index=True)
     features = [c for c in table.columns if c not in KEY_COLUMNS]
     table = table[KEY_COLUMNS + features]
-    for split in ("train", "holdout"):
-        labels = table.loc[table["split"] == split, "label"]
-        if labels.nunique() < 2:
+    # the whole table first: "every labelled customer churned" is the cause, an empty split its effect
+    checks = [("", table["label"])]
+    checks += [
+        (f" ({split} rows)", table.loc[table["split"] == split, "label"]) for split in ("train", "holdout")
+    ]
+    for where, labels in checks:
+        problem = one_class_problem(labels)
+        if problem:
+            why = "".join(f"; {c}" for c in context)
             raise SegPipelineError(
-                f"churn training set: the {split} rows have only {'churned' if labels.any() else 'retained'} "
-                f"customers ({len(labels)} rows); a model needs both; check churn.horizon_days and as_of"
+                f"churn training set{where}: {problem}{why}; the model needs both churned and retained "
+                f"customers; {hint}"
             )
     return TrainingSet(table=table, feature_columns=features, counts=counts, notes=notes)

@@ -486,6 +486,11 @@ def _summary_section(inputs: ReportInputs, prep: _Prepared) -> str:
         css="meta",
     )
     notes = []
+    if inputs.segmentation.get("single_segment"):
+        notes.append(
+            "One segment: every customer has the same profile features, so all are in \u201cAll customers\u201d "
+            f"({inputs.segmentation.get('notes')})."
+        )
     if unassigned:
         notes.append(
             f"{unassigned:,} customers ({unassigned / max(len(cs), 1):.1%}) joined since the segments were "

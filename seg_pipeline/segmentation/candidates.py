@@ -53,6 +53,26 @@ class SampledClusterer(ClusterMixin, BaseEstimator):
         return pairwise_distances_argmin(np.asarray(X, dtype=float), self.cluster_centers_)
 
 
+class SingleSegment(ClusterMixin, BaseEstimator):
+    """Everyone in one segment: the outcome when every customer has the same design row, where no
+    clusterer can split anyone (see fit.py). Predicts label 0 for every row, like a fitted clusterer."""
+
+    def fit(self, X, y=None):
+        X = np.asarray(X, dtype=float)
+        self.cluster_centers_ = X.mean(axis=0, keepdims=True)
+        self.n_clusters_ = 1
+        self.labels_ = self.predict(X)
+        return self
+
+    def predict(self, X):
+        return np.zeros(len(X), dtype="int64")
+
+
+def distinct_rows(X: np.ndarray) -> int:
+    """How many different rows X has: no clusterer can form more segments than that."""
+    return len(np.unique(np.asarray(X, dtype=float), axis=0)) if len(X) else 0
+
+
 @dataclass(frozen=True)
 class Candidate:
     algorithm: str  # kmeans | gmm | agglomerative | hdbscan
@@ -86,7 +106,8 @@ def make_estimator(candidate: Candidate, *, n_rows: int, seed: int, hierarchical
         return SampledClusterer(inner, sample_size=hierarchical_sample, random_state=seed)
     if candidate.algorithm == "hdbscan":
         size = min(n_rows, hierarchical_sample)
-        inner = HDBSCAN(min_cluster_size=max(15, size // 50), copy=True)
+        # HDBSCAN refuses a minimum cluster size above the rows it is given (a company of a dozen customers)
+        inner = HDBSCAN(min_cluster_size=min(max(15, size // 50), max(size, 2)), copy=True)
         return SampledClusterer(inner, sample_size=hierarchical_sample, random_state=seed)
     raise ValueError(f"unknown segmentation algorithm {candidate.algorithm!r}")
 

@@ -134,7 +134,8 @@ def projection_figure(X: np.ndarray, labels: np.ndarray, names: Mapping[int, str
     coords = np.zeros((len(X), 2))
     ratios = np.zeros(2)
     n_components = min(2, X.shape[0], X.shape[1])
-    if n_components >= 1 and len(X) >= 2:
+    # identical points (a single segment of alike customers) have no principal components
+    if n_components >= 1 and len(X) >= 2 and np.ptp(X, axis=0).any():
         pca = PCA(n_components=n_components, random_state=seed)
         coords[:, :n_components] = pca.fit_transform(X)
         ratios[:n_components] = np.nan_to_num(pca.explained_variance_ratio_)

@@ -1,6 +1,10 @@
 """One segmentation fit, start to finish, in pandas and scikit-learn (the Dagster asset only wires it up):
 design matrix -> candidates -> selection -> segment ids stable across runs -> names and profiles ->
 micro-segments -> migration since the previous run.
+
+When every customer has the same design row there is nothing to cluster: the result is one segment,
+"All customers", with a note the asset logs as a warning (selection.py says which degenerate inputs are
+errors instead).
 """
 
 from __future__ import annotations
@@ -15,9 +19,18 @@ from sklearn.pipeline import Pipeline
 
 from seg_pipeline.config import ChurnConfig, SegmentationConfig
 from seg_pipeline.segmentation import profiles as pf
-from seg_pipeline.segmentation.candidates import candidates
+from seg_pipeline.segmentation.candidates import candidates, distinct_rows
 from seg_pipeline.segmentation.design import DesignColumns, design_columns, design_frame, preprocessor
-from seg_pipeline.segmentation.selection import Selection, select
+from seg_pipeline.segmentation.selection import (
+    Selection,
+    feasible_k_max,
+    require_customers,
+    select,
+    single_segment,
+    single_segment_note,
+)
+
+ALL_CUSTOMERS = "All customers"  # the name of the only segment when every customer is alike
 
 
 @dataclass
@@ -35,6 +48,11 @@ class SegmentationResult:
     design_sample: np.ndarray  # transformed rows of the fitting sample, for the projection figure
     sample_segments: np.ndarray
     seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the run should warn about (degenerate data)
+
+    @property
+    def single_segment(self) -> bool:
+        return len(self.profiles) == 1
 
 
 def observed_churn(features: pd.DataFrame, customers: pd.DataFrame, churn: ChurnConfig) -> pd.Series:
@@ -56,6 +74,8 @@ def _micro_segments(X: np.ndarray, segment: np.ndarray, total: int, seed: int, f
     for seg, m in counts.items():
         rows = np.flatnonzero(segment == seg)
         fit_rows = rows if len(rows) <= fit_sample else rng.choice(rows, fit_sample, replace=False)
+        if m > 1:  # k-means cannot split identical rows: no more micro-segments than distinct rows
+            m = min(m, distinct_rows(X[fit_rows]))
         if m <= 1:
             local = np.zeros(len(rows), dtype="int64")
         else:
@@ -89,6 +109,7 @@ def fit_segmentation(features: pd.DataFrame, *, config: SegmentationConfig, cate
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     features = features.reset_index(drop=True)
+    require_customers(len(features), config.k_min)
     columns = design_columns(features, categorical, config.features, attributes)
     frame = design_frame(features, columns)
     rng = np.random.default_rng(config.seed)
@@ -99,11 +120,7 @@ def fit_segmentation(features: pd.DataFrame, *, config: SegmentationConfig, cate
     seconds["design"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    found = candidates(config.algorithms, config.k_min, config.k_max)
-    selection = select(X_fit, found, k_min=config.k_min, k_max=config.k_max, seed=config.seed,
-                       metric_sample=config.metric_sample, hierarchical_sample=config.hierarchical_sample,
-                       resamples=config.stability_resamples, min_stability=config.min_stability,
-                       n_jobs=config.n_jobs)  # fmt: skip
+    selection, notes = _select(X_fit, config, len(features), columns.all)
     pipeline = Pipeline([("prepare", prep), ("cluster", selection.model)])
     seconds["selection"] = time.perf_counter() - clock
 
@@ -116,7 +133,7 @@ def fit_segmentation(features: pd.DataFrame, *, config: SegmentationConfig, cate
     mapping, distance = pf.stable_ids(by_label, previous_deviations)
     segment = labels.map(mapping).to_numpy()
     devs = by_label.rename(index=mapping).sort_index()
-    names = pf.unique_names(devs)
+    names = pf.unique_names(devs) if len(devs) > 1 else dict.fromkeys(devs.index, ALL_CUSTOMERS)
     assignments = pd.DataFrame(
         {
             "customer_key": features["customer_key"].to_numpy(),
@@ -147,4 +164,23 @@ def fit_segmentation(features: pd.DataFrame, *, config: SegmentationConfig, cate
         design_sample=X_fit,
         sample_segments=pd.Series(selection.labels).map(mapping).to_numpy(),
         seconds={k: round(v, 2) for k, v in seconds.items()},
+        notes=notes,
     )
+
+
+def _select(X_fit: np.ndarray, config: SegmentationConfig, customers: int, columns: list[str]
+            ) -> tuple[Selection, list[str]]:  # fmt: skip
+    """Every feasible candidate fitted and scored, or the single segment when all rows are the same."""
+    distinct = distinct_rows(X_fit)
+    if distinct == 1:
+        note = single_segment_note(len(X_fit), columns, sampled=len(X_fit) < customers)
+        return single_segment(X_fit, note), [note]
+    k_max, notes = feasible_k_max(
+        distinct, len(X_fit), k_min=config.k_min, k_max=config.k_max, columns=columns
+    )
+    found = candidates(config.algorithms, config.k_min, k_max)
+    selection = select(X_fit, found, k_min=config.k_min, k_max=k_max, seed=config.seed,
+                       metric_sample=config.metric_sample, hierarchical_sample=config.hierarchical_sample,
+                       resamples=config.stability_resamples, min_stability=config.min_stability,
+                       n_jobs=config.n_jobs)  # fmt: skip
+    return selection, notes

@@ -35,6 +35,9 @@ def _comparable(values: pd.Series) -> pd.Series:
 
 def deviations(features: pd.DataFrame, labels: pd.Series, columns: list[str]) -> pd.DataFrame:
     """Segment x feature: (segment mean - population mean) / population std, on comparable scales."""
+    groups = pd.Index(np.unique(labels.to_numpy()))
+    if len(groups) < 2:  # one group is the whole population: it deviates from it nowhere
+        return pd.DataFrame(index=groups)
     rows = {}
     for column in columns:
         v = _comparable(features[column])
@@ -42,7 +45,7 @@ def deviations(features: pd.DataFrame, labels: pd.Series, columns: list[str]) ->
         if not std or np.isnan(std):
             continue
         rows[column] = (v.groupby(labels.to_numpy()).mean() - v.mean()) / std
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, index=groups)
 
 
 def _slug_words(column: str, prefix: str) -> str:
@@ -179,7 +182,8 @@ def revenue_of(features: pd.DataFrame) -> pd.Series:
 def long_deviations(devs: pd.DataFrame) -> pd.DataFrame:
     """segment_id, feature, deviation: what the next run matches its segments against."""
     out = devs.rename_axis(index="segment_id", columns="feature").stack().rename("deviation").reset_index()
-    return out.astype({"segment_id": "int64", "deviation": "float64"})
+    # feature names are text even when there are none (a single segment deviates nowhere)
+    return out.astype({"segment_id": "int64", "feature": "object", "deviation": "float64"})
 
 
 def migration(previous: pd.DataFrame | None, current: pd.DataFrame) -> pd.DataFrame:

@@ -4,7 +4,12 @@ Scores per candidate: silhouette (on a sample: it is quadratic in rows), Davies-
 and bootstrap stability (mean adjusted Rand index between the candidate's labels and those of refits on
 bootstrap resamples, compared on the same evaluation sample). The winner has the best mean rank over the
 four scores among candidates whose k is in the configured range and whose stability reaches the floor;
-ties go to the smaller k (fewer segments are easier to act on).
+ties go to the smaller k (fewer segments are easier to act on). When no candidate reaches the floor, the
+winner is chosen among every scored candidate in the range, and each says so in its note.
+
+Degenerate data: fewer customers, or fewer distinct design rows, than segmentation.k_min is an error
+naming the cause; candidates with more segments than there are distinct rows are left out; when every
+customer has the same design row, fit.py publishes one segment of everyone (single_segment).
 """
 
 from __future__ import annotations
@@ -22,12 +27,15 @@ from sklearn.metrics import (
     silhouette_score,
 )
 
-from seg_pipeline.segmentation.candidates import Candidate, estimator_name, make_estimator
+from seg_pipeline.errors import SegPipelineError
+from seg_pipeline.segmentation.candidates import Candidate, SingleSegment, estimator_name, make_estimator
 
 SELECTION_COLUMNS = [
     "candidate", "algorithm", "estimator", "k", "silhouette", "davies_bouldin", "calinski_harabasz",
     "stability", "inertia", "smallest_share", "fit_seconds", "eligible", "mean_rank", "selected", "note",
 ]  # fmt: skip
+SINGLE_SEGMENT = "single segment: all customers alike"
+UNSTABLE_FALLBACK = "chosen among unstable candidates: none reached segmentation.min_stability"
 
 
 @dataclass
@@ -39,10 +47,16 @@ class Selection:
 
 
 def _scores(X: np.ndarray, labels: np.ndarray, evaluation: np.ndarray) -> dict[str, float]:
-    if len(np.unique(labels)) < 2:
+    # every score needs 2 to n-1 segments among the rows it is computed on (one customer per segment
+    # happens in a company of a few customers); silhouette is computed on the evaluation sample
+    if not 1 < len(np.unique(labels)) < len(labels):
         return {"silhouette": np.nan, "davies_bouldin": np.nan, "calinski_harabasz": np.nan}
     ev_labels = labels[evaluation]
-    sil = silhouette_score(X[evaluation], ev_labels) if len(np.unique(ev_labels)) > 1 else np.nan
+    sil = (
+        silhouette_score(X[evaluation], ev_labels)
+        if 1 < len(np.unique(ev_labels)) < len(ev_labels)
+        else np.nan
+    )
     return {
         "silhouette": float(sil),
         "davies_bouldin": float(davies_bouldin_score(X, labels)),
@@ -126,11 +140,7 @@ def select(X: np.ndarray, candidates: list[Candidate], *, k_min: int, k_max: int
     fitted = {row["candidate"]: (model, labels) for row, model, labels in results}
 
     table = pd.DataFrame(rows)
-    in_range = table["k"].between(k_min, k_max)
-    table["eligible"] = in_range & (table["stability"] >= min_stability)
-    if not table["eligible"].any():  # nothing stable enough: still choose, and say so
-        table["eligible"] = in_range & table["silhouette"].notna()
-        table.loc[table["eligible"], "note"] += "; chosen among unstable candidates: none reached the floor"
+    table["eligible"] = _eligible(table, k_min=k_min, k_max=k_max, min_stability=min_stability)
     table["mean_rank"] = np.nan
     table.loc[table["eligible"], "mean_rank"] = _mean_rank(table[table["eligible"]])
     best = table[table["eligible"]].sort_values(["mean_rank", "k"]).index[0]
@@ -138,6 +148,88 @@ def select(X: np.ndarray, candidates: list[Candidate], *, k_min: int, k_max: int
     table = table[SELECTION_COLUMNS]
     model, labels = fitted[table.loc[best, "candidate"]]
     return Selection(table=table, model=model, labels=labels, chosen=table.loc[best])
+
+
+def _eligible(table: pd.DataFrame, *, k_min: int, k_max: int, min_stability: float) -> pd.Series:
+    """Candidates in the k range that reach the stability floor; when none does, every scored candidate
+    in the range, each noted (a segmentation is still published); when none is in the range, an error
+    saying how many segments each candidate found."""
+    in_range = table["k"].between(k_min, k_max) & table["k"].ge(2)
+    stable = in_range & (table["stability"] >= min_stability)
+    if stable.any():
+        return stable
+    if in_range.any():
+        fallback = f"{UNSTABLE_FALLBACK} {min_stability:.2f}"
+        table.loc[in_range, "note"] = [
+            f"{n}; {fallback}" if n else fallback for n in table.loc[in_range, "note"]
+        ]
+        return in_range
+    found = "; ".join(f"{c}: {k} segment(s)" for c, k in zip(table["candidate"], table["k"], strict=True))
+    raise SegPipelineError(
+        f"segmentation: no candidate found between segmentation.k_min={k_min} and segmentation.k_max={k_max} "
+        f"segments ({found}); lower segmentation.k_min, add algorithms to segmentation.algorithms or check "
+        "the extracts"
+    )
+
+
+def require_customers(customers: int, k_min: int) -> None:
+    """Fewer customers than segments asked for is a config error (or an extract that lost its rows)."""
+    if customers < k_min:
+        raise SegPipelineError(
+            f"segmentation: only {customers} profiled customer(s), fewer than segmentation.k_min={k_min}; "
+            f"segmentation needs at least {k_min} customers to form {k_min} segments; lower segmentation.k_min "
+            "or check the extracts (customer_features holds the profiled customers)"
+        )
+
+
+def feasible_k_max(distinct: int, customers: int, *, k_min: int, k_max: int, columns: list[str]
+                   ) -> tuple[int, list[str]]:  # fmt: skip
+    """The largest k the data allow (a clusterer cannot split identical rows) and a note when that is below
+    segmentation.k_max; an error when it is below segmentation.k_min. ``distinct`` design rows among
+    ``customers`` fitting rows; ``distinct`` 1 is the single-segment case, handled before this."""
+    if distinct < k_min:
+        raise SegPipelineError(
+            f"segmentation: only {distinct} distinct customers (after feature scaling) among {customers:,}, "
+            f"fewer than segmentation.k_min={k_min}; segmentation needs at least {k_min} customers whose "
+            f"features ({_listed(columns)}) differ; lower segmentation.k_min or check the extracts"
+        )
+    if distinct >= k_max:
+        return k_max, []
+    return distinct, [
+        f"only {distinct} distinct customers (after feature scaling) among {customers:,}: candidates with more "
+        f"than {distinct} segments (up to segmentation.k_max={k_max}) left out"
+    ]
+
+
+def single_segment_note(customers: int, columns: list[str], *, sampled: bool) -> str:
+    which = (
+        f"{customers:,} customers of the fitting sample (segmentation.fit_sample)"
+        if sampled
+        else f"{customers:,} customers"
+    )
+    return (
+        f"all {which} have the same features after scaling ({_listed(columns)}): one segment, "
+        '"All customers", with no scores (silhouette and stability need two segments); check the extracts '
+        "if customers should differ"
+    )
+
+
+def single_segment(X: np.ndarray, note: str) -> Selection:
+    """The selection when every row is the same: one segment of everyone, as the table's only row."""
+    started = time.perf_counter()
+    model = SingleSegment().fit(X)
+    row = dict.fromkeys(SELECTION_COLUMNS, np.nan) | {
+        "candidate": SINGLE_SEGMENT, "algorithm": "single", "estimator": estimator_name(model), "k": 1,
+        "smallest_share": 1.0, "fit_seconds": round(time.perf_counter() - started, 2), "eligible": False,
+        "selected": True, "note": note,
+    }  # fmt: skip
+    table = pd.DataFrame([row], columns=SELECTION_COLUMNS)
+    return Selection(table=table, model=model, labels=model.labels_, chosen=table.iloc[0])
+
+
+def _listed(columns: list[str], shown: int = 8) -> str:
+    more = f" and {len(columns) - shown} more" if len(columns) > shown else ""
+    return ", ".join(columns[:shown]) + more
 
 
 def selection_markdown(table: pd.DataFrame) -> str:

@@ -1,7 +1,13 @@
 """Segmentation on the generated company, twice on the same data: planted segments recovered, ids and
-names stable, migration empty the second time, MLflow run and registered model tagged with the Dagster run."""
+names stable, migration empty the second time, MLflow run and registered model tagged with the Dagster run.
+Then companies whose customers are all alike (one segment, a warning) or of fewer kinds than
+segmentation.k_min (the step fails, saying so)."""
 
 from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -9,7 +15,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
+from seg_pipeline.definitions import build_definitions
+from seg_pipeline.segmentation.fit import ALL_CUSTOMERS
 from seg_pipeline.segmentation.lifecycle import LIFECYCLE_STAGES
+from seg_pipeline.segmentation.selection import SINGLE_SEGMENT
 from tests.conftest import TEST_KEY
 from tests.integration.support import copy_extracts, run_all, settings_for
 
@@ -146,3 +155,78 @@ def test_lifecycle_stages_cover_every_profiled_customer(two_runs):
     assert set(stages["lifecycle_stage"]) <= set(LIFECYCLE_STAGES)
     assert stages["lifecycle_stage"].nunique() >= 4
     assert stages["lifecycle_reason"].str.len().gt(0).all()
+
+
+CRM_HEADER = ["customer_id", "company", "name", "email", "phone", "country", "industry", "company_size",
+              "signup_date", "updated_at", "plan", "contract", "payment_method", "monthly_charges",
+              "consent_marketing", "consent_profiling", "churned", "churn_date"]  # fmt: skip
+ORDER_DATES = ["2024-02-20 10:00:00", "2024-04-20 10:00:00", "2024-06-20 10:00:00"]
+
+
+def alike_company(landing: Path, kinds: int, customers: int = 300) -> Path:
+    """CRM and orders of ``customers`` customers of ``kinds`` kinds: customer i orders the same three times
+    as everyone of kind i % kinds (an order value per kind), and nothing else tells them apart."""
+    landing.mkdir(parents=True)
+    ids = [f"C{i:010d}" for i in range(customers)]
+    crm = [[c, f"Firm{i:03d} Works GmbH", f"Person{i:03d} Example", f"person{i:03d}@example.com",
+            f"+4915{i:08d}", "DE", "retail", "11-50", "2023-01-02", "2024-06-25 00:00:00", "pro", "annual",
+            "card", 50.0, "yes", "yes", "0", ""] for i, c in enumerate(ids)]  # fmt: skip
+    orders = [[f"O{i:04d}{n}", c, day, 100.0 + 40.0 * (i % kinds), "web", "office"]
+              for i, c in enumerate(ids) for n, day in enumerate(ORDER_DATES)]  # fmt: skip
+    for name, header, rows in (("crm_customers.csv", CRM_HEADER, crm), ("orders.csv", [
+            "order_id", "customer_id", "order_date", "amount", "channel", "product_category"], orders)):  # fmt: skip
+        with (landing / name).open("w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh).writerows([header, *rows])
+    return landing
+
+
+def segment_alike_company(tmp_path: Path, kinds: int):
+    """Extracts to segmentation (no churn: alike customers cannot train a model); the run, its failed
+    steps (step key -> failure), its segmentation warnings and the instance to read materializations from."""
+    settings = settings_for(tmp_path, alike_company(tmp_path / "landing", kinds))
+    graph = build_definitions(settings).resolve_asset_graph()
+    upstream = [k.to_user_string() for k in dg.AssetSelection.groups("raw", "clean").resolve(graph)]
+    with dg.instance_for_test() as instance:
+        result = run_all(settings, instance, selection=[*upstream, "customer_features", *SEGMENT_OUTPUTS,
+                                                        "segment_deviations"])  # fmt: skip
+        failed = {e.step_key: e.event_specific_data for e in result.all_events if e.is_step_failure}
+        warnings = [entry.user_message for entry in instance.all_logs(result.run_id)
+                    if entry.step_key == "segmentation" and entry.level == logging.WARNING]  # fmt: skip
+        materialized = {
+            key: instance.get_latest_materialization_event(dg.AssetKey(key)) for key in SEGMENT_OUTPUTS
+        }
+    return settings, failed, warnings, materialized
+
+
+def test_customers_all_alike_make_one_segment_and_a_warning(tmp_path):
+    settings, failed, warnings, materialized = segment_alike_company(tmp_path, kinds=1)
+    assert failed == {}, failed  # the segment_profiles gate takes one segment too
+    note = "all 300 customers have the same features after scaling (avg_order_value, "
+    assert len(warnings) == 1 and warnings[0].startswith(note), warnings
+    meta = materialized["segmentation_candidates"].asset_materialization.metadata
+    assert meta["selected"].value == SINGLE_SEGMENT and meta["single_segment"].value is True
+    assert meta["notes"].value == warnings[0]
+    clusters = read(settings, "customer_clusters")
+    assert len(clusters) == 300 and set(clusters["segment_name"]) == {ALL_CUSTOMERS}
+    assert clusters["segment_id"].nunique() == 1 and clusters["micro_segment_id"].nunique() == 1
+    profiles = read(settings, "segment_profiles")
+    assert profiles[["segment_name", "customers", "share"]].to_dict("records") == [
+        {"segment_name": ALL_CUSTOMERS, "customers": 300, "share": 1.0}
+    ]
+    candidates = read(settings, "segmentation_candidates")
+    assert candidates[["candidate", "k", "selected"]].to_dict("records") == [
+        {"candidate": SINGLE_SEGMENT, "k": 1, "selected": True}
+    ]
+
+
+def test_fewer_kinds_of_customers_than_k_min_fail_the_step_naming_the_cause(tmp_path):
+    _, failed, _, materialized = segment_alike_company(tmp_path, kinds=2)
+    assert set(failed) == {"segmentation"}
+    failure = failed["segmentation"].user_failure_data  # a Failure with our sentence, not a traceback
+    assert failure is not None, failed["segmentation"].error
+    assert failure.description.startswith(
+        "segmentation: only 2 distinct customers (after feature scaling) among 300, fewer than "
+        "segmentation.k_min=3; segmentation needs at least 3 customers whose features (avg_order_value, "
+    )
+    assert failure.description.endswith("lower segmentation.k_min or check the extracts")
+    assert all(event is None for event in materialized.values())

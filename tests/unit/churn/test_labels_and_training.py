@@ -215,6 +215,47 @@ def test_explicit_labels_with_churn_dates_use_features_from_before_the_horizon()
     assert np.allclose(table["days_since_last_purchase"], expected, equal_nan=True)
 
 
+@pytest.mark.parametrize(("churned", "words"), [(True, "every labelled customer churned (600 rows)"),
+                                                 (False, "every labelled customer was retained (600 rows)")])  # fmt: skip
+def test_one_class_labels_name_the_class_present(churned, words):
+    customers, _ = company()
+    customers["churned"] = churned
+    features = customers[["customer_key"]].assign(tenure_days=1.0)
+    with pytest.raises(SegPipelineError) as raised:
+        explicit_training_set(customers, features, churn=ChurnConfig(label="explicit"))
+    assert str(raised.value) == (
+        f"churn training set: {words}; the model needs both churned and retained customers; check the CRM "
+        "column 'churned' (churn.explicit_column), churn.horizon_days and as_of"
+    )
+
+
+def test_everyone_churned_before_the_snapshot_is_not_called_retained():
+    """All churned, with churn dates before as_of - horizon: nobody is left to label, and the message says
+    why instead of "only retained customers (0 rows)"."""
+    customers, orders = company()
+    customers["churned"] = True
+    customers["churn_date"] = HOLDOUT_SNAPSHOT - 10 * DAY
+    features = customers[["customer_key"]].assign(tenure_days=1.0)
+    with pytest.raises(SegPipelineError) as raised:
+        explicit_training_set(customers, features, churn=ChurnConfig(label="explicit"),
+                              sources={"orders": orders, **empty_sources()}, as_of=AS_OF, attributes=["plan"])  # fmt: skip
+    message = str(raised.value)
+    assert message.startswith(
+        f"churn training set: there is no labelled customer (0 rows); 600 customer(s) churned before the "
+        f"snapshot {HOLDOUT_SNAPSHOT.date()} (as_of - churn.horizon_days) and are left out"
+    )
+    assert "retained" not in message.split("; the model needs")[0]
+
+
+def test_a_one_class_split_says_which_split_and_class():
+    customers, _ = company()
+    customers["churned"] = [True] + [False] * (len(customers) - 1)  # the one churner: too few to stratify
+    features = customers[["customer_key"]].assign(tenure_days=1.0)
+    with pytest.raises(SegPipelineError, match=r"^churn training set \(holdout rows\): every labelled customer "
+                       r"was retained \(150 rows\)"):  # fmt: skip
+        explicit_training_set(customers, features, churn=ChurnConfig(label="explicit"))
+
+
 def plan_company(n: int = 900, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Churn depends on the plan as much as on recency: basic customers stop at some point, pro customers
     never do. A model that reads the plan can beat every naive baseline; one that cannot, cannot."""

@@ -323,3 +323,11 @@ def test_the_model_section_compares_the_model_with_the_baselines(inputs):
     assert "Against baselines" in summary_markdown(lost)
     # a run from before baselines existed: no comparison block, nothing breaks
     assert "Our model vs." not in section(render_report(inputs), "model")
+
+
+def test_a_single_segment_is_explained_in_the_summary(inputs):
+    note = "all 300 customers have the same features after scaling (avg_order_value, orders_365d)"
+    alike = dataclasses.replace(inputs, segmentation={**inputs.segmentation, "single_segment": True, "notes": note})
+    document = render_report(alike)
+    assert "One segment: every customer has the same profile features" in document and note in document
+    assert "One segment" not in render_report(inputs)
