@@ -327,7 +327,9 @@ def test_the_model_section_compares_the_model_with_the_baselines(inputs):
 
 def test_a_single_segment_is_explained_in_the_summary(inputs):
     note = "all 300 customers have the same features after scaling (avg_order_value, orders_365d)"
-    alike = dataclasses.replace(inputs, segmentation={**inputs.segmentation, "single_segment": True, "notes": note})
+    alike = dataclasses.replace(
+        inputs, segmentation={**inputs.segmentation, "single_segment": True, "notes": note}
+    )
     document = render_report(alike)
     assert "One segment: every customer has the same profile features" in document and note in document
     assert "One segment" not in render_report(inputs)
