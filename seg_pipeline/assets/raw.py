@@ -3,6 +3,8 @@
 No `from __future__ import annotations` here: Dagster inspects the context annotation at runtime.
 """
 
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 
@@ -11,6 +13,8 @@ from seg_pipeline.config import Settings
 from seg_pipeline.errors import SegPipelineError
 from seg_pipeline.resources import PipelineSettings
 from seg_pipeline.sources.contracts import CONTRACTS, SOURCE_ROW, ColumnType, SourceContract
+from seg_pipeline.sources.files import unreadable_reason
+from seg_pipeline.sources.masking import shown_name
 from seg_pipeline.sources.readers import IngestReport, read_source
 
 
@@ -74,7 +78,7 @@ def ingest_metadata(frame: pd.DataFrame, report: IngestReport, contract: SourceC
         "file_sha256": report.sha256 or "",
         "format": report.format or "",
         "columns_absent_in_source": ", ".join(report.columns_absent) or "none",
-        "ignored_source_columns": ", ".join(report.ignored_columns) or "none",
+        "ignored_source_columns": ", ".join(map(shown_name, report.ignored_columns)) or "none",
         "values_coerced_to_null": sum(v["count"] for v in report.coerced_to_null.values()),
         "rows_with_unparseable_required_value": sum(report.unparseable_required.values()),
         "blank_rows_skipped": report.blank_rows,
@@ -86,6 +90,13 @@ def ingest_metadata(frame: pd.DataFrame, report: IngestReport, contract: SourceC
     if report.coerced_to_null:
         metadata["coerced_to_null_detail"] = dg.MetadataValue.json(report.coerced_to_null)
     return metadata
+
+
+def _read_failure(description: str, path: Path | None) -> dg.Failure:
+    """A failed read that the step's retry policy must not retry: a bad or unreadable file stays so."""
+    return dg.Failure(
+        description=description, metadata={"source_path": str(path) if path else "none"}, allow_retries=False
+    )
 
 
 def _raw_asset(source: str, retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition:
@@ -104,15 +115,15 @@ def _raw_asset(source: str, retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition
     )
     def raw_table(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.Output[pd.DataFrame]:
         cfg = settings.get()
-        path = cfg.source_path(source)
+        path = None
         try:
+            path = cfg.source_path(source)
             frame, report = read_configured_source(source, cfg)
         except SegPipelineError as exc:
-            raise dg.Failure(
-                description=str(exc),
-                metadata={"source_path": str(path) if path else "none"},
-                allow_retries=False,
-            ) from None
+            raise _read_failure(str(exc), path) from None
+        except PermissionError as exc:  # e.g. a folder of the path: not transient, retrying cannot help
+            where = Path(exc.filename) if exc.filename else cfg.landing_dir
+            raise _read_failure(f"{source}: {where} {unreadable_reason(where)}.", path) from None
         for column, detail in report.coerced_to_null.items():
             rows = ", ".join(str(e["row"]) for e in detail["examples"])
             context.log.warning(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from seg_pipeline.errors import SegPipelineError
+from seg_pipeline.sources.masking import value_shape
 
 DATASOURCE = "seg_pipeline"
 DOCS_SITE = "local_site"
@@ -28,6 +30,20 @@ _VALUE_LISTS = ("partial_unexpected_list", "partial_unexpected_counts", "partial
                 "unexpected_list", "unexpected_index_list")  # fmt: skip
 _VALUE_KEYS = ("observed_value", "details", "unexpected_index_query", "unexpected_rows")
 PII_HIDDEN = "(not shown: a PII column)"
+# Suites of tables whose cells come from the extracts: any text cell may hold personal data typed into the
+# wrong column, so GX's results and Data Docs keep their text samples only by their shape (masking.py).
+EXTRACT_TABLE_PREFIXES = ("raw_", "clean_")
+SHORT_NUMBER_LIMIT = 1_000_000  # a phone number has 7 digits or more
+_SHORT_NUMBER = re.compile(r"[+-]?\d{1,6}(?:\.\d+)?")
+_MISSING_MARKERS = frozenset({"NaT", "nan", "NaN", "None", "<NA>", ""})
+# Column expectations whose observed value is a type or a statistic of many rows. Any other column
+# expectation may observe one cell (a min, a max, the most common value): any cell of an extract may hold
+# personal data (an email typed into a date column), so the check's metadata and message show its shape.
+_AGGREGATE_OBSERVATIONS = frozenset({
+    "expect_column_values_to_be_of_type", "expect_column_values_to_be_in_type_list", "expect_column_to_exist",
+    "expect_column_mean_to_be_between", "expect_column_stdev_to_be_between", "expect_column_sum_to_be_between",
+    "expect_column_proportion_of_unique_values_to_be_between", "expect_column_unique_value_count_to_be_between",
+})  # fmt: skip
 RESULTS_STORE = {
     "class_name": "PrivateValidationResultsStore",
     "module_name": "seg_pipeline.quality.gx_store",
@@ -103,12 +119,65 @@ def private_result(kwargs: dict, result: dict) -> dict:
 
 
 def without_pii_values(validation: dict) -> dict:
-    """A suite's validation result (JSON dict) with ``private_result`` applied to every expectation's result."""
+    """A suite's validation result (JSON dict) with ``private_result`` applied to every expectation's result,
+    and, for a table of extract cells, its text samples shown by their shape (``samples_by_shape``)."""
+    extract_table = str(validation.get("suite_name") or "").startswith(EXTRACT_TABLE_PREFIXES)
     results = []
     for entry in validation.get("results") or []:
-        kwargs = (entry.get("expectation_config") or {}).get("kwargs") or {}
-        results.append({**entry, "result": private_result(kwargs, entry.get("result") or {})})
+        config = entry.get("expectation_config") or {}
+        kwargs = config.get("kwargs") or {}
+        result = private_result(kwargs, entry.get("result") or {})
+        if extract_table:
+            result = samples_by_shape(result, cell_observed=_observes_a_cell(config.get("type"), kwargs))
+        results.append({**entry, "result": result})
     return {**validation, "results": results}
+
+
+def samples_by_shape(result: dict, cell_observed: bool = True) -> dict:
+    """``result`` with every sample value that could be text typed into the wrong column (an email in an
+    event type) replaced by its shape; dates, small numbers and missing markers stay as they are. The
+    observed value too, when it is one cell (``cell_observed``) rather than a type or a statistic."""
+    kept = {k: v for k, v in result.items() if k not in ("details", "unexpected_rows")}
+    for key in ("partial_unexpected_list", "unexpected_list"):
+        if isinstance(result.get(key), list):
+            kept[key] = [_sample(v) for v in result[key]]
+    if isinstance(result.get("partial_unexpected_counts"), list):
+        kept["partial_unexpected_counts"] = [
+            {**c, "value": _sample(c.get("value"))} if isinstance(c, dict) else c
+            for c in result["partial_unexpected_counts"]
+        ]
+    if "observed_value" in result and cell_observed:
+        kept["observed_value"] = _sample(result["observed_value"])
+    return kept
+
+
+def _sample(value: Any) -> Any:
+    """The value if it cannot be personal data (a date, a number too short for a phone, a missing marker),
+    else its shape."""
+    if value is None or isinstance(value, bool) or (isinstance(value, str) and value in _MISSING_MARKERS):
+        return value
+    if isinstance(value, int | float):
+        return value_shape(value) if abs(value) >= SHORT_NUMBER_LIMIT else value  # NaN compares False: kept
+    text = str(value)
+    if _SHORT_NUMBER.fullmatch(text):
+        return value
+    try:
+        dt.datetime.fromisoformat(text)
+    except ValueError:
+        return value_shape(text)
+    return value
+
+
+def _observes_a_cell(expectation: str | None, kwargs: dict) -> bool:
+    return bool(expectation_columns(kwargs)) and expectation not in _AGGREGATE_OBSERVATIONS
+
+
+def shown_observation(expectation: str, kwargs: dict, observed: Any) -> Any:
+    """What a failed expectation may show of what it observed: table-level and aggregate observations as
+    they are, an observed cell value only by its shape (masking.py)."""
+    if observed is None or not _observes_a_cell(expectation, kwargs):
+        return observed
+    return value_shape(observed)
 
 
 def load_suite(path: Path) -> dict:
@@ -252,7 +321,7 @@ def validate(
             continue
         kwargs = r.expectation_config.kwargs
         found = private_result(kwargs, r.result)  # these go into the check's metadata and the CLI's output
-        observed = found.get("observed_value")
+        observed = shown_observation(r.expectation_config.type, kwargs, found.get("observed_value"))
         if observed is None:
             observed = found.get("unexpected_count", PII_HIDDEN if found is not r.result else None)
         failed.append(

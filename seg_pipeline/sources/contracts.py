@@ -17,6 +17,33 @@ PANDAS_DTYPES: dict[ColumnType, str] = {
 
 SOURCE_ROW = "source_row"
 """Column added to every raw table: 1-based data row of the source file (row 1 = first row after the header)."""
+PARSE_ERRORS = "parse_errors"
+"""Column added to every raw table: why a required value of the row did not parse (else missing)."""
+
+# Every column the readers and cleaners add next to the extract's own: a user column (a listed attribute,
+# an explicit churn label) of the same name would be overwritten or shadowed by it without a word, so
+# such names are refused (config.py at load, readers.py at read time). Name -> what it is.
+RESERVED_COLUMNS: dict[str, str] = {
+    SOURCE_ROW: "the reader's row number in the file",
+    PARSE_ERRORS: "the reader's record of unparseable required values",
+    "email_norm": "the clean stage's normalized email",
+    "phone_e164": "the clean stage's E.164 phone",
+    "phone_match": "the clean stage's phone matching key",
+    "name_norm": "the clean stage's normalized contact name",
+    "company_stem": "the clean stage's company matching key",
+    "legal_form": "the clean stage's legal form of the company",
+    "cluster": "the clean stage's identity cluster",
+    "is_survivor": "the clean stage's surviving record flag",
+    "match_rule": "the clean stage's dedup rule",
+    "member_key": "the clean stage's key of a merged record",
+    "customer_key": "the pseudonymous customer key",
+    "profiling_allowed": "the clean stage's consent flag",
+    "is_stale": "the clean stage's stale-record flag",
+    "merged_records": "the clean stage's count of merged records",
+    "linked_by": "the clean stage's event linking rule",
+    "amount_original": "the clean stage's uncapped order amount",
+    "amount_capped": "the clean stage's outlier flag",
+}
 
 
 @dataclass(frozen=True)

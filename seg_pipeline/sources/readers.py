@@ -3,6 +3,10 @@
 Contract breaches raise SegPipelineError naming the file, column and rows: unreadable file, missing
 required column, or a value in a required column that does not parse. Unparseable values in optional
 columns become missing and are reported (count, rows, examples) so nothing is lost silently.
+
+Messages and reports show a cell value by its shape only (masking.py): any cell may hold personal data,
+and they end up in the run's event log and alerts. A file that changes while it is read (a copy still
+being written) fails instead of giving the rows written so far.
 """
 
 from __future__ import annotations
@@ -20,7 +24,17 @@ import numpy as np
 import pandas as pd
 
 from seg_pipeline.errors import SegPipelineError
-from seg_pipeline.sources.contracts import PANDAS_DTYPES, SOURCE_ROW, Column, ColumnType, SourceContract
+from seg_pipeline.sources.contracts import (
+    PANDAS_DTYPES,
+    PARSE_ERRORS,
+    RESERVED_COLUMNS,
+    SOURCE_ROW,
+    Column,
+    ColumnType,
+    SourceContract,
+)
+from seg_pipeline.sources.files import FileState, file_problem, unreadable_reason
+from seg_pipeline.sources.masking import shown_name, value_kind, value_shape
 
 TRUE_WORDS = frozenset({"1", "true", "t", "yes", "y", "1.0"})
 FALSE_WORDS = frozenset({"0", "false", "f", "no", "n", "0.0"})
@@ -31,6 +45,7 @@ VALUE_HINTS = {
     "datetime": " Dates are read as ISO 8601 (2024-06-30 14:05:00+02:00) or spelled out; 05/06/2024 is read "
     "only when other rows show the day/month order, and a time zone must be an offset or a known name.",
 }
+SHAPE_NOTE = "Values are shown by their shape (a letter is a or A, a digit 9), never as written."
 
 
 @dataclass
@@ -47,7 +62,7 @@ class IngestReport:
     columns_absent: list[str] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
     renamed: dict[str, str] = field(default_factory=dict)  # their column -> canonical
-    coerced_to_null: dict[str, dict] = field(default_factory=dict)  # column -> {count, examples}
+    coerced_to_null: dict[str, dict] = field(default_factory=dict)  # column -> {count, examples (shapes)}
     unparseable_required: dict[str, int] = field(
         default_factory=dict
     )  # column -> rows sent on for quarantine
@@ -66,7 +81,7 @@ def empty_table(contract: SourceContract, extra: dict[str, ColumnType] | None = 
     """The typed, zero-row table of a source that is not there."""
     columns = {c.name: pd.Series(dtype=PANDAS_DTYPES[c.type]) for c in contract.columns}
     columns |= {name: pd.Series(dtype=PANDAS_DTYPES[t]) for name, t in (extra or {}).items()}
-    columns["parse_errors"] = pd.Series(dtype="string")
+    columns[PARSE_ERRORS] = pd.Series(dtype="string")
     columns[SOURCE_ROW] = pd.Series(dtype="int64")
     return pd.DataFrame(columns)
 
@@ -111,15 +126,40 @@ def read_source(
         if contract.required_source:
             raise SegPipelineError(f"{contract.name}: the extract is required but no file was found")
         return empty_table(contract, extra), report
-    if path.is_dir():
-        raise SegPipelineError(
-            f"{contract.name}: {path} is a directory, not a file. Point the source at the extract."
-        )
-    if not path.is_file():
-        raise SegPipelineError(f"{contract.name}: file not found: {path}")
-    if path.stat().st_size == 0:
+    problem = file_problem(path)
+    if problem:
+        raise SegPipelineError(f"{contract.name}: {path} {problem}.")
+    _refuse_reserved(contract, columns or {}, extra, path)
+    before = FileState.of(path)
+    if before.size == 0:
         raise SegPipelineError(f"{path}: the file is empty (0 bytes, no header row). Re-export it.")
+    try:
+        table = _read_and_coerce(contract, path, report, columns or {}, fmt, delimiter, encoding, extra,
+                                 max_unparseable_share)  # fmt: skip
+    except SegPipelineError:
+        changed = _changed_while_read(path, before)  # a file cut off mid-write breaks in many ways
+        if changed:
+            raise changed from None
+        raise
+    except PermissionError:  # not transient: the raw step must not retry it
+        raise SegPipelineError(f"{path} {unreadable_reason(path)}.") from None
+    changed = _changed_while_read(path, before)
+    if changed:
+        raise changed
+    return table, report
 
+
+def _read_and_coerce(
+    contract: SourceContract,
+    path: Path,
+    report: IngestReport,
+    columns: dict[str, str],
+    fmt: str | None,
+    delimiter: str | None,
+    encoding: str,
+    extra: dict[str, ColumnType],
+    max_unparseable_share: float,
+) -> pd.DataFrame:
     report.format = detect_format(path, fmt)
     report.sha256 = file_sha256(path)
     nested: dict[str, str] = {}
@@ -129,7 +169,7 @@ def read_source(
     else:
         frame, report.delimiter, report.blank_rows = _read_csv(path, delimiter, encoding)
 
-    frame = _apply_mapping(frame, contract, columns or {}, extra, path, report)
+    frame = _apply_mapping(frame, contract, columns, extra, path, report)
     theirs_of = {canonical: theirs for theirs, canonical in report.renamed.items()}
     for canonical in frame.columns:
         theirs = theirs_of.get(canonical, canonical)
@@ -152,9 +192,10 @@ def read_source(
         if bad.any():
             share = bad.sum() / max(len(frame), 1)
             tolerated = spec.required and share <= max_unparseable_share
-            theirs = (columns or {}).get(spec.name)
+            theirs = columns.get(spec.name)
             _report_bad(spec, frame[spec.name], bad, path, report, theirs, source_rows, tolerated)
             if tolerated:
+                # the raw table and the quarantine keep the value as written (the warehouse, not a message)
                 raw_text = _as_text(frame[spec.name]).reset_index(drop=True).str.slice(0, 80)
                 message = (f"{spec.name} '" + raw_text + f"' is not a valid {spec.type}").where(
                     bad.to_numpy()
@@ -164,10 +205,40 @@ def read_source(
                 errors[both] = errors[both] + "; " + message[both]
         out[spec.name] = values.reset_index(drop=True)
     table = pd.DataFrame(out)
-    table["parse_errors"] = errors
+    table[PARSE_ERRORS] = errors
     table[SOURCE_ROW] = source_rows
     report.rows = len(table)
-    return table, report
+    return table
+
+
+def _refuse_reserved(
+    contract: SourceContract, mapping: dict[str, str], extra: dict[str, ColumnType], path: Path
+) -> None:
+    """A listed or mapped column named like one the pipeline adds would be overwritten by it: refuse it."""
+    for name in [*mapping, *extra]:
+        if name in RESERVED_COLUMNS:
+            raise SegPipelineError(
+                f"{path}: column {name!r} (listed in customer_attributes, churn.explicit_column or "
+                f"sources.{contract.name}.columns) has the name of {RESERVED_COLUMNS[name]}, a column the "
+                "pipeline adds itself and which would replace yours. List it under another name and map it: "
+                f"sources.{contract.name}.columns: {{crm_{name}: {name}}}."
+            )
+
+
+def _changed_while_read(path: Path, before: FileState) -> SegPipelineError | None:
+    """The error for a file that is not what it was when reading began (a copy still being written)."""
+    try:
+        after = FileState.of(path)
+    except FileNotFoundError:
+        after = None
+    if after == before:
+        return None
+    now = "removed" if after is None else f"{after.size:,} bytes, modified again"
+    return SegPipelineError(
+        f"{path}: the file changed while it was read ({before.size:,} bytes when reading began, now {now}); "
+        "it is probably still being written. Rerun when the copy has finished (`seg-pipeline run` waits "
+        "for that: orchestration.sources_stable_seconds)."
+    )
 
 
 # --- file readers -----------------------------------------------------------------------------------
@@ -187,7 +258,7 @@ def clip(value: object, limit: int = 80) -> str:
 
 
 def _names(columns: list[str], limit: int = 30) -> str:
-    shown = ", ".join(clip(c, 40) for c in columns[:limit])
+    shown = ", ".join(clip(shown_name(c), 40) for c in columns[:limit])
     return shown + (f", ... ({len(columns)} columns)" if len(columns) > limit else "")
 
 
@@ -336,6 +407,13 @@ def _check_header(header: list[str], path: Path, where: str = CSV_HEADER) -> int
     named = len(header)
     while named > 1 and not header[named - 1]:
         named -= 1
+    contact = next(((i, name) for i, name in enumerate(header[:named], start=1) if value_kind(name)), None)
+    if contact:  # a record where the header should be: say so, and show none of it
+        position, name = contact
+        raise SegPipelineError(
+            f"{path}: {where}, column {position}: {value_shape(name)} is a value, not a column name: the file "
+            f"has no header row (or a record above it). Export it with its header row. {SHAPE_NOTE}"
+        )
     seen: dict[str, int] = {}
     for position, name in enumerate(header[:named], start=1):
         key = name.casefold()
@@ -345,8 +423,9 @@ def _check_header(header: list[str], path: Path, where: str = CSV_HEADER) -> int
             )
         if key in seen:
             raise SegPipelineError(
-                f"{path}: {where}: duplicated header column {clip(name, 40)!r} (columns {seen[key]} and "
-                f"{position}; names are matched ignoring case and spaces); rename one of them in the extract."
+                f"{path}: {where}: duplicated header column {clip(shown_name(name), 40)!r} (columns "
+                f"{seen[key]} and {position}; names are matched ignoring case and spaces); rename one of them "
+                "in the extract."
             )
         seen[key] = position
     return named
@@ -375,7 +454,7 @@ def _column_at(line_start: str, header: list[str], delimiter: str) -> str:
     """The column a position on a line falls in, given the text of the line up to that position."""
     fields = next(csv.reader([line_start], delimiter=delimiter), [""])
     index = max(len(fields) - 1, 0)
-    return header[index] if index < len(header) and header[index] else f"field {index + 1}"
+    return shown_name(header[index]) if index < len(header) and header[index] else f"field {index + 1}"
 
 
 def _check_records(
@@ -418,8 +497,8 @@ def _check_records(
                     if extra is not None:
                         raise SegPipelineError(
                             f"{path}: line {line} ({LINE_NOTE}), field {extra + 1}: malformed CSV: a value "
-                            f"{clip(record[extra], 40)!r} beyond the header's {named} column(s). Check the "
-                            "delimiter and the quoting on that line."
+                            f"{value_shape(record[extra])} beyond the header's {named} column(s). Check the "
+                            f"delimiter and the quoting on that line. {SHAPE_NOTE}"
                         )
                     width = max(width, count)
                 line = reader.line_num + 1
@@ -459,7 +538,8 @@ def _long_field_column(
             for record in reader:
                 if start == line:
                     index = next((i for i, f in enumerate(record) if len(f) > MAX_FIELD_CHARS), 0)
-                    return header[index] if index < len(header) and header[index] else f"field {index + 1}"
+                    named = index < len(header) and header[index]
+                    return shown_name(header[index]) if named else f"field {index + 1}"
                 start = reader.line_num + 1
     except (csv.Error, UnicodeDecodeError):
         pass
@@ -721,21 +801,22 @@ def _report_bad(
     tolerated: bool = False,
 ) -> None:
     positions = np.flatnonzero(bad.to_numpy())
-    examples = [(int(source_rows[i]), clip(raw.iloc[i])) for i in positions[:MAX_EXAMPLES]]
-    listed = ", ".join(f"row {row} {value!r}" for row, value in examples)
+    examples = [(int(source_rows[i]), value_shape(raw.iloc[i])) for i in positions[:MAX_EXAMPLES]]
+    listed = ", ".join(f"row {row} {shape}" for row, shape in examples)
     named = _named(spec.name, theirs)
     if spec.required and not tolerated:
         raise SegPipelineError(
             f"{path}: required column {named} has {len(positions)} value(s) that are not a valid "
             f"{spec.type}: {listed}{' ...' if len(positions) > MAX_EXAMPLES else ''}. "
-            f"Rows count from 1 after the header.{VALUE_HINTS.get(spec.type, '')} Fix those rows or the "
-            "column mapping (quality.max_unparseable_share sets how many such rows go to quarantine instead)."
+            f"Rows count from 1 after the header. {SHAPE_NOTE}{VALUE_HINTS.get(spec.type, '')} Fix those rows "
+            "or the column mapping (quality.max_unparseable_share sets how many such rows go to quarantine "
+            "instead)."
         )
     if spec.required:
         report.unparseable_required[spec.name] = int(len(positions))
         return
     report.coerced_to_null[spec.name] = {
         "count": int(len(positions)),
-        "examples": [{"row": row, "value": value} for row, value in examples],
+        "examples": [{"row": row, "value_shape": shape} for row, shape in examples],
         "rule": f"not a valid {spec.type}",
     }

@@ -5,6 +5,8 @@ Each builder writes the case's input at ``path`` (in the test's tmp_path) and re
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 TEN_MB = 10 * 1024 * 1024
@@ -33,4 +35,26 @@ def directory(path: Path) -> Path:
     return path
 
 
-BUILDERS = {f.__name__: f for f in (ten_mb_single_line, ten_mb_field, directory)}
+def fifo(path: Path) -> Path:
+    """A named pipe where the extract should be (an export streamed into the landing folder): opening it
+    would wait for a writer, so it must be refused by its file type."""
+    os.mkfifo(path)
+    return path
+
+
+def character_device(path: Path) -> Path:
+    """A link to /dev/null: a character device reads as an empty stream, never as an extract."""
+    path.symlink_to("/dev/null")
+    return path
+
+
+def unix_socket(path: Path) -> Path:
+    """A Unix socket left where the extract should be (a transfer agent's)."""
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+    return path
+
+
+BUILDERS = {
+    f.__name__: f for f in (ten_mb_single_line, ten_mb_field, directory, fifo, character_device, unix_socket)
+}

@@ -50,6 +50,7 @@ from seg_pipeline.config import load_settings
 from seg_pipeline.definitions import build_definitions
 from seg_pipeline.publish.contract import PUBLISHED_TABLES
 from seg_pipeline.quality.gx import PII_COLUMNS, PII_HIDDEN, validate
+from seg_pipeline.sources.contracts import CONTRACTS
 from tests.conftest import AS_OF
 from tests.integration.support import QUICK_ENV, copy_extracts
 
@@ -543,3 +544,246 @@ def test_gx_results_never_keep_values_of_pii_columns(tmp_path):
         assert value not in described and value not in stored and value not in docs, value
     assert "Toledo" in stored and "Toledo" in docs  # samples of other columns are still there
     assert "100.0% of rows unexpected" in described and f"observed {PII_HIDDEN}" in described  # counts stay
+
+
+def test_gx_failed_expectations_show_an_observed_cell_by_its_shape(tmp_path):
+    """A gate that observes one cell (a max, the most common value) of a column that is not a PII column
+    may still observe personal data typed into the wrong column: its check metadata and message show the
+    cell's shape. Statistics of many rows (a mean) and counts stay as they are."""
+    from seg_pipeline.assets.quality import check_result
+
+    suite = tmp_path / "probe.json"
+    suite.write_text(json.dumps({"name": "probe", "expectations": [
+        {"type": "expect_column_max_to_be_between", "kwargs": {"column": "amount", "max_value": 1000}},
+        {"type": "expect_column_most_common_value_to_be_in_set",
+         "kwargs": {"column": "channel", "value_set": ["web"]}},
+        {"type": "expect_column_mean_to_be_between", "kwargs": {"column": "satisfaction", "max_value": 2}},
+    ]}), encoding="utf-8")  # fmt: skip
+    frame = pd.DataFrame({
+        "amount": [49170123456.0, 10.0, 12.0], "satisfaction": [4.0, 5.0, 3.0],
+        "channel": ["wiebke.brandtner@probe.example", "wiebke.brandtner@probe.example", "web"],
+    })  # fmt: skip
+    outcome = validate(
+        frame, suite, gx_root=tmp_path / "gx", docs_dir=tmp_path / "docs", run_name="probe-run"
+    )
+    assert not outcome.success and len(outcome.failed) == 3
+    result = check_result(outcome, {"min_row_count": 1}, None)
+    shown = f"{result.description} {[(k, str(v.value)) for k, v in result.metadata.items()]}"
+    assert "49170123456" not in shown and "wiebke" not in shown.casefold()
+    assert "[99999999999.9] (13 chars)" in shown and "email-like" in shown  # their shapes
+    assert "observed 4.0" in result.description  # the mean of many rows is not a cell
+
+
+def test_gx_results_of_extract_tables_keep_text_samples_by_their_shape(tmp_path):
+    """The results and Data Docs of a raw or clean table show which values failed; a text value there may be
+    personal data typed into the wrong column, so it is kept as its shape. Dates stay readable."""
+    suite = tmp_path / "raw_probe.json"
+    suite.write_text(json.dumps({"name": "raw_probe", "expectations": [
+        {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "event_type", "value_set": ["open"]}},
+        {"type": "expect_column_values_to_be_between",
+         "kwargs": {"column": "ts", "max_value": "2024-06-30T23:59:59"}},
+    ]}), encoding="utf-8")  # fmt: skip
+    frame = pd.DataFrame({
+        "event_type": ["open", "Mireille Okafor", "Sent"],
+        "ts": pd.to_datetime(["2024-06-01", "2031-01-01", "2024-06-02"]),
+    })  # fmt: skip
+    outcome = validate(
+        frame, suite, gx_root=tmp_path / "gx", docs_dir=tmp_path / "docs", run_name="probe-run"
+    )
+    assert not outcome.success
+    stored = "\n".join(_decode(p.read_bytes()) for p in (tmp_path / "gx").rglob("*.json"))
+    docs = "\n".join(html.unescape(_decode(p.read_bytes())) for p in (tmp_path / "docs").rglob("*.html"))
+    for text in (stored, docs):
+        assert "Mireille" not in text and "Sent" not in text
+        assert "[Aaaaaaaa Aaaaaa] (15 chars)" in text and "[Aaaa] (4 chars)" in text
+        assert "2031-01-01" in text  # a date cannot be a name, an email or a phone
+
+
+# --- personal data typed into the wrong columns -------------------------------------------------------
+
+# (source, column, kind): an email, a phone or a name where none belongs; a few rows each, so the run
+# goes on: optional columns set them to missing, required ones send their rows to quarantine
+MISPLACED = [
+    ("crm_customers", "signup_date", "email"), ("crm_customers", "updated_at", "phone"),
+    ("crm_customers", "consent_profiling", "name"), ("crm_customers", "monthly_charges", "phone"),
+    ("orders", "order_date", "email"), ("orders", "amount", "phone"), ("orders", "amount", "name"),
+    ("web_events", "ts", "name"), ("web_events", "ts", "email"),
+    ("support_tickets", "created_at", "phone"), ("support_tickets", "satisfaction", "email"),
+    ("support_tickets", "resolved_at", "name"),
+    ("email_events", "ts", "phone"), ("email_events", "event_type", "name"),
+]  # fmt: skip
+# so many rows of a required column that the extract is broken: the raw step fails, quoting examples
+BROKEN = [
+    ("orders", "amount", "phone"),
+    ("web_events", "ts", "name"),
+    ("support_tickets", "created_at", "email"),
+]
+NAMES = ["Wiebke Brandtner", "Jarosław Kowalczyk", "Mireille Okafor", "Tomasz Wierzbicki", "Ingrid Halvorsen"]
+
+
+def planted_value(kind: str, n: int) -> str:
+    """A made-up contact of the kind, unlike anything in the generated company."""
+    if kind == "email":
+        return f"wiebke.brandtner{n}@leak-probe.example"
+    if kind == "phone":
+        return f"+48 601 {n:03d} {700 + n:03d}"
+    return NAMES[n % len(NAMES)] + ("" if n < len(NAMES) else f" {chr(65 + n % 26)}. Quist")
+
+
+def plant(landing: Path, placements: list[tuple[str, str, str]], rows_each: int, start: int = 0) -> list[str]:
+    """Write planted values into the given columns (``rows_each`` rows, spread over the file); return them."""
+    planted, n = [], start
+    for source in dict.fromkeys(s for s, _, _ in placements):
+        path = landing / f"{source}.csv"
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        for _, column, kind in (p for p in placements if p[0] == source):
+            rows = range(7 + n, len(frame), max(len(frame) // rows_each, 1))[:rows_each]
+            for row in rows:
+                frame.loc[row, column] = planted_value(kind, n)
+                planted.append(planted_value(kind, n))
+                n += 1
+        frame.to_csv(path, index=False)
+    return planted
+
+
+def headerless_crm(path: Path, first: list[str]) -> None:
+    """The CRM extract exported without its header row, a planted customer first."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    path.write_text(",".join(first) + "\n" + "".join(lines[1:]), encoding="utf-8")
+
+
+def shifted_email_events(path: Path, name: str) -> None:
+    """Line 3 of the email events has one field more than the header: a name after the campaign."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[2] = lines[2].rstrip("\r\n") + f',"{name}"\n'
+    path.write_text("".join(lines), encoding="utf-8")
+
+
+@dataclass
+class Misplaced:
+    home: Path
+    planted: Needles
+    values: list[str]
+    cli_output: str
+    python_logs: str
+    failures: dict[str, str]  # raw step -> its failure message (run B)
+
+
+@pytest.fixture(scope="module")
+def misplaced(small_company, tmp_path_factory) -> Iterator[Misplaced]:
+    """Run A: `seg-pipeline run --verbose` (full_refresh) on extracts with personal data in wrong columns of
+    every source. Run B, on the same instance: the raw stage of extracts so broken that every raw step
+    fails (too many such values in a required column, no header row, a name beyond the header), then the
+    run-failure alert."""
+    tmp = tmp_path_factory.mktemp("misplaced")
+    home = tmp / "home"
+    landing = copy_extracts(small_company, tmp / "landing")
+    values = plant(landing, MISPLACED, rows_each=2)
+    config = tmp / "misplaced.yaml"
+    config.write_text(f"home: {home}\nlanding: {landing}\nas_of: {AS_OF.isoformat()}\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEG_") and k != "DAGSTER_HOME"}
+    env.update({**QUICK_ENV, "SEG_PSEUDO_KEY": f"pseudo-key-{uuid.uuid4().hex}"})
+    ran = cli("run", "--config", str(config), "--verbose", cwd=tmp, env=env)
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+
+    broken = copy_extracts(small_company, tmp / "broken")
+    values += plant(broken, BROKEN, rows_each=200, start=len(values))
+    first = [planted_value("name", 90), planted_value("email", 91), planted_value("phone", 92), "DE"]
+    headerless_crm(broken / "crm_customers.csv", ["C-PLANTED", *first])
+    shifted_email_events(broken / "email_events.csv", planted_value("name", 93))
+    values += [*first[:3], planted_value("name", 93)]
+    records: list[str] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = lambda record: records.append(f"{record.name} {record.levelname} {record.getMessage()}")
+    root = logging.getLogger()
+    level = root.level
+    with pytest.MonkeyPatch.context() as patch:
+        for var in [v for v in os.environ if v.startswith("SEG_")]:
+            patch.delenv(var)
+        patch.setenv("SEG_PSEUDO_KEY", env["SEG_PSEUDO_KEY"])
+        settings = load_settings(config, {"landing": str(broken), "orchestration.io_retries": 0})
+        definitions = build_definitions(settings)
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG)
+        try:
+            with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+                job = definitions.resolve_implicit_global_asset_job_def()
+                raw = [dg.AssetKey(f"raw_{source}") for source in CONTRACTS]
+                result = job.execute_in_process(instance=instance, asset_selection=raw, raise_on_error=False)
+                failure = next(
+                    e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE
+                )
+                failures = {
+                    e.step_key: e.step_failure_data.error.message
+                    for e in result.all_events
+                    if e.is_step_failure
+                }
+                sensor = next(s for s in definitions.sensors if s.name == "run_failure_alerts")
+                sensor(
+                    dg.build_run_status_sensor_context(
+                        sensor_name=sensor.name, dagster_event=failure, dagster_instance=instance,
+                        dagster_run=instance.get_run_by_id(result.run_id),
+                    ).for_run_failure()
+                )  # fmt: skip
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(level)
+
+    needles = Needles()
+    for value in values:
+        if "@" in value:
+            needles.add_email(value)
+        elif value.startswith("+"):
+            needles.add_phone(value)
+        else:
+            needles.add_name(value)
+    yield Misplaced(home, needles, values, ran.stdout + ran.stderr, "\n".join(records), failures)
+
+
+def test_misplaced_personal_data_reaches_no_event_log_log_alert_or_mlflow(misplaced):
+    home = misplaced.home
+    assert len(misplaced.planted) >= 40
+    # the positive control: the scanner finds them where they are kept, the raw tables of run A (those
+    # of the required columns, with their parse errors; optional columns set them to missing)
+    raw_hits = {
+        where.split(" ", 1)[1].rsplit(".", 1)[0]
+        for schema, where, text in warehouse_texts(home / "warehouse.duckdb")
+        if schema == "raw" and find_pii(text, misplaced.planted)
+    }
+    assert raw_hits == {f"raw.raw_{s}" for s in CONTRACTS} - {"raw.raw_crm_customers"}
+    warehouse = home / "warehouse.duckdb"
+    places = [
+        # run and event-log storage (metadata, messages), captured logs, alerts, MLflow's store and artifacts
+        *file_texts(home, skip=[warehouse, warehouse.with_suffix(".duckdb.wal")]),
+        *event_texts_of(home),
+        *mlflow_texts(f"sqlite:///{home / 'mlflow.db'}"),
+        ("seg-pipeline run --verbose output", misplaced.cli_output),
+        ("Python logging of the broken run", misplaced.python_logs),
+    ]
+    leaks = [f"{where}: {hits[:3]}" for where, text in places if (hits := find_pii(text, misplaced.planted))]
+    assert not leaks, "personal data typed into wrong columns leaked:\n" + "\n".join(leaks)
+
+
+def event_texts_of(home: Path) -> list[tuple[str, str]]:
+    with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+        return list(event_texts(instance))
+
+
+def test_the_misplaced_values_are_reported_by_row_column_rule_and_shape(misplaced):
+    """What the event log says instead: where (file, row, column), which rule, and the value's shape."""
+    texts = "\n".join(text for _, text in event_texts_of(misplaced.home))
+    assert "coerced_to_null_detail" in texts and "(email-like, " in texts and "(phone-like, " in texts
+    assert "not a valid datetime" in texts and "not a valid bool" in texts
+    failures = misplaced.failures
+    assert sorted(failures) == sorted(f"raw_{s}" for s in CONTRACTS)
+    assert "orders.csv: required column 'amount'" in failures["raw_orders"]
+    assert "(phone-like, 15 chars)" in failures["raw_orders"] and "row " in failures["raw_orders"]
+    assert "support_tickets.csv: required column 'created_at'" in failures["raw_support_tickets"]
+    assert "web_events.csv: required column 'ts'" in failures["raw_web_events"]
+    assert "line 1 (the header), column 3" in failures["raw_crm_customers"]
+    assert "no header row" in failures["raw_crm_customers"]
+    assert "line 3 (line 1 is the header), field 6" in failures["raw_email_events"]
+    alert = json.loads(
+        (misplaced.home / "alerts" / "run_failures.jsonl").read_text(encoding="utf-8").splitlines()[-1]
+    )
+    assert {step["step"] for step in alert["failed_steps"]} == set(failures)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import dagster as dg
 import duckdb
 import pandas as pd
@@ -9,6 +13,7 @@ import pandas as pd
 from seg_pipeline.sources.readers import file_sha256
 from tests.conftest import AS_OF
 from tests.integration.support import column_types, run_all, settings_for
+from tests.unit.sources.unprivileged import child_env, shared_dir, unprivileged_prefix
 
 RAW = ["raw_crm_customers", "raw_orders", "raw_web_events", "raw_support_tickets", "raw_email_events"]
 
@@ -86,7 +91,8 @@ def test_contract_breach_fails_only_that_asset_with_file_column_and_row(tmp_path
         failures = [e for e in result.all_events if e.is_step_failure]
         assert [e.step_key for e in failures] == ["raw_orders"]
         message = failures[0].step_failure_data.error.message
-        assert "orders.csv" in message and "'amount'" in message and "row 7 'twelve'" in message
+        assert "orders.csv" in message and "'amount'" in message and "row 7 [aaaaaa] (6 chars)" in message
+        assert "twelve" not in message  # the event log and alerts get a value's shape, never the value
         assert materializations(instance, "raw_orders") == []
         assert len(materializations(instance, "raw_crm_customers")) == 1
 
@@ -97,6 +103,55 @@ def test_configured_path_that_vanished_fails_naming_the_key(tmp_path, landing):
         result = materialize_raw(settings, instance)
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "sources.orders.path" in failure.step_failure_data.error.message
+
+
+MATERIALIZE_AS_CHILD = """
+import json, sys
+import dagster as dg
+from seg_pipeline.config import load_settings
+from seg_pipeline.definitions import build_definitions
+
+overrides, selection = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+job = build_definitions(load_settings(overrides=overrides, environ={})).resolve_implicit_global_asset_job_def()
+result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+                                asset_selection=[dg.AssetKey(k) for k in selection])
+failed = [e for e in result.all_events if e.is_step_failure]
+print(json.dumps({"events": [e.event_type_value for e in result.all_events],
+                  "errors": {e.step_key: e.step_failure_data.error.message for e in failed}}))
+"""
+
+
+def test_unreadable_extracts_fail_at_once_without_retries():
+    """Permission errors are not transient: the raw step fails once, naming the file and what to do, where
+    the I/O retry policy (3 retries, 5 s then 10 and 20) would otherwise try again for half a minute.
+    Run as a user file permissions apply to: a mode-000 file, and a file in a folder it may not enter."""
+    prefix = unprivileged_prefix()
+    with shared_dir() as shared:
+        landing, locked_dir = shared / "landing", shared / "locked"
+        landing.mkdir(mode=0o755)
+        locked_dir.mkdir(mode=0o700)  # root's: nobody may not look inside
+        (landing / "crm_customers.csv").write_text("customer_id\nC1\n", encoding="utf-8")
+        unreadable = landing / "orders.csv"
+        unreadable.write_text("customer_id,order_date,amount\nC1,2024-06-01,10\n", encoding="utf-8")
+        unreadable.chmod(0o000)
+        hidden = locked_dir / "web_events.csv"
+        hidden.write_text("ts,customer_id\n2024-06-01,C1\n", encoding="utf-8")
+        overrides = {"home": str(shared / "home"), "landing": str(landing), "as_of": AS_OF.isoformat(),
+                     "sources.web_events.path": str(hidden), "orchestration.io_retries": 3,
+                     "orchestration.io_retry_delay_seconds": 5}  # fmt: skip
+        selection = ["raw_orders", "raw_web_events"]
+        ran = subprocess.run([*prefix, sys.executable, "-c", MATERIALIZE_AS_CHILD, json.dumps(overrides),
+                              json.dumps(selection)], env=child_env(shared), capture_output=True, text=True,
+                             timeout=300)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    outcome = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert "STEP_UP_FOR_RETRY" not in outcome["events"] and "STEP_RESTARTED" not in outcome["events"]
+    errors = outcome["errors"]
+    assert sorted(errors) == selection
+    assert f"{unreadable} is not readable: permission denied for" in errors["raw_orders"]
+    assert "permissions ----------" in errors["raw_orders"] and "retrying cannot help" in errors["raw_orders"]
+    assert str(locked_dir) in errors["raw_web_events"] and "permission denied" in errors["raw_web_events"]
+    assert "Errno" not in errors["raw_web_events"]  # our message, not the raw PermissionError
 
 
 def test_parquet_extracts(tmp_path):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
+
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from seg_pipeline.errors import SegPipelineError
-from seg_pipeline.sources.contracts import CONTRACTS, SOURCE_ROW
+from seg_pipeline.sources.contracts import CONTRACTS, RESERVED_COLUMNS, SOURCE_ROW
 from seg_pipeline.sources.readers import empty_table, read_source
 
 ORDERS = CONTRACTS["orders"]
@@ -53,14 +57,15 @@ def test_semicolon_delimiter_bom_and_timezones(tmp_path):
 def test_decimal_comma_amount_in_required_column_fails_with_row(tmp_path):
     text = "customer_id;order_date;amount\nC1;2024-01-05;1,5\n"
     message = read_error(ORDERS, csv_file(tmp_path, text))
-    assert "orders.csv" in message and "'amount'" in message and "row 1 '1,5'" in message
+    assert "orders.csv" in message and "'amount'" in message and "row 1 [9,9] (3 chars)" in message
 
 
 def test_unparseable_required_date_names_file_column_and_rows(tmp_path):
     text = GOOD_ORDERS + "O3,C3,2023-02-30,5\nO4,C4,yesterday,5\n"
     message = read_error(ORDERS, csv_file(tmp_path, text))
     assert "orders.csv" in message and "'order_date'" in message
-    assert "row 3 '2023-02-30'" in message and "row 4 'yesterday'" in message
+    assert "row 3 [9999-99-99] (10 chars)" in message and "row 4 [aaaaaaaaa] (9 chars)" in message
+    assert "yesterday" not in message and "2023" not in message  # shapes only: any cell may be personal data
     assert "2 value(s)" in message
 
 
@@ -70,8 +75,12 @@ def test_unparseable_optional_value_becomes_missing_and_is_reported(tmp_path):
     assert frame["signup_date"].isna().tolist() == [False, True, True]
     assert frame["consent_profiling"].tolist() == [True, False, pd.NA]
     assert report.coerced_to_null["signup_date"]["count"] == 1
-    assert report.coerced_to_null["signup_date"]["examples"] == [{"row": 2, "value": "31/31/2023"}]
-    assert report.coerced_to_null["consent_profiling"]["examples"] == [{"row": 3, "value": "maybe"}]
+    assert report.coerced_to_null["signup_date"]["examples"] == [
+        {"row": 2, "value_shape": "[99/99/9999] (10 chars)"}
+    ]
+    assert report.coerced_to_null["consent_profiling"]["examples"] == [
+        {"row": 3, "value_shape": "[aaaaa] (5 chars)"}
+    ]
 
 
 def test_missing_required_column(tmp_path):
@@ -191,7 +200,7 @@ def test_infinite_and_non_numeric_amounts_are_invalid(tmp_path):
     message = read_error(
         ORDERS, csv_file(tmp_path, GOOD_ORDERS + "O3,C3,2024-01-01,inf\nO4,C4,2024-01-01,12 EUR\n")
     )
-    assert "row 3 'inf'" in message and "row 4 '12 EUR'" in message
+    assert "row 3 [aaa] (3 chars)" in message and "row 4 [99 AAA] (6 chars)" in message
 
 
 def test_a_few_unparseable_required_values_are_passed_on_for_quarantine(tmp_path):
@@ -208,4 +217,102 @@ def test_a_few_unparseable_required_values_are_passed_on_for_quarantine(tmp_path
     message = read_error(
         ORDERS, csv_file(tmp_path, GOOD_ORDERS + "O3,C3,x,y\n", "o2.csv"), max_unparseable_share=0.01
     )
-    assert "'order_date'" in message and "row 3 'x'" in message and "quality.max_unparseable_share" in message
+    assert "'order_date'" in message and "row 3 [a] (1 char)" in message
+    assert "quality.max_unparseable_share" in message
+
+
+def test_pii_in_wrong_columns_is_never_quoted_in_errors_or_the_report(tmp_path):
+    """An email in a date column, a phone in an amount, a name in a flag: shapes only, with row and column."""
+    crm = (
+        "customer_id,signup_date,consent_profiling\nC1,anna.weber@example.de,Anna Weber\nC2,2024-01-01,yes\n"
+    )
+    _, report = read_source(CRM, csv_file(tmp_path, crm, "crm.csv"))
+    detail = str(report.coerced_to_null)
+    assert "[aaaa.aaaaa@aaaaaaa.aa] (email-like, 21 chars)" in detail and "[Aaaa Aaaaa] (10 chars)" in detail
+    orders = GOOD_ORDERS + "O3,C3,2024-01-01,+49 170 1234567\n"
+    message = read_error(ORDERS, csv_file(tmp_path, orders))
+    assert (
+        "required column 'amount'" in message and "row 3 [+99 999 9999999] (phone-like, 15 chars)" in message
+    )
+    shifted = read_error(
+        ORDERS, csv_file(tmp_path, GOOD_ORDERS.replace(",20\n", ",20,Anna Weber\n"), "o2.csv")
+    )
+    assert "line 3" in shifted and "field 5" in shifted and "[Aaaa Aaaaa] (10 chars)" in shifted
+    for planted in ("anna", "weber", "170 1234567", "1701234567"):
+        assert planted not in (detail + message + shifted).casefold(), planted
+
+
+def test_a_file_without_header_row_quotes_none_of_its_first_record(tmp_path):
+    text = "C1,Anna Weber,anna.weber@example.de\nC2,Bo Li,bo@example.org\n"
+    message = read_error(CRM, csv_file(tmp_path, text, "crm.csv"))
+    assert "line 1 (the header), column 3" in message and "no header row" in message
+    assert "anna" not in message.casefold() and "C1" not in message
+
+
+@pytest.mark.parametrize("name", sorted(RESERVED_COLUMNS)[:3] + ["source_row", "parse_errors"])
+def test_listed_columns_named_like_the_pipelines_own_are_refused(tmp_path, name):
+    text = f"customer_id,{name}\nC1,7\n"
+    message = read_error(CRM, csv_file(tmp_path, text, "crm.csv"), extra={name: "float"})
+    assert "crm.csv" in message and f"column {name!r}" in message and "customer_attributes" in message
+    assert RESERVED_COLUMNS[name] in message and f"crm_{name}: {name}" in message
+
+
+def make_fifo(path):
+    os.mkfifo(path)
+
+
+def make_socket(path):
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+
+
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [(make_fifo, "a FIFO (named pipe)"), (make_socket, "a socket"), (lambda p: p.mkdir(), "a directory"),
+     (lambda p: p.symlink_to("/dev/null"), "a character device")],
+)  # fmt: skip
+def test_a_path_that_is_not_a_regular_file_says_what_it_is(tmp_path, make, kind):
+    path = tmp_path / "orders.csv"
+    make(path)
+    message = read_error(ORDERS, path)  # never opened: a FIFO would block this test
+    assert str(path) in message and f"is {kind}, not a file" in message and "regular file" in message
+    assert "not found" not in message
+
+
+def write_orders(path, rows: int) -> None:
+    lines = [f"O{i},C{i % 997},2024-03-01 10:00:00,{i % 50}.5\n" for i in range(rows)]
+    path.write_text("order_id,customer_id,order_date,amount\n" + "".join(lines), encoding="utf-8")
+
+
+def test_a_file_still_being_written_while_it_is_read_fails_naming_it(tmp_path):
+    """A real writer appends to the extract during the read: the rows read so far are not taken."""
+    path = tmp_path / "orders.csv"
+    write_orders(path, 200_000)
+    stop, appended = threading.Event(), threading.Event()
+
+    def append() -> None:
+        i = 0
+        while not stop.is_set():
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(f"N{i},C1,2024-03-02 10:00:00,1.5\n")
+            i += 1
+            appended.set()
+            stop.wait(0.002)
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    try:
+        assert appended.wait(5)
+        message = read_error(ORDERS, path)
+    finally:
+        stop.set()
+        writer.join()
+    assert str(path) in message and "changed while it was read" in message
+    assert "probably still being written" in message and "Rerun when the copy has finished" in message
+    frame, _ = read_source(ORDERS, path)  # the finished file reads whole
+    assert len(frame) == 200_000 + appended_rows(path)
+
+
+def appended_rows(path) -> int:
+    with path.open(encoding="utf-8") as fh:
+        return sum(1 for line in fh if line.startswith("N"))
