@@ -68,6 +68,7 @@ def test_asset_keys_and_groups(tmp_path):
     assert checks == {(asset, f"{asset}_quality") for asset in [*GATED, "churn_model"]} | {
         ("population_drift", "population_drift_within_threshold"),
         ("churn_model", "churn_model_beats_baselines"),
+        ("published/customer_segments", "stores_agree"),
     }
     assert defs.resolve_job_def("full_refresh") is not None
     rescore = {
