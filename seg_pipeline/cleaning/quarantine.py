@@ -31,11 +31,7 @@ def quarantine_rows(
             "record_key": rows[key_column].astype("string") if key_column in rows else pd.NA,
             "rule": pd.Series(rule, index=rows.index, dtype="string"),
             "column": pd.Series(column, index=rows.index, dtype="string"),
-            "value": (
-                rows[column].astype("string").str.slice(0, MAX_VALUE_CHARS)
-                if column in rows and not pii
-                else pd.NA
-            ),
+            "value": _shown_values(rows[column]) if column in rows and not pii else pd.NA,
             "reason": reason.astype("string")
             if isinstance(reason, pd.Series)
             else pd.Series(reason, index=rows.index, dtype="string"),
@@ -43,6 +39,18 @@ def quarantine_rows(
         },
         index=rows.index,
     ).astype({"record_key": "string", "value": "string"})
+
+
+def _shown_values(values: pd.Series) -> pd.Series:
+    """The offending values for a reviewer (contact data in the wrong column by its shape only)."""
+    from seg_pipeline.sources.masking import for_review
+
+    return (
+        values.astype("string")
+        .str.slice(0, MAX_VALUE_CHARS)
+        .map(for_review, na_action="ignore")
+        .astype("string")
+    )
 
 
 def empty_quarantine() -> pd.DataFrame:

@@ -74,3 +74,9 @@ def looks_like_data(name: str) -> bool:
 def shown_name(name: str) -> str:
     """A header name as written, unless it reads as a value (``looks_like_data``): then its shape."""
     return value_shape(name) if looks_like_data(name) else name
+
+
+def for_review(text: str) -> str:
+    """``text`` as a review table (the quarantine) may hold it: as it is, unless it looks like contact data
+    typed into the wrong column, which is shown by its shape only."""
+    return value_shape(text) if value_kind(text) is not None else text

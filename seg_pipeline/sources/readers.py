@@ -34,7 +34,7 @@ from seg_pipeline.sources.contracts import (
     SourceContract,
 )
 from seg_pipeline.sources.files import FileState, file_problem, unreadable_reason
-from seg_pipeline.sources.masking import shown_name, value_kind, value_shape
+from seg_pipeline.sources.masking import for_review, shown_name, value_kind, value_shape
 
 TRUE_WORDS = frozenset({"1", "true", "t", "yes", "y", "1.0"})
 FALSE_WORDS = frozenset({"0", "false", "f", "no", "n", "0.0"})
@@ -195,8 +195,10 @@ def _read_and_coerce(
             theirs = columns.get(spec.name)
             _report_bad(spec, frame[spec.name], bad, path, report, theirs, source_rows, tolerated)
             if tolerated:
-                # the raw table and the quarantine keep the value as written (the warehouse, not a message)
+                # the raw table keeps the value as written; this message goes to the quarantine, a review
+                # table, so contact data typed into the wrong column is shown by its shape
                 raw_text = _as_text(frame[spec.name]).reset_index(drop=True).str.slice(0, 80)
+                raw_text = raw_text.map(for_review, na_action="ignore")
                 message = (f"{spec.name} '" + raw_text + f"' is not a valid {spec.type}").where(
                     bad.to_numpy()
                 )

@@ -65,3 +65,11 @@ def test_header_names_that_read_as_values_are_shown_by_shape():
         shown_name("2024-06-30") == "[9999-99-99] (10 chars)" and shown_name("12,50") == "[99,99] (5 chars)"
     )
     assert not looks_like_data("monthly_charges") and looks_like_data("+34 612 345 678")
+
+
+def test_for_review_keeps_ordinary_values_and_shapes_contact_data():
+    from seg_pipeline.sources.masking import for_review
+
+    assert for_review("twelve") == "twelve" and for_review("2024-13-45") == "2024-13-45"
+    assert for_review("anna.weber@example.com") == "[aaaa.aaaaa@aaaaaaa.aaa] (email-like, 22 chars)"
+    assert "2345678" not in for_review("+49 171 2345678")
