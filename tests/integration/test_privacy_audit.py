@@ -750,7 +750,12 @@ def test_misplaced_personal_data_reaches_no_event_log_log_alert_or_mlflow(mispla
         for schema, where, text in warehouse_texts(home / "warehouse.duckdb")
         if schema == "raw" and find_pii(text, misplaced.planted)
     }
-    assert raw_hits == {f"raw.raw_{s}" for s in CONTRACTS} - {"raw.raw_crm_customers"}
+    # (support tickets: the phone in created_at is in parse_errors by its shape, since parse errors go on to
+    # the quarantine, and the optional columns set theirs to missing)
+    assert raw_hits == {f"raw.raw_{s}" for s in CONTRACTS} - {
+        "raw.raw_crm_customers",
+        "raw.raw_support_tickets",
+    }
     warehouse = home / "warehouse.duckdb"
     places = [
         # run and event-log storage (metadata, messages), captured logs, alerts, MLflow's store and artifacts
