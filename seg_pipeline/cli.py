@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import logging
 import os
 import shutil
 import subprocess
@@ -14,8 +16,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from seg_pipeline.config import CONFIG_ENV, Settings, load_settings
-from seg_pipeline.errors import SegPipelineError, first_line
+from seg_pipeline.config import CONFIG_ENV, Settings, load_settings, unknown_env_vars
+from seg_pipeline.errors import (
+    DISK_ERROR,
+    FULL,
+    READ_ONLY,
+    SegPipelineError,
+    first_line,
+    storage_advice,
+    storage_problem,
+    storage_problem_of,
+    without_statement_dump,
+)
 from seg_pipeline.redact import redact
 
 if TYPE_CHECKING:
@@ -29,11 +41,13 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 0, 1, 2, 3
 EXIT_CODES = """\
 exit codes:
   0    success
-  1    the run failed (a step or a quality gate; the reason is printed), or `explain` found no such customer
+  1    the run failed (a step or a quality gate; the reason is printed), `explain` found no such customer,
+       or `status` found the published stores disagreeing (a publish stopped between its two commits)
   2    a problem to fix on your side: usage, configuration, a missing file, PostgreSQL not reachable,
-       the warehouse locked by another process; a line "what to do:" follows the error
+       the warehouse locked by another process, a read-only home or a full disk (also when it stops a
+       run); a line "what to do:" follows the error
   3    an unexpected error (a bug): rerun with --verbose for the traceback
-  130  interrupted (Ctrl-C)
+  130  interrupted (Ctrl-C or SIGTERM): the run stops before its next step and is marked canceled
 
 --verbose (before or after the command) adds the traceback to any error; on `run` it also prints
 Dagster's event log. --quiet: `run` prints errors only, `generate` no progress (only its summary)."""
@@ -71,6 +85,9 @@ def _resolve_settings(args: argparse.Namespace, check_files: bool = False) -> Se
     except SegPipelineError as exc:
         exc.hint = exc.hint or CONFIG_HINT
         raise
+    args.resolved_home = settings.home  # named by errors about the disk
+    for warning in unknown_env_vars(os.environ, settings):
+        print(f"warning: {warning}", file=sys.stderr)
     if check_files:
         settings.check_sources()  # its messages say what to do
     if args.config:
@@ -220,13 +237,24 @@ def success_summary(outcome: RunOutcome, settings: Settings, dagster_home: Path,
 PUBLISH_STEP = "published_tables"
 
 
+def storage_failure(outcome: RunOutcome) -> str | None:
+    """The kind of refused write (read-only, full disk, disk error) that failed a step of the run, if one did;
+    a step's "permission denied" may be about reading an extract, whose message says what to do."""
+    kinds = (storage_problem_of(step.error or "") for step in outcome.failed_steps)
+    return next((kind for kind in kinds if kind in (READ_ONLY, FULL, DISK_ERROR)), None)
+
+
 def failure_summary(outcome: RunOutcome, settings: Settings) -> list[str]:
     """Why the run failed and what to do next (stderr; printed also under --quiet)."""
     lines = [f"Run {outcome.run_id} FAILED: {outcome.failure_reason}", "What to do:"]
     failed = outcome.failed_steps
     gate = any(note.startswith("check ") for step in failed for note in step.notes)
     publish = next((s for s in failed if s.step == PUBLISH_STEP), None)
-    if gate:
+    disk = storage_failure(outcome)
+    if disk:
+        happened, to_do = storage_advice(disk, str(settings.home))
+        lines.append(f"  - {happened}: {to_do}")
+    elif gate:
         lines.append(
             f"  - the Data Docs show each failed expectation and the values it found: "
             f"{settings.datadocs_dir / 'index.html'}"
@@ -234,6 +262,11 @@ def failure_summary(outcome: RunOutcome, settings: Settings) -> list[str]:
         lines.append(
             "  - fix the extract (or, if the expectation is wrong for your data, its suite or the quality.* "
             "keys), then rerun"
+        )
+    elif publish is not None and "DISAGREE" in (publish.error or ""):
+        lines.append(
+            "  - the published stores hold different runs (see above) until PostgreSQL's previous tables are "
+            "put back: `seg-pipeline status` or the next run does it as soon as PostgreSQL is reachable"
         )
     elif publish is not None and "not reachable" in (publish.error or ""):
         lines.append(
@@ -245,8 +278,8 @@ def failure_summary(outcome: RunOutcome, settings: Settings) -> list[str]:
         )
     elif publish is not None:
         lines.append(
-            "  - each store publishes in one transaction: a store that failed keeps the tables of the last "
-            "good run; fix the cause above and rerun"
+            "  - both stores keep the tables of the last good run (a publish commits in both or in neither); "
+            "fix the cause above and rerun"
         )
     else:
         lines.append("  - fix the cause above, then rerun the same command")
@@ -263,10 +296,18 @@ def failure_summary(outcome: RunOutcome, settings: Settings) -> list[str]:
 # --- errors -----------------------------------------------------------------------------------------
 
 
-def explain_error(exc: BaseException) -> tuple[int, str, str | None]:
-    """(exit code, message, what to do) for an exception that ended a command."""
+def explain_error(exc: BaseException, home: Path | None = None) -> tuple[int, str, str | None]:
+    """(exit code, message, what to do) for an exception that ended a command; ``home`` (the config's) is
+    named when a refused write does not name its file."""
     if isinstance(exc, SegPipelineError):
         return EXIT_USAGE, str(exc), exc.hint
+    refused = storage_problem(exc)
+    if refused is not None:
+        kind, filename = refused
+        folder = str(home or os.environ.get("DAGSTER_HOME") or "the seg-pipeline home folder")
+        happened, to_do = storage_advice(kind, filename or folder, folder)
+        # a database's error says which store refused; an OS error's would repeat the file
+        return EXIT_USAGE, happened if filename else f"{happened} ({first_line(exc)})", to_do
     if isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError | PermissionError):
         where = f": {exc.filename}" if exc.filename else ""
         return (
@@ -295,10 +336,12 @@ def explain_error(exc: BaseException) -> tuple[int, str, str | None]:
     )
 
 
-def report_error(exc: BaseException, verbose: bool, stream: TextIO | None = None) -> int:
+def report_error(
+    exc: BaseException, verbose: bool, stream: TextIO | None = None, home: Path | None = None
+) -> int:
     """Print the error (with its traceback under --verbose) and what to do; return the exit code."""
     stream = stream or sys.stderr
-    code, message, hint = explain_error(exc)
+    code, message, hint = explain_error(exc, home)
     if verbose:  # driver errors may quote a DSN: passwords and known secrets are masked everywhere here
         stream.write(redact("".join(traceback.format_exception(exc))))
     print(redact(f"error: {message}"), file=stream)
@@ -419,10 +462,14 @@ def _demo_key_notice(settings: Settings) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from seg_pipeline.runner import home_lock
+    from seg_pipeline.sources.landing import wait_for_stable_extracts, waiting_line
 
     if args.reingest and args.job != "rescore":
         raise SegPipelineError("--reingest is for --job rescore; a full_refresh ingests every source anyway")
     settings = _resolve_settings(args, check_files=True)
+    # an extract still being copied would be read half-written (--quiet: errors only, so wait silently)
+    announce = None if args.quiet else (lambda files: print(waiting_line(files), file=sys.stderr, flush=True))
+    wait_for_stable_extracts(settings, announce)
 
     def waiting(holder: str) -> None:
         print(
@@ -441,17 +488,19 @@ def _run_locked(args: argparse.Namespace, settings: Settings) -> int:
     _demo_key_notice(settings)
     dagster_home = prepare_dagster_home(settings.dagster_home)
     _close_abandoned_runs(settings, quiet=args.quiet)
+    _resolve_pending_publish(settings, quiet=args.quiet)
     if not args.quiet:
         print(f"Running {args.job} on the Dagster instance in {dagster_home} ...", flush=True)
     started = time.monotonic()
     left_out, tags = _reused_ingestion(args, settings)
-    outcome = execute(
-        args.job,
-        tags=tags,
-        log_level="DEBUG" if args.verbose else "CRITICAL",
-        listener=None if args.quiet else StepPrinter(),
-        left_out=left_out,
-    )
+    with _statement_dumps_left_out(args.verbose):
+        outcome = execute(
+            args.job,
+            tags=tags,
+            log_level="DEBUG" if args.verbose else "CRITICAL",
+            listener=None if args.quiet else StepPrinter(),
+            left_out=left_out,
+        )
     seconds = time.monotonic() - started
     if not args.quiet and outcome.not_run:
         count = len(outcome.not_run)
@@ -465,10 +514,42 @@ def _run_locked(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_INTERRUPTED
     if not outcome.success:
         print("\n" + redact("\n".join(failure_summary(outcome, settings))), file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_USAGE if storage_failure(outcome) else EXIT_FAILED
     if not args.quiet:
         print("\n" + redact("\n".join(success_summary(outcome, settings, dagster_home, seconds))))
     return EXIT_OK
+
+
+class _WithoutStatementDumps:
+    """``sys.stderr`` while a run executes. Libraries print database errors with the SQL statement and its
+    parameters that SQLAlchemy appends (Dagster: "Exception while writing logger call to event log: ..."
+    when the disk is full), which may quote customer data: the error's own lines are kept."""
+
+    def __init__(self, stream: TextIO):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        if "\n[SQL: " in text or "\n(Background on this error at:" in text:
+            self._stream.write(without_statement_dump(text) + "\n")
+        else:
+            self._stream.write(text)
+        return len(text)
+
+    def __getattr__(self, name: str):  # fileno, flush, isatty, encoding, ...: the real stream's
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _statement_dumps_left_out(verbose: bool):
+    """Statement dumps stay out of stderr during a run, except under --verbose."""
+    if verbose:
+        yield
+        return
+    stream, sys.stderr = sys.stderr, _WithoutStatementDumps(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stderr = stream
 
 
 def _reused_ingestion(args: argparse.Namespace, settings: Settings) -> tuple[set[str], dict[str, str]]:
@@ -511,6 +592,22 @@ def _close_abandoned_runs(settings: Settings, quiet: bool) -> None:
         )
 
 
+def _resolve_pending_publish(settings: Settings, quiet: bool) -> bool:
+    """A publish that stopped between its two stores' commits: put it right now (publish/pending.py), or say
+    that the stores disagree. Returns False while they do."""
+    from seg_pipeline.publish.pending import STATUS_LOCK_WAIT_SECONDS, resolve_configured
+
+    resolution = resolve_configured(settings, STATUS_LOCK_WAIT_SECONDS)
+    if resolution is None or resolution.action == "in_progress":
+        return True
+    if resolution.unresolved:
+        print(redact(f"warning: {resolution.message}"), file=sys.stderr)
+        return False
+    if not quiet:
+        print(redact(f"Resolved an unfinished publish: {resolution.message}"), file=sys.stderr)
+    return True
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from seg_pipeline.automation import read_alerts
     from seg_pipeline.runner import prepare_dagster_home, recent_runs
@@ -518,18 +615,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = _resolve_settings(args)
     dagster_home = prepare_dagster_home(settings.dagster_home)
     _close_abandoned_runs(settings, quiet=False)
+    stores_agree = _resolve_pending_publish(settings, quiet=False)
     runs = recent_runs(args.limit)
     if not runs:
         print(f"No runs yet on the instance in {dagster_home}. Start one with `seg-pipeline run`.")
-        return 0
+        return EXIT_OK if stores_agree else EXIT_FAILED
     print(f"Recent runs on the instance in {dagster_home}:")
     print(f"  {'run id':<36}  {'job':<14} {'status':<10} {'started (UTC)':<19} {'seconds':>8}")
     for run in runs:
         started = run.started.strftime("%Y-%m-%d %H:%M:%S") if run.started else "-"
         seconds = f"{run.seconds:8.1f}" if run.seconds is not None else "       -"
         print(f"  {run.run_id:<36}  {run.job:<14} {run.status:<10} {started:<19} {seconds}")
-        if run.failure:
-            print(redact(f"      failed at {run.failure}"))
+        where = "stopped at" if run.status == "CANCELED" else "failed at"  # canceled: interrupted
+        for failure in run.failures:
+            print(redact(f"      {where} {failure}"))
     alerts = read_alerts(settings, 5)
     if alerts:
         print(f"Recent alerts ({settings.alerts_path}):")
@@ -540,11 +639,12 @@ def cmd_status(args: argparse.Namespace) -> int:
                     f"  {alert['recorded_at']}  {alert['job']} run {alert['run_id']} ({alert['trigger']}): {steps}"
                 )
             )
-    return 0
+    return EXIT_OK if stores_agree else EXIT_FAILED  # the published stores disagree: worth a non-zero exit
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from seg_pipeline.publish.contract import PUBLISHED_TABLES
+    from seg_pipeline.publish.export import write_csv
     from seg_pipeline.publish.writers import read_postgres_table, read_warehouse_table
 
     settings = _resolve_settings(args)
@@ -568,9 +668,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             f"{args.table} has not been published to {where} yet; run `seg-pipeline run` first"
         )
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out, index=False, date_format="%Y-%m-%d")
-    print(f"Wrote {len(frame):,} rows of {args.table} from {where} to {out}")
+    rows = write_csv(frame, out)  # spreadsheet-safe: formula-like text cells start with '
+    print(f"Wrote {rows:,} rows of {args.table} from {where} to {out}")
     return 0
 
 
@@ -593,24 +692,15 @@ def cmd_forget(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     import json
 
-    import pandas as pd
-
-    from seg_pipeline.cleaning.privacy import erasure_keys, pseudonymize, resolve_key
-    from seg_pipeline.explain import explain
+    from seg_pipeline.cleaning.privacy import resolve_key
+    from seg_pipeline.explain import ErasureRegister, explain
 
     settings = _resolve_settings(args)
     key = resolve_key(settings.privacy.pseudonymization_key_env, settings.home)
-    member = pseudonymize(pd.Series([args.customer_id]), key).iloc[0]
-    result = explain(settings.warehouse_path, args.customer_id, erased=member in erasure_keys(settings.home))
-    if args.json:
-        print(
-            json.dumps(
-                {"customer_id": result.customer_id, "found": result.found, **result.sections}, indent=2
-            )
-        )
-    else:
-        print(result.text())
-    return 0 if result.found or "Erasure" in result.sections else 1
+    result = explain(settings.warehouse_path, args.customer_id, ErasureRegister.read(settings.home, key))
+    print(json.dumps(result.as_json(), indent=2) if args.json else result.text())
+    # an erasure request (pending or applied) is an answer, not an unknown customer
+    return 0 if result.found or result.erasure else 1
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -721,9 +811,18 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
 
     export = add_command("export", help="write a published table to a CSV file")
+    export.description = (
+        "Write a published table to CSV. Text cells that a spreadsheet would run as a formula (starting\n"
+        "with = + - @, a tab, CR, LF or NUL, their full-width or small forms, or spaces then one of these)\n"
+        "are written with a leading ' so Excel, LibreOffice and Google Sheets show them as text; numbers,\n"
+        "dates and booleans are written as they are. The published tables keep the raw values."
+    )
     _settings_args(export)
     export.add_argument("table", help="customer_segments, churn_scores, segment_profiles or segment_history")
-    export.add_argument("--out", metavar="FILE.csv", required=True)
+    export.add_argument(
+        "--out", metavar="FILE.csv", required=True,
+        help="the CSV file to write (text that a spreadsheet would run as a formula starts with ')",
+    )  # fmt: skip
     export.add_argument(
         "--from", dest="source", choices=("warehouse", "postgres"), default="warehouse",
         help="the store to read (default: the warehouse, which every publish writes)",
@@ -752,8 +851,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _route_driver_logs(verbose: bool) -> None:
+    """psycopg logs a warning when it cannot roll back a connection that is already gone ("error ignored ...:
+    the connection is lost"), which Python prints on stderr for want of a handler; the step's retry line and
+    error say it already, so the raw line shows only under --verbose."""
+    driver = logging.getLogger("psycopg")
+    if not verbose and not any(isinstance(h, logging.NullHandler) for h in driver.handlers):
+        driver.addHandler(logging.NullHandler())
+        driver.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _route_driver_logs(args.verbose)
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -762,7 +872,7 @@ def main(argv: list[str] | None = None) -> int:
             print("  `seg-pipeline status` shows how the run ended", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - every error gets a short explanation, the traceback on --verbose
-        return report_error(exc, args.verbose)
+        return report_error(exc, args.verbose, home=getattr(args, "resolved_home", None))
 
 
 if __name__ == "__main__":

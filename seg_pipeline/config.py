@@ -29,7 +29,8 @@ from pydantic import (
 
 from seg_pipeline.errors import SegPipelineError
 from seg_pipeline.redact import has_password, redact
-from seg_pipeline.sources.contracts import CONTRACTS, SOURCE_NAMES
+from seg_pipeline.sources.contracts import CONTRACTS, RESERVED_COLUMNS, SOURCE_NAMES
+from seg_pipeline.sources.files import FILE_NOT_FOUND, file_problem, unreadable_reason
 
 ENV_PREFIX = "SEG_"
 CONFIG_ENV = "SEG_CONFIG"
@@ -90,6 +91,14 @@ class CustomerAttributes(_Model):
             raise ValueError(
                 f"{sorted(clash)} are canonical CRM columns that cannot be features; of those only "
                 f"{sorted(DESCRIPTIVE_CRM_COLUMNS)} may be listed, as categorical"
+            )
+        reserved = [name for name in self.names if name in RESERVED_COLUMNS]
+        if reserved:
+            what = "; ".join(f"{name!r} is {RESERVED_COLUMNS[name]}" for name in reserved)
+            raise ValueError(
+                f"{what}: the pipeline adds a column of that name, which would replace yours. List your "
+                "column under another name and map it to the one in the file, e.g. "
+                f"sources.crm_customers.columns: {{crm_{reserved[0]}: {reserved[0]}}}"
             )
         return self
 
@@ -334,6 +343,15 @@ class OrchestrationConfig(_Model):
     landing_settle_seconds: int = Field(
         60, ge=0, description="extracts must be unchanged this long before the sensor starts a run"
     )
+    sources_stable_seconds: float = Field(
+        2,
+        ge=0,
+        description="`seg-pipeline run` waits until every extract's size and modification time have been "
+        "unchanged this long (a copy still being written); 0: no wait",
+    )
+    sources_stable_timeout_seconds: float = Field(
+        120, gt=0, description="how long `seg-pipeline run` waits for that before it stops, naming the files"
+    )
     io_retries: int = Field(3, ge=0, le=10, description="retries of I/O steps (extract reads, publish)")
     io_retry_delay_seconds: float = Field(5, ge=0, description="first retry delay; doubles with each retry")
     handoff_memory_mb: int | None = Field(
@@ -379,6 +397,8 @@ class OrchestrationConfig(_Model):
     def _windows_ordered(self) -> OrchestrationConfig:
         if self.freshness_warn_hours >= self.freshness_fail_hours:
             raise ValueError("freshness_warn_hours must be below freshness_fail_hours")
+        if self.sources_stable_seconds >= self.sources_stable_timeout_seconds:
+            raise ValueError("sources_stable_seconds must be below sources_stable_timeout_seconds")
         return self
 
 
@@ -522,16 +542,28 @@ class Settings(_Model):
         return None
 
     def check_source_path(self, name: str) -> None:
-        """Fail with the config key named when a configured file is missing."""
+        """Fail with the config key (or the landing file) named when the extract is missing, is not a
+        regular file (a FIFO, a device, a directory, a socket) or may not be read by this user."""
         configured = self.source(name).path
-        if configured is not None and not configured.exists():
+        try:
+            path = self.source_path(name)
+        except PermissionError:  # the landing folder may not be searched
+            raise SegPipelineError(
+                f"{name}: the landing folder {self.landing_dir} {unreadable_reason(self.landing_dir)}."
+            ) from None
+        problem = file_problem(path) if path is not None else None
+        if problem == FILE_NOT_FOUND and configured is not None:
             raise SegPipelineError(
                 f"config key sources.{name}.path: file not found: {configured}. "
                 "Fix the path or remove the key to use the landing folder."
             )
+        if problem:
+            where = f"config key sources.{name}.path: {path}" if configured else f"{name}: file {path}"
+            raise SegPipelineError(f"{where} {problem}.")
 
     def check_sources(self) -> None:
-        """Fail with the config key named when a configured file is missing or the CRM extract is absent."""
+        """Fail with the config key named when an extract cannot be read (``check_source_path``) or the CRM
+        extract is absent."""
         for name in SOURCE_NAMES:
             self.check_source_path(name)
         if self.source_path("crm_customers") is None:
@@ -645,6 +677,31 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
             continue
         found[".".join(parts)] = (f"env {var}", _parse_scalar(raw))
     return found
+
+
+# SEG_* variables that are not config keys: read by the CLI, the publish step and the tests
+NON_CONFIG_ENV = (CONFIG_ENV, "SEG_PUBLISH_DSN", "SEG_PSEUDO_KEY", "SEG_TEST_PG_URL")
+
+
+def unknown_env_vars(environ: Mapping[str, str], settings: Settings) -> list[str]:
+    """One warning per single-word ``SEG_*`` variable that nothing reads (``SEG_ASOF`` for ``SEG_AS_OF``),
+    naming the closest known one: such a typo would otherwise be ignored without a word."""
+    import difflib
+
+    config = {ENV_PREFIX + key.upper(): key for key in Settings.model_fields}
+    known = {*config, *NON_CONFIG_ENV, settings.privacy.pseudonymization_key_env}
+    warnings = []
+    for var in sorted(environ):
+        if not var.startswith(ENV_PREFIX) or "__" in var or var in known:
+            continue  # nested names with an unknown first key fail validation instead
+        warning = f"environment variable {var} is not a seg-pipeline setting and is ignored"
+        # compared without the prefix every candidate shares
+        names = {name.removeprefix(ENV_PREFIX): name for name in sorted(known)}
+        for close in difflib.get_close_matches(var.removeprefix(ENV_PREFIX), names, n=1, cutoff=0.6):
+            key = f" (config key {config[names[close]]})" if names[close] in config else ""
+            warning += f"; did you mean {names[close]}{key}?"
+        warnings.append(warning)
+    return warnings
 
 
 def parse_cli_overrides(items: Iterable[str]) -> dict[str, tuple[str, Any]]:

@@ -18,7 +18,7 @@ from seg_pipeline.assets.raw import raw_assets
 from seg_pipeline.assets.segmentation import segmentation_assets
 from seg_pipeline.automation import failure_alert_sensor, landing_sensor, nightly_schedule
 from seg_pipeline.config import Settings, load_settings
-from seg_pipeline.jobs import full_refresh_job, rescore_job
+from seg_pipeline.jobs import full_refresh_job, rescore_job, stoppable_in_process_executor
 from seg_pipeline.resources import PipelineSettings, PublishTarget
 from seg_pipeline.tracking import MlflowTracking
 from seg_pipeline.warehouse import WarehouseIOManager
@@ -57,8 +57,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             ),
         },
         # One process: the embedded DuckDB warehouse takes a single writer, and subprocess start-up
-        # per step would cost more than the steps. Deployments can swap in another executor.
-        executor=dg.in_process_executor,
+        # per step would cost more than the steps. Deployments can swap in another executor (then a Ctrl-C
+        # of `seg-pipeline run` is left to that executor's own interrupt handling).
+        executor=stoppable_in_process_executor,
     )
 
 

@@ -6,7 +6,10 @@ import contextlib
 import datetime as dt
 import fcntl
 import os
+import select
+import signal
 import socket
+import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -69,6 +72,7 @@ class RunOutcome:
     success: bool
     steps: list[StepOutcome] = field(default_factory=list)
     not_run: list[str] = field(default_factory=list)  # planned steps that never started (upstream failed)
+    signalled: bool = False  # SIGINT or SIGTERM arrived while it executed
 
     @property
     def failed_steps(self) -> list[StepOutcome]:
@@ -76,18 +80,23 @@ class RunOutcome:
 
     @property
     def interrupted(self) -> bool:
-        return any(s.error == INTERRUPTED for s in self.failed_steps)
+        """Stopped by a signal (a run that completed before the signal took effect is not)."""
+        return not self.success and (self.signalled or any(s.error == INTERRUPTED for s in self.failed_steps))
 
     @property
     def failure_reason(self) -> str | None:
+        """Every failed step with its error: the expectations of failed gates, then the other steps."""
         failed = self.failed_steps
         if not failed:
             return None if self.success else "the run did not complete (see the run's logs in the UI)"
-        first = failed[0]
         checks = [note for step in failed for note in step.notes if note.startswith("check ")]
+        others = [s for s in failed if not any(note.startswith("check ") for note in s.notes)]
+        lines = [f"step {step.step} failed: {step.error}" for step in others]
         if checks:  # a failed gate: say which expectations failed, not Dagster's wrapper error
-            return "quality gate failed; nothing downstream ran.\n  " + "\n  ".join(checks)
-        return f"step {first.step} failed: {first.error}"
+            return "quality gate failed; nothing downstream ran.\n  " + "\n  ".join(checks + lines)
+        if len(lines) == 1:
+            return lines[0]
+        return f"{len(lines)} steps failed:\n  " + "\n  ".join(lines)
 
 
 # What a StepListener is told: "planned" (once per step, before the run starts), "started",
@@ -140,6 +149,8 @@ class OutcomeBuilder:
             self._tell("finished", step)
             return
         step = self.steps.get(key)
+        if step is None and kind == T.STEP_FAILURE:  # its start was never recorded (e.g. the disk was full)
+            step = self.steps[key] = StepOutcome(step=key, status="running", started_at=ts)
         if step is None:  # engine events about steps that never started
             return
         if kind == T.STEP_RESTARTED:
@@ -238,6 +249,123 @@ class _RunWatcher:
                 return
 
 
+# --- stopping a run: Ctrl-C and SIGTERM -------------------------------------------------------------------
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# sent to the main thread to end a blocking call there (EINTR), so Python runs the SIGINT handler at once
+WAKE_SIGNAL = signal.SIGUSR1
+REPEAT_SECONDS = 2.0  # until a step ends, the interrupt is delivered again this often (Python may lose it)
+_stop = threading.Event()
+_step_ended = threading.Event()  # a step ended after the stop was requested: the interrupt got through
+
+
+def stop_requested() -> bool:
+    """True once SIGINT or SIGTERM arrived while this process executes a run (inside ``stop_on_signals``)."""
+    return _stop.is_set()
+
+
+def step_ended_after_stop() -> None:
+    """Told by the executor (jobs.py): a step ended after the stop request, so the step that ran then was
+    stopped (or finished); later steps fail as they start, and the interrupt need not be repeated."""
+    _step_ended.set()
+
+
+def _record_signal(signum, frame) -> None:
+    _stop.set()
+
+
+def _ignore_signal(signum, frame) -> None:
+    pass
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """Record every SIGINT and SIGTERM while a run executes in this process, so that it always stops.
+
+    Dagster swaps in its own handlers while it executes, and the exception its handler raises is lost when
+    the signal lands in a finalizer or weakref callback: the run then went on and published. The wakeup fd
+    is written by the C-level handler whatever the Python one does, so a thread reading it records every
+    signal, and the executor (jobs.py) stops the run before its next step. SIGINT is blocked in this thread
+    meanwhile, so the processes Dagster starts (compute-log tails and their watch_orphans.py, joblib
+    workers) inherit it blocked: a Ctrl-C reaches this process only (no traceback of theirs), and Dagster
+    ends them as the run stops. The reader thread takes the signal instead, then wakes this thread from
+    any blocking call (WAKE_SIGNAL), so Dagster's handler still interrupts the step at once.
+    """
+    if threading.current_thread() is not threading.main_thread():  # signals are the main thread's
+        yield
+        return
+    _stop.clear()
+    _step_ended.clear()
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    handlers = {signum: signal.signal(signum, _record_signal) for signum in STOP_SIGNALS}
+    handlers[WAKE_SIGNAL] = signal.signal(WAKE_SIGNAL, _ignore_signal)
+    # started before SIGINT is blocked here, so the reader keeps it unblocked and the kernel delivers it there
+    reader = threading.Thread(target=_read_signals, args=(read_fd, threading.get_ident()), daemon=True,
+                              name="seg-pipeline-signals")  # fmt: skip
+    reader.start()
+    wakeup_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    unraisable = sys.unraisablehook
+    sys.unraisablehook = _without_lost_interrupts(unraisable)
+    try:
+        yield
+    finally:
+        sys.unraisablehook = unraisable
+        signal.set_wakeup_fd(wakeup_fd)
+        os.close(write_fd)  # the reader reads to the end and stops: no wake signal after this
+        reader.join()
+        os.close(read_fd)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
+def _read_signals(read_fd: int, main_thread: int) -> None:
+    while True:
+        repeating = _stop.is_set() and not _step_ended.is_set()
+        readable, _, _ = select.select([read_fd], [], [], REPEAT_SECONDS if repeating else None)
+        if not readable:  # the step goes on: its interrupt was lost (raised inside a finalizer), so again
+            _interrupt(main_thread)
+            continue
+        data = os.read(read_fd, 64)  # one byte per signal, the signal's number; none once the pipe closed
+        if not data:
+            return
+        if any(signum in STOP_SIGNALS for signum in data) and not _stop.is_set():
+            _stop.set()
+            signal.pthread_kill(main_thread, WAKE_SIGNAL)
+
+
+def _interrupt(main_thread: int) -> None:
+    interrupt_current_step()
+    signal.pthread_kill(main_thread, WAKE_SIGNAL)
+
+
+def _without_lost_interrupts(hook):
+    """``sys.unraisablehook`` for the interrupt Python lost in a finalizer: it records the stop (as the wakeup
+    fd does) and prints nothing, as its traceback would reach the terminal through Dagster's compute-log tail."""
+    import dagster as dg
+
+    interrupts = (KeyboardInterrupt, dg.DagsterExecutionInterruptedError)
+
+    def quiet(unraisable) -> None:
+        if issubclass(unraisable.exc_type, interrupts):
+            _stop.set()
+        else:
+            hook(unraisable)
+
+    return quiet
+
+
+def interrupt_current_step() -> None:
+    """Deliver the recorded stop to Dagster's own interrupt handling: its SIGINT handler runs in the main
+    thread (as for a real signal). Called as a step starts, it makes the step fail as interrupted at its first
+    boundary, before it reads an input."""
+    import _thread
+
+    _thread.interrupt_main(signal.SIGINT)
+
+
 def execute(
     job_name: str,
     working_directory: str | None = None,
@@ -264,7 +392,7 @@ def execute(
     token = uuid.uuid4().hex
     builder = OutcomeBuilder(listener)
     process = {HOST_TAG: socket.gethostname(), PROCESS_TAG: _process_identity(os.getpid())}
-    with dg.DagsterInstance.get() as instance:
+    with stop_on_signals(), dg.DagsterInstance.get() as instance:
         watcher = _RunWatcher(instance, token, builder)
         with watcher if listener is not None else contextlib.nullcontext():
             result = dg.execute_job(
@@ -278,7 +406,9 @@ def execute(
             )
         watcher.run_id = result.run_id
         watcher.poll()  # the events the watcher had not read yet (all of them without a listener)
-        return builder.outcome(result.run_id, job_name, result.success)
+        outcome = builder.outcome(result.run_id, job_name, result.success)
+        outcome.signalled = stop_requested()
+        return outcome
 
 
 def _selection(job_name: str, left_out: set[str]):
@@ -395,12 +525,14 @@ def error_text(error) -> str:
 
 
 def _first_line_block(message: str) -> str:
+    from seg_pipeline.errors import without_statement_dump
+
     # Dagster prefixes a Failure with the exception type; users want the sentence we wrote.
     text = message.strip()
     for prefix in ("dagster._core.definitions.events.Failure: ", "Failure: "):
         if text.startswith(prefix):
             text = text[len(prefix) :]
-    return text
+    return without_statement_dump(text)
 
 
 @dataclass
@@ -410,7 +542,7 @@ class RunSummary:
     status: str
     started: dt.datetime | None
     seconds: float | None
-    failure: str | None = None
+    failures: list[str] = field(default_factory=list)  # "step: error" of every failed step
 
 
 def recent_runs(limit: int = 10) -> list[RunSummary]:
@@ -429,17 +561,24 @@ def recent_runs(limit: int = 10) -> list[RunSummary]:
                     status=run.status.value,
                     started=dt.datetime.fromtimestamp(start, dt.UTC) if start else None,
                     seconds=(end - start) if start and end else None,
-                    failure=_first_failure(instance, run.run_id) if run.status.value == "FAILURE" else None,
+                    failures=_failures(instance, run.run_id) if run.status.value in STOPPED else [],
                 )
             )
         return out
 
 
-def _first_failure(instance, run_id: str) -> str | None:
+STOPPED = ("FAILURE", "CANCELED")  # statuses whose failed steps `status` lists
+
+
+def _failures(instance, run_id: str) -> list[str]:
+    """Every failed step of the run with its error, in order; else the run's own failure message."""
     from dagster import DagsterEventType
 
+    failed: dict[str, str] = {}
     for record in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE):
-        return f"{record.dagster_event.step_key}: {error_text(record.dagster_event.step_failure_data.error)}"
+        failed[record.dagster_event.step_key] = error_text(record.dagster_event.step_failure_data.error)
+    if failed:
+        return [f"{step}: {error}" for step, error in failed.items()]
     for record in instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE):
-        return record.dagster_event.message or record.user_message
-    return None
+        return [record.dagster_event.message or record.user_message]
+    return []

@@ -17,6 +17,12 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self._cut: bytes | None = None  # what a client sends before the cut
+
+    def cut_after(self, sent: bytes) -> None:
+        """Once a client has sent ``sent`` (e.g. ``b"from stdin"``: a COPY) and the server has answered, cut every
+        open connection, once, as a network drop does; new connections are accepted as before."""
+        self._cut = sent
 
     def start(self) -> TcpProxy:
         listener = socket.socket()
@@ -35,6 +41,9 @@ class TcpProxy:
                 self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
+        self._cut_open()
+
+    def _cut_open(self) -> None:
         with self._lock:
             for sock in self._open:
                 with contextlib.suppress(OSError):
@@ -55,13 +64,23 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._open.update((client, upstream))
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+            armed = threading.Event()  # this connection's client sent what precedes the cut
+            for source, sink, from_client in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(
+                    target=self._pump, args=(source, sink, from_client, armed), daemon=True
+                ).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(
+        self, source: socket.socket, sink: socket.socket, from_client: bool, armed: threading.Event
+    ) -> None:
         try:
             while data := source.recv(65536):
                 sink.sendall(data)
+                if from_client and self._cut is not None and self._cut in data:
+                    armed.set()
+                elif not from_client and armed.is_set() and self._cut is not None:
+                    self._cut = None  # the server answered (a COPY: "send the rows"): cut now
+                    self._cut_open()
         except OSError:
             pass
         finally:

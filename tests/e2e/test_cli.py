@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -340,3 +343,58 @@ def test_interrupted_generate_exits_130(tmp_path):
     finally:
         child.kill()
     assert child.returncode == 130 and err.rstrip().endswith("interrupted") and "Traceback" not in err
+
+
+# --- the machine's side: a read-only home and a full disk exit 2 and say what to do -------------------------
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A small file system in memory at ``path``, unmounted afterwards. As root only (CI runs as root): chmod
+    does not stop root from writing, a read-only or full file system does."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a read-only or full file system needs mount(8) as root")
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                             capture_output=True, text=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here: {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "--lazy", str(path)], check=False)
+
+
+def test_a_read_only_home_exits_2_saying_what_to_do(project, tmp_path):
+    with tmpfs(tmp_path / "mnt", "256m") as mnt:
+        home = mnt / "home"
+        shutil.copytree(project / ".seg", home)  # runs, warehouse, key, landing: all there, none writable
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        for command in (("run", "--as-of", "2024-06-30"), ("forget", "C-1"), ("status",)):
+            done = cli(*command, "--home", str(home), cwd=project)
+            output = done.stdout + done.stderr
+            assert done.returncode == 2, f"{command}: {output}"
+            assert f"error: cannot write to {home}" in done.stderr and "read-only" in done.stderr, output
+            assert f"what to do: make {home} writable" in done.stderr, output
+            assert "Traceback" not in output and "[SQL" not in output, output
+
+
+def test_a_full_disk_exits_2_saying_what_to_do(project, tmp_path):
+    landing = project / ".seg" / "landing"
+    with tmpfs(tmp_path / "small", "4m") as small:
+        home = small / "home"
+        ran = cli("run", "--as-of", "2024-06-30", "--home", str(home), "--set", f"landing={landing}",
+                  cwd=project, env=QUICK_ENV)  # fmt: skip
+        output = ran.stdout + ran.stderr
+        assert ran.returncode == 2, output
+        assert f"no space left on the disk that holds {home}" in ran.stderr, output
+        assert f"free disk space there (`df -h {home}` shows what is left)" in ran.stderr, output
+        # Dagster prints the database error it met; never SQLAlchemy's statement and parameters
+        assert "[SQL" not in output and "[parameters" not in output and "Traceback" not in output, output
+
+        with contextlib.suppress(OSError), (small / "filler").open("wb") as filler:
+            while True:
+                filler.write(bytes(1 << 16))
+        forgot = cli("forget", "C-1", "--home", str(home), cwd=project)
+        assert forgot.returncode == 2 and f"no space left on the disk that holds {home}" in forgot.stderr
+        assert "Traceback" not in forgot.stderr

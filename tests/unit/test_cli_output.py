@@ -5,13 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
+import sqlalchemy
 
 from seg_pipeline.cli import (
     EXIT_INTERRUPTED,
@@ -24,11 +28,20 @@ from seg_pipeline.cli import (
     main,
     render_bar,
     step_line,
+    storage_failure,
     success_summary,
 )
 from seg_pipeline.config import load_settings
+from seg_pipeline.jobs import stoppable_in_process_executor
 from seg_pipeline.publish.writers import PublishUnavailable, open_postgres
-from seg_pipeline.runner import INTERRUPTED, OutcomeBuilder, RunOutcome, StepOutcome
+from seg_pipeline.runner import (
+    INTERRUPTED,
+    OutcomeBuilder,
+    RunOutcome,
+    StepOutcome,
+    stop_on_signals,
+    stop_requested,
+)
 from seg_pipeline.synthetic.generator import GeneratorConfig, generate
 
 
@@ -223,10 +236,109 @@ def test_failure_summary_when_postgres_is_unreachable(settings):
     assert "SEG_PUBLISH_DSN" in text and "rerun" in text
 
 
+def test_failure_summary_lists_every_failed_step(settings):
+    failed = [StepOutcome(step="raw_orders", status="failed", error="missing required column(s) amount"),
+              StepOutcome(step="raw_web_events", status="failed", error="not a CSV file")]  # fmt: skip
+    text = "\n".join(failure_summary(RunOutcome("r6", "full_refresh", False, failed), settings))
+    assert text.startswith("Run r6 FAILED: 2 steps failed:\n")
+    assert "  step raw_orders failed: missing required column(s) amount\n" in text
+    assert "  step raw_web_events failed: not a CSV file\n" in text
+    gate = StepOutcome(
+        step="raw_orders_quality", status="failed", notes=["check raw_orders_quality failed: x"]
+    )
+    text = "\n".join(failure_summary(RunOutcome("r7", "full_refresh", False, [gate, failed[1]]), settings))
+    assert "quality gate failed" in text and "step raw_web_events failed: not a CSV file" in text
+
+
 def test_interrupted_run_is_recognised():
     step = StepOutcome(step="clean_customers", status="failed", error=INTERRUPTED)
     assert RunOutcome("r4", "full_refresh", False, [step]).interrupted
     assert not RunOutcome("r5", "full_refresh", False, [StepOutcome("x", "failed", error="boom")]).interrupted
+    # a signal that turned into another error in the step (or reached no step) still makes it interrupted
+    assert RunOutcome(
+        "r5", "full_refresh", False, [StepOutcome("x", "failed", error="boom")], signalled=True
+    ).interrupted
+    assert not RunOutcome("r8", "full_refresh", True, [], signalled=True).interrupted  # it completed first
+
+
+# --- stopping a run: signals are recorded whatever Python handler is installed -------------------------------
+
+
+def blocked_signals(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:")), 16)
+
+
+def test_a_signal_is_recorded_even_when_the_handler_drops_it():
+    before = signal.getsignal(signal.SIGINT)
+    with stop_on_signals():
+        signal.signal(signal.SIGINT, lambda signum, frame: None)  # as Dagster's handler between steps
+        child = subprocess.Popen(["sleep", "30"])  # as Dagster's compute-log tail
+        try:
+            assert blocked_signals(child.pid) & (1 << (signal.SIGINT - 1))  # a Ctrl-C does not reach it
+        finally:
+            child.kill()
+            child.wait()
+        assert not stop_requested()
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 10
+        while not stop_requested() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stop_requested()
+    assert signal.getsignal(signal.SIGINT) is before
+    assert not blocked_signals(os.getpid()) & (1 << (signal.SIGINT - 1))
+
+
+computed: list[str] = []
+
+
+class InterruptedFinalizer:
+    """A Ctrl-C that arrives while Python runs a finalizer: the exception of Dagster's handler is lost."""
+
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # Dagster's handler raises in here, and Python drops it
+            pass
+
+
+@dg.asset
+def finalized():
+    InterruptedFinalizer()
+    computed.append("finalized")
+    return 1
+
+
+@dg.asset
+def after_finalized(finalized):
+    computed.append("after_finalized")
+    return finalized
+
+
+def stoppable_job() -> dg.JobDefinition:
+    definitions = dg.Definitions(
+        assets=[finalized, after_finalized],
+        jobs=[dg.define_asset_job("stoppable", executor_def=stoppable_in_process_executor)],
+    )
+    return definitions.resolve_job_def("stoppable")
+
+
+def test_a_lost_interrupt_stops_the_run_before_its_next_step(capfd):
+    computed.clear()
+    builder = OutcomeBuilder()
+    with dg.instance_for_test() as instance, stop_on_signals():
+        result = dg.execute_job(dg.reconstructable(stoppable_job), instance=instance, raise_on_error=False)
+        for record in instance.get_records_for_run(result.run_id).records:
+            builder.add(record.event_log_entry)
+        status = instance.get_run_by_id(result.run_id).status
+    assert computed == ["finalized"]  # the interrupt was lost in the first step: it ran to its end
+    assert status == dg.DagsterRunStatus.CANCELED and not result.success
+    outcome = builder.outcome(result.run_id, "stoppable", result.success)
+    # the next step failed as it started (or, had the interrupt been delivered again in time, never started)
+    steps = {step.step: (step.status, step.error) for step in outcome.steps}
+    assert steps.get("after_finalized", ("failed", INTERRUPTED)) == ("failed", INTERRUPTED)
+    assert outcome.interrupted
+    assert "Exception ignored" not in capfd.readouterr().err  # the lost exception's traceback is not shown
 
 
 # --- errors: a short explanation and what to do; the traceback only under --verbose ---------------------
@@ -332,6 +444,16 @@ def test_postgres_unreachable_on_export(tmp_path, capsys, restore_environ, monke
     assert "SEG_PUBLISH_DSN" in err and "Traceback" not in err
 
 
+def test_an_unknown_seg_variable_is_named_once(tmp_path, capsys, restore_environ, monkeypatch):
+    monkeypatch.setenv("SEG_ASOF", "2024-06-30")  # a typo: SEG_AS_OF
+    code, out, err = run_main(capsys, "status", "--home", str(tmp_path / "home"))
+    assert code == 0 and "No runs yet" in out
+    assert err == (
+        "warning: environment variable SEG_ASOF is not a seg-pipeline setting and is ignored; "
+        "did you mean SEG_AS_OF (config key as_of)?\n"
+    )
+
+
 def test_interrupt_exit_code_is_documented():
     from seg_pipeline.cli import build_parser
 
@@ -339,3 +461,98 @@ def test_interrupt_exit_code_is_documented():
     assert (
         f"{EXIT_INTERRUPTED}  interrupted" in epilog and f"{EXIT_UNEXPECTED}    an unexpected error" in epilog
     )
+
+
+# --- the machine's side: a read-only database or a full disk exits 2 and says what to do --------------------
+
+
+def test_a_read_only_sqlite_database_is_the_users_side(tmp_path):
+    database = tmp_path / "runs.db"
+    with sqlite3.connect(database) as con:
+        con.execute("create table runs (id text)")
+    # as Dagster's and MLflow's stores fail: SQLAlchemy's message appends the statement and its parameters
+    engine = sqlalchemy.create_engine(f"sqlite:///file:{database}?mode=ro&uri=true")
+    with pytest.raises(sqlalchemy.exc.OperationalError) as refused, engine.begin() as con:
+        con.execute(sqlalchemy.text("insert into runs values (:id)"), {"id": "customer-42"})
+    assert "[SQL: insert into runs" in str(refused.value)
+    code, message, hint = explain_error(refused.value, tmp_path / "home")
+    assert code == EXIT_USAGE and "Traceback" not in message
+    assert message.startswith(f"cannot write to {tmp_path / 'home'}: its file system is read-only")
+    assert "attempt to write a readonly database" in message
+    assert "[SQL" not in message and "customer-42" not in message and "sqlalche.me" not in message
+    assert hint.startswith(f"make {tmp_path / 'home'} writable") and "--home" in hint
+    read_only = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    with pytest.raises(sqlite3.OperationalError) as plain:  # sqlite3 itself, as MLflow's migrations meet it
+        read_only.execute("insert into runs values ('x')")
+    read_only.close()
+    assert explain_error(plain.value, tmp_path)[0] == EXIT_USAGE
+
+
+def test_a_full_disk_is_the_users_side(tmp_path):
+    # /dev/full: every write fails with ENOSPC, as on a full disk
+    with pytest.raises(OSError) as full, open("/dev/full", "w") as handle:
+        handle.write("x")
+    code, message, hint = explain_error(full.value, tmp_path / "home")
+    assert code == EXIT_USAGE and message.startswith(
+        f"no space left on the disk that holds {tmp_path / 'home'}"
+    )
+    assert hint.startswith("free disk space there") and f"df -h {tmp_path / 'home'}" in hint
+    with pytest.raises(duckdb.IOException) as warehouse:
+        duckdb.connect().execute("copy (select 1 as x) to '/dev/full' (format csv)")
+    code, message, _ = explain_error(warehouse.value, tmp_path / "home")
+    assert code == EXIT_USAGE and "no space left" in message and "/dev/full" in message
+
+
+read_only_database: list[Path] = []  # set by the test below
+
+
+@dg.asset
+def empty_extract():
+    raise dg.Failure("the CRM extract is empty")
+
+
+@dg.asset
+def refused_write():
+    engine = sqlalchemy.create_engine(f"sqlite:///file:{read_only_database[0]}?mode=ro&uri=true")
+    with engine.begin() as con:
+        con.execute(sqlalchemy.text("insert into runs values (:id)"), {"id": "customer-42"})
+
+
+def test_every_failed_step_and_a_refused_write_in_the_summary_and_status(tmp_path, capsys, restore_environ,
+                                                                           monkeypatch):  # fmt: skip
+    read_only_database[:] = [tmp_path / "runs.db"]
+    with sqlite3.connect(read_only_database[0]) as con:
+        con.execute("create table runs (id text)")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    (tmp_path / "dagster").mkdir()
+    builder = OutcomeBuilder()
+    with dg.DagsterInstance.get() as instance:
+        result = dg.materialize([empty_extract, refused_write], instance=instance, raise_on_error=False)
+        for record in instance.get_records_for_run(result.run_id).records:
+            builder.add(record.event_log_entry)
+    outcome = builder.outcome(result.run_id, "test", result.success)
+    settings = load_settings(overrides={"home": str(tmp_path / "home")}, environ={})
+    text = "\n".join(failure_summary(outcome, settings))
+    assert "2 steps failed:" in text and "step empty_extract failed: the CRM extract is empty" in text
+    assert "step refused_write failed: " in text and "attempt to write a readonly database" in text
+    assert "[SQL" not in text and "customer-42" not in text
+    assert storage_failure(outcome) == "read-only" and f"make {settings.home} writable" in text
+
+    code, out, _ = run_main(capsys, "status", "--home", str(tmp_path / "home"))
+    assert code == 0 and f"{result.run_id}  __ephemeral_asset_job__ FAILURE" in out
+    assert "      failed at empty_extract: the CRM extract is empty\n" in out
+    assert "      failed at refused_write: " in out and "attempt to write a readonly database" in out
+    assert "[SQL" not in out and "customer-42" not in out
+
+
+def test_failure_summary_when_the_published_stores_disagree(settings):
+    error = (
+        "the stores DISAGREE: PostgreSQL schema s holds this run's tables (r9), the warehouse those of run r8. "
+        "The warehouse could not take the new tables (disk full) and putting PostgreSQL's previous tables "
+        "back failed too (connection lost)."
+    )
+    publish = StepOutcome(step="published_tables", status="failed", error=error)
+    text = "\n".join(failure_summary(RunOutcome("r9", "full_refresh", False, [publish]), settings))
+    assert "step published_tables failed: the stores DISAGREE" in text
+    assert "`seg-pipeline status` or the next run does it as soon as PostgreSQL is reachable" in text
+    assert "keep the tables of the last good run" not in text

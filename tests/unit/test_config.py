@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from seg_pipeline.config import load_settings
 from seg_pipeline.errors import SegPipelineError
+from seg_pipeline.sources.contracts import RESERVED_COLUMNS
+from tests.unit.sources.unprivileged import child_env, shared_dir, unprivileged_prefix
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -146,3 +152,131 @@ def test_settings_json_leaves_secrets_out(tmp_path):
     settings = load_settings(overrides={"publish.postgres_dsn": "postgresql://u@secret-host/db"}, environ={})
     assert settings.publish.postgres_dsn.get_secret_value().endswith("/db")
     assert "secret" not in settings.to_json()
+
+
+@pytest.mark.parametrize("name", sorted(RESERVED_COLUMNS))
+def test_attributes_named_like_the_pipelines_own_columns_are_refused(tmp_path, name):
+    """A CRM column called source_row listed as a feature would silently become the pipeline's row number."""
+    message = error_of(tmp_path, f"customer_attributes: {{numeric: [tenure, {name}]}}\n")
+    assert "config key customer_attributes" in message and "seg.yaml" in message
+    assert f"{name!r} is {RESERVED_COLUMNS[name]}" in message and "adds a column of that name" in message
+    assert f"sources.crm_customers.columns: {{crm_{name}: {name}}}" in message
+
+
+def test_a_reserved_column_renamed_by_mapping_is_accepted(tmp_path):
+    settings = load_settings(write(tmp_path, (
+        "customer_attributes: {numeric: [crm_source_row]}\n"
+        "sources:\n  crm_customers:\n    columns: {crm_source_row: source_row}\n"
+    )), environ={})  # fmt: skip
+    assert settings.customer_attributes.numeric == ["crm_source_row"]
+
+
+def _fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+def _socket(path: Path) -> None:
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+
+
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [(_fifo, "a FIFO (named pipe)"), (_socket, "a socket"), (Path.mkdir, "a directory"),
+     (lambda p: p.symlink_to("/dev/null"), "a character device")],
+)  # fmt: skip
+def test_an_extract_that_is_not_a_regular_file_is_refused_before_the_run(tmp_path, make, kind):
+    """A FIFO, socket, folder or device in the landing folder or at a configured path: it says which."""
+    for folder in ("landing", "other"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "crm_customers.csv").write_text("customer_id\nC1\n", encoding="utf-8")
+    found_in = tmp_path / "landing" / "orders.csv"
+    make(found_in)
+    found = error_of(tmp_path, f"landing: {found_in.parent}\n", check_files=True)
+    assert f"orders: file {found_in} is {kind}, not a file" in found
+    assert "must be a regular file" in found and "not found" not in found
+    configured = tmp_path / "web.csv"
+    make(configured)
+    text = f"landing: {tmp_path / 'other'}\nsources: {{web_events: {{path: {configured}}}}}\n"
+    message = error_of(tmp_path, text, check_files=True)
+    assert f"config key sources.web_events.path: {configured} is {kind}, not a file" in message
+
+
+CLI = str(Path(sys.executable).parent / "seg-pipeline")
+
+
+def run_as_unprivileged(shared: Path, landing: Path, sources: str = "") -> subprocess.CompletedProcess:
+    """`seg-pipeline run` as a user file permissions apply to, with ``landing`` (and ``sources``)."""
+    config = shared / "seg.yaml"
+    config.write_text(f"home: {shared / 'home'}\nlanding: {landing}\n{sources}", encoding="utf-8")
+    config.chmod(0o644)
+    return subprocess.run([*unprivileged_prefix(), CLI, "run", "--config", str(config)], cwd=shared,
+                          env=child_env(shared), capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_an_unreadable_extract_is_refused_before_the_run():
+    """Mode 000 for the user the pipeline runs as, or a folder it may not enter: `run` stops at once (exit
+    2) with one error naming the file, the user and what to do; no run starts, so nothing is retried."""
+    unprivileged_prefix()  # skips, saying why, where permissions cannot be tested
+    with shared_dir() as shared:
+        landing = shared / "landing"
+        landing.mkdir(mode=0o755)
+        (landing / "crm_customers.csv").write_text("customer_id\nC1\n", encoding="utf-8")
+        locked = landing / "orders.csv"
+        locked.write_text("customer_id,order_date,amount\n", encoding="utf-8")
+        locked.chmod(0o000)
+        unreadable = run_as_unprivileged(shared, landing)
+        closed = shared / "closed"
+        closed.mkdir(mode=0o700)  # the test user's folder: the other user may not look inside
+        (closed / "web.csv").write_text("ts,customer_id\n", encoding="utf-8")
+        locked.chmod(0o644)
+        unreachable = run_as_unprivileged(
+            shared, landing, f"sources: {{web_events: {{path: {closed}/web.csv}}}}\n"
+        )
+        closed_landing = run_as_unprivileged(shared, closed)
+        home_created = (shared / "home").exists()
+    assert unreadable.returncode == 2, unreadable.stdout + unreadable.stderr
+    message = unreadable.stderr
+    assert f"error: orders: file {locked} is not readable: permission denied for " in message
+    assert "the user the pipeline runs as" in message and "permissions ----------" in message
+    assert "Give that user read permission" in message and "Traceback" not in message
+    assert unreachable.returncode == 2 and "config key sources.web_events.path" in unreachable.stderr
+    assert "cannot be reached: permission denied on one of its folders" in unreachable.stderr
+    assert (
+        closed_landing.returncode == 2
+        and f"the landing folder {closed} is not readable" in closed_landing.stderr
+    )
+    assert not home_created  # refused before anything of the run
+
+
+def test_the_stable_window_must_be_shorter_than_its_timeout(tmp_path):
+    settings = load_settings(environ={})
+    assert settings.orchestration.sources_stable_seconds == 2
+    assert settings.orchestration.sources_stable_timeout_seconds == 120
+    message = error_of(
+        tmp_path, "orchestration: {sources_stable_seconds: 30, sources_stable_timeout_seconds: 10}\n"
+    )
+    assert "sources_stable_seconds must be below sources_stable_timeout_seconds" in message
+
+
+def test_unknown_seg_variables_are_named_with_the_closest_known_one():
+    from seg_pipeline.config import unknown_env_vars
+
+    settings = load_settings(environ={})
+    known = {"SEG_AS_OF": "2024-06-30", "SEG_CONFIG": "x.yaml", "SEG_PUBLISH_DSN": "postgresql://h/db",
+             "SEG_PSEUDO_KEY": "k", "SEG_TEST_PG_URL": "postgresql://h/db", "SEG_CHURN__HORIZON_DAYS": "30",
+             "SEG_HOME": "/tmp/h", "PATH": "/bin"}  # fmt: skip
+    assert unknown_env_vars(known, settings) == []
+    typos = {"SEG_ASOF": "2024-06-30", "SEG_PUBLISH_DNS": "postgresql://h/db", "SEG_XYZZY": "1"}
+    assert unknown_env_vars({**known, **typos}, settings) == [
+        "environment variable SEG_ASOF is not a seg-pipeline setting and is ignored; "
+        "did you mean SEG_AS_OF (config key as_of)?",
+        "environment variable SEG_PUBLISH_DNS is not a seg-pipeline setting and is ignored; "
+        "did you mean SEG_PUBLISH_DSN?",
+        "environment variable SEG_XYZZY is not a seg-pipeline setting and is ignored",
+    ]
+    # the variable the config names for the pseudonymization key is read, whatever its name
+    custom = load_settings(overrides={"privacy.pseudonymization_key_env": "SEG_ACME_KEY"}, environ={})
+    assert unknown_env_vars({"SEG_ACME_KEY": "k"}, custom) == []
+    (warning,) = unknown_env_vars({"SEG_ACME_KEY": "k"}, settings)
+    assert "SEG_ACME_KEY is not a seg-pipeline setting" in warning
