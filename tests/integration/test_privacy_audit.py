@@ -342,11 +342,6 @@ def audit(small_company, tmp_path_factory, pg_url) -> Iterator[Audit]:
     outputs["run --verbose"] = ran.stdout + ran.stderr
 
     # a publish to a closed port with the same password fails; its errors go to the event log and an alert
-    records: list[str] = []
-    handler = logging.Handler(logging.DEBUG)
-    handler.emit = lambda record: records.append(f"{record.name} {record.levelname} {record.getMessage()}")
-    root = logging.getLogger()
-    level = root.level
     with pytest.MonkeyPatch.context() as patch:
         for var in [v for v in os.environ if v.startswith("SEG_")]:
             patch.delenv(var)
@@ -354,30 +349,22 @@ def audit(small_company, tmp_path_factory, pg_url) -> Iterator[Audit]:
         patch.setenv("SEG_PSEUDO_KEY", key)
         settings = load_settings(config, {"orchestration.io_retries": 0})
         definitions = build_definitions(settings)
-        root.addHandler(handler)
-        root.setLevel(logging.DEBUG)
-        try:
-            with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
-                keys = [dg.AssetKey(["published", t]) for t in PUBLISHED_TABLES]
-                job = definitions.resolve_implicit_global_asset_job_def()
-                result = job.execute_in_process(instance=instance, asset_selection=keys, raise_on_error=False)
-                assert not result.success
-                failure = next(
-                    e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE
-                )
-                step_failure = next(e for e in result.all_events if e.is_step_failure)
-                sensor = next(s for s in definitions.sensors if s.name == "run_failure_alerts")
-                sensor(
-                    dg.build_run_status_sensor_context(
-                        sensor_name=sensor.name,
-                        dagster_event=failure,
-                        dagster_instance=instance,
-                        dagster_run=instance.get_run_by_id(result.run_id),
-                    ).for_run_failure()
-                )
-        finally:
-            root.removeHandler(handler)
-            root.setLevel(level)
+        with python_logs() as records, dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+            keys = [dg.AssetKey(["published", t]) for t in PUBLISHED_TABLES]
+            job = definitions.resolve_implicit_global_asset_job_def()
+            result = job.execute_in_process(instance=instance, asset_selection=keys, raise_on_error=False)
+            assert not result.success
+            failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+            step_failure = next(e for e in result.all_events if e.is_step_failure)
+            sensor = next(s for s in definitions.sensors if s.name == "run_failure_alerts")
+            sensor(
+                dg.build_run_status_sensor_context(
+                    sensor_name=sensor.name,
+                    dagster_event=failure,
+                    dagster_instance=instance,
+                    dagster_run=instance.get_run_by_id(result.run_id),
+                ).for_run_failure()
+            )
 
     closed_env = {**env, "SEG_PUBLISH_DSN": closed_dsn}
     status = cli("status", "--config", str(config), cwd=tmp, env=closed_env)
@@ -621,6 +608,23 @@ BROKEN = [
 NAMES = ["Wiebke Brandtner", "Jarosław Kowalczyk", "Mireille Okafor", "Tomasz Wierzbicki", "Ingrid Halvorsen"]
 
 
+@contextlib.contextmanager
+def python_logs() -> Iterator[list[str]]:
+    """Every Python log record while open, as "logger LEVEL message" lines (Dagster's and the libraries')."""
+    records: list[str] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = lambda record: records.append(f"{record.name} {record.levelname} {record.getMessage()}")
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield records
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
 def planted_value(kind: str, n: int) -> str:
     """A made-up contact of the kind, unlike anything in the generated company."""
     if kind == "email":
@@ -692,42 +696,27 @@ def misplaced(small_company, tmp_path_factory) -> Iterator[Misplaced]:
     headerless_crm(broken / "crm_customers.csv", ["C-PLANTED", *first])
     shifted_email_events(broken / "email_events.csv", planted_value("name", 93))
     values += [*first[:3], planted_value("name", 93)]
-    records: list[str] = []
-    handler = logging.Handler(logging.DEBUG)
-    handler.emit = lambda record: records.append(f"{record.name} {record.levelname} {record.getMessage()}")
-    root = logging.getLogger()
-    level = root.level
     with pytest.MonkeyPatch.context() as patch:
         for var in [v for v in os.environ if v.startswith("SEG_")]:
             patch.delenv(var)
         patch.setenv("SEG_PSEUDO_KEY", env["SEG_PSEUDO_KEY"])
         settings = load_settings(config, {"landing": str(broken), "orchestration.io_retries": 0})
         definitions = build_definitions(settings)
-        root.addHandler(handler)
-        root.setLevel(logging.DEBUG)
-        try:
-            with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
-                job = definitions.resolve_implicit_global_asset_job_def()
-                raw = [dg.AssetKey(f"raw_{source}") for source in CONTRACTS]
-                result = job.execute_in_process(instance=instance, asset_selection=raw, raise_on_error=False)
-                failure = next(
-                    e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE
-                )
-                failures = {
-                    e.step_key: e.step_failure_data.error.message
-                    for e in result.all_events
-                    if e.is_step_failure
-                }
-                sensor = next(s for s in definitions.sensors if s.name == "run_failure_alerts")
-                sensor(
-                    dg.build_run_status_sensor_context(
-                        sensor_name=sensor.name, dagster_event=failure, dagster_instance=instance,
-                        dagster_run=instance.get_run_by_id(result.run_id),
-                    ).for_run_failure()
-                )  # fmt: skip
-        finally:
-            root.removeHandler(handler)
-            root.setLevel(level)
+        with python_logs() as records, dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
+            job = definitions.resolve_implicit_global_asset_job_def()
+            raw = [dg.AssetKey(f"raw_{source}") for source in CONTRACTS]
+            result = job.execute_in_process(instance=instance, asset_selection=raw, raise_on_error=False)
+            failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+            failures = {
+                e.step_key: e.step_failure_data.error.message for e in result.all_events if e.is_step_failure
+            }
+            sensor = next(s for s in definitions.sensors if s.name == "run_failure_alerts")
+            sensor(
+                dg.build_run_status_sensor_context(
+                    sensor_name=sensor.name, dagster_event=failure, dagster_instance=instance,
+                    dagster_run=instance.get_run_by_id(result.run_id),
+                ).for_run_failure()
+            )  # fmt: skip
 
     needles = Needles()
     for value in values:
