@@ -489,6 +489,7 @@ def _run_locked(args: argparse.Namespace, settings: Settings) -> int:
     dagster_home = prepare_dagster_home(settings.dagster_home)
     _close_abandoned_runs(settings, quiet=args.quiet)
     _resolve_pending_publish(settings, quiet=args.quiet)
+    _prepare_tracking_store(settings)
     if not args.quiet:
         print(f"Running {args.job} on the Dagster instance in {dagster_home} ...", flush=True)
     started = time.monotonic()
@@ -590,6 +591,25 @@ def _close_abandoned_runs(settings: Settings, quiet: bool) -> None:
             + (f" ({mlflow_runs} MLflow run(s) marked KILLED)" if mlflow_runs else ""),
             file=sys.stderr,
         )
+
+
+def _prepare_tracking_store(settings: Settings) -> None:
+    """Create (or migrate) a local MLflow store before the run, with Ctrl-C and SIGTERM held until it is done:
+    MLflow migrates sqlite without transactional DDL, so an interrupt half-way leaves the store unusable
+    ("table _alembic_tmp_... already exists") for every later run. A signal that arrives meanwhile is
+    delivered right after. Errors are left to the step that needs the store, which reports them."""
+    import signal
+
+    from seg_pipeline.tracking import MlflowTracking
+
+    if not settings.mlflow_tracking_uri.startswith("sqlite:"):
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        with contextlib.suppress(Exception):
+            MlflowTracking.of(settings).client()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _resolve_pending_publish(settings: Settings, quiet: bool) -> bool:
