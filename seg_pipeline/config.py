@@ -216,7 +216,7 @@ class SegmentationConfig(_Model):
         0.6, ge=0, le=1, description="candidates less stable than this are not selected (unless none is)"
     )
     n_jobs: int = Field(
-        -1, ge=-1, description="candidates fitted side by side in worker processes; -1: one per CPU"
+        -1, ge=-1, description="candidates fitted side by side in threads; -1: one per CPU"
     )
     seed: int = 0
 

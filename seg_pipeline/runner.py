@@ -286,8 +286,8 @@ def stop_on_signals():
     the signal lands in a finalizer or weakref callback: the run then went on and published. The wakeup fd
     is written by the C-level handler whatever the Python one does, so a thread reading it records every
     signal, and the executor (jobs.py) stops the run before its next step. SIGINT is blocked in this thread
-    meanwhile, so the processes Dagster starts (compute-log tails and their watch_orphans.py, joblib
-    workers) inherit it blocked: a Ctrl-C reaches this process only (no traceback of theirs), and Dagster
+    meanwhile, so the processes Dagster starts (compute-log tails and their watch_orphans.py) inherit
+    it blocked: a Ctrl-C reaches this process only (no traceback of theirs), and Dagster
     ends them as the run stops. The reader thread takes the signal instead, then wakes this thread from
     any blocking call (WAKE_SIGNAL), so Dagster's handler still interrupts the step at once.
     """
@@ -366,6 +366,23 @@ def interrupt_current_step() -> None:
     _thread.interrupt_main(signal.SIGINT)
 
 
+@contextlib.contextmanager
+def standard_streams_kept():
+    """File descriptors 1 and 2 as they were before the run, whatever happened to them during it.
+
+    Dagster's compute-log capture points them at a log file in the home for the whole run and points them
+    back as the run ends, but only after flushing, outside its ``finally``: when the flush fails (a full
+    disk), they stay on that file and every later line of the command, its error included, was lost. Glue
+    until Dagster restores them unconditionally."""
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    try:
+        yield
+    finally:
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)  # a no-op when Dagster put them back (same open file)
+            os.close(copy)
+
+
 def execute(
     job_name: str,
     working_directory: str | None = None,
@@ -392,7 +409,7 @@ def execute(
     token = uuid.uuid4().hex
     builder = OutcomeBuilder(listener)
     process = {HOST_TAG: socket.gethostname(), PROCESS_TAG: _process_identity(os.getpid())}
-    with stop_on_signals(), dg.DagsterInstance.get() as instance:
+    with standard_streams_kept(), stop_on_signals(), dg.DagsterInstance.get() as instance:
         watcher = _RunWatcher(instance, token, builder)
         with watcher if listener is not None else contextlib.nullcontext():
             result = dg.execute_job(

@@ -47,10 +47,6 @@ def lock_is_free(home: Path) -> bool:
         return True
 
 
-# Known race, left visible: a SIGINT while joblib starts its loky workers can reach them before they block it,
-# and they print a KeyboardInterrupt traceback (seen once in a standalone run after the MLflow store moved out
-# of the run); the run still stops before publishing and exits 130.
-@pytest.mark.xfail(strict=False, reason="loky workers starting at the moment of Ctrl-C may print a traceback")
 def test_interrupts_stop_the_run_before_publishing(tmp_path, company, pg_url):
     project = Project.create(tmp_path, company, pg_url, "rel_interrupt")
     stopped = []
