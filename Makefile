@@ -4,17 +4,27 @@ VENV := .venv
 BIN := $(VENV)/bin
 CUSTOMERS ?= 20000
 SEED ?= 42
+# the installer that reads uv.lock (installed into .venv by pip, once)
+UV_VERSION := 0.13.9
 
 # demo, dev and mlflow use the demo company's config unless SEG_CONFIG names another
 export SEG_CONFIG ?= demo.yaml
 
-.PHONY: demo test dev mlflow screenshots lint clean bench bench-btyd bench-churn bench-generate
+.PHONY: demo test dev mlflow screenshots lint lock clean bench bench-btyd bench-churn bench-generate
 
-$(BIN)/seg-pipeline: pyproject.toml
+# Installs exactly the versions in uv.lock (with the dev extras), by uv, into .venv; `--locked` stops with an
+# error when pyproject.toml changed and the lock was not updated (`make lock`).
+$(BIN)/seg-pipeline: pyproject.toml uv.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
+	$(BIN)/uv sync --quiet --locked --inexact --extra dev --python $(BIN)/python
 	touch $@
+
+# Re-resolve uv.lock after a change of dependencies in pyproject.toml (newest versions within its ranges);
+# `make lock LOCK_ARGS=--upgrade-package=mlflow` moves one package only.
+lock:
+	test -x $(BIN)/uv || { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); $(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"; }
+	$(BIN)/uv lock $(LOCK_ARGS)
 
 # Generate a demo company into .seg/landing and materialize every asset on the embedded instance.
 demo: $(BIN)/seg-pipeline

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -365,6 +366,18 @@ class OrchestrationConfig(_Model):
         26, ge=1, description="published tables older than this: freshness warns"
     )
     freshness_fail_hours: int = Field(50, ge=2, description="older than this: freshness fails")
+    owners: list[str] = Field(
+        default_factory=lambda: ["team:customer-analytics"],
+        min_length=1,
+        description="Dagster owners of every asset: e-mail addresses or team:<name>",
+    )
+    docs_host: str = Field("127.0.0.1", description="where `seg-pipeline dev` serves Data Docs and reports")
+    docs_port: int = Field(3001, ge=1, le=65535, description="their port (the Dagster UI keeps its own)")
+
+    @property
+    def docs_url(self) -> str:
+        """The base URL of the Data Docs and report server that `seg-pipeline dev` starts."""
+        return f"http://{self.docs_host}:{self.docs_port}"
 
     @property
     def handoff_budget_mb(self) -> int:
@@ -380,6 +393,15 @@ class OrchestrationConfig(_Model):
 
         if not is_valid_cron_string(value):
             raise ValueError(f"not a valid cron expression: {value!r} (e.g. '0 2 * * *')")
+        return value
+
+    @field_validator("owners")
+    @classmethod
+    def _owner_names(cls, value: list[str]) -> list[str]:
+        email = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+        bad = [o for o in value if not (email.match(o) or re.match(r"^team:[A-Za-z0-9_.-]+$", o))]
+        if bad:
+            raise ValueError(f"owners must be e-mail addresses or team:<name> (letters, digits, _ . -): {bad}")
         return value
 
     @field_validator("schedule_timezone")

@@ -13,7 +13,9 @@ from seg_pipeline.synthetic.generator import GeneratorConfig, generate
 
 AS_OF = dt.date(2024, 6, 30)
 TEST_KEY = "test-pseudonymization-key-not-a-secret"
-PG_ADMIN_URL = os.environ.get("SEG_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# an existing server's admin URL (e.g. postgresql://postgres@127.0.0.1:5432/postgres); unset: the suite starts
+# its own throwaway server (tests/pg_server.py), one per test worker
+PG_ADMIN_URL = os.environ.get("SEG_TEST_PG_URL")
 
 
 @pytest.fixture(autouse=True)
@@ -34,16 +36,28 @@ def small_company(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> str:
-    """A fresh database on the local PostgreSQL server for this test session, dropped afterwards."""
+def pg_admin_url() -> str:
+    """SEG_TEST_PG_URL, or a server started for this test session (and stopped after it)."""
+    if PG_ADMIN_URL:
+        yield PG_ADMIN_URL
+        return
+    from tests.pg_server import throwaway_server
+
+    with throwaway_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_admin_url) -> str:
+    """A fresh database on the test PostgreSQL server for this test session, dropped afterwards."""
     import psycopg
 
     name = f"seg_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    base = pg_admin_url.rsplit("/", 1)[0]
     try:
         yield f"{base}/{name}"
     finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
