@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from seg_pipeline.config import CONFIG_ENV, Settings, load_settings, unknown_env_vars
+from seg_pipeline.docs_server import DocsServer, datadocs_url, report_url, settings_roots
 from seg_pipeline.errors import (
     DISK_ERROR,
     FULL,
@@ -158,7 +159,7 @@ MAX_STEP_WIDTH = 52
 
 def step_line(what: str, step: StepOutcome, width: int) -> str:
     """The line `run` prints when a step starts, waits for a retry or finishes."""
-    name = f"{step.step:<{width}}"
+    name = f"{step.label:<{width}}"
     if what == "started":
         again = f" (attempt {step.attempts})" if step.attempts > 1 else ""
         return f"  ...   {name}  started{again}"
@@ -190,7 +191,7 @@ class StepPrinter:
 
     def __call__(self, what: str, step: StepOutcome) -> None:
         if what == "planned":  # every step is planned before the first starts: align on the longest
-            self.width = min(max(self.width, len(step.step)), MAX_STEP_WIDTH)
+            self.width = min(max(self.width, len(step.label)), MAX_STEP_WIDTH)
             return
         print(redact(step_line(what, step, self.width)), file=self.stream or sys.stdout, flush=True)
 
@@ -211,10 +212,11 @@ def success_summary(outcome: RunOutcome, settings: Settings, dagster_home: Path,
     lines = [
         f"Run {outcome.run_id} succeeded in {seconds:.1f}s: {len(steps)} steps, {passed}/{checks} checks passed."
     ]
-    lines += [f"  report:       {path}" for path, _ in links.get("report", [])]
-    lines.append(
-        f"  Data Docs:    {settings.datadocs_dir / 'index.html'} (GX results of every gate, per run)"
-    )
+    for path, _ in links.get("report", []):
+        lines += [f"  report:       {_served_report(settings, path)}", f"                {path}"]
+    lines.append(f"  Data Docs:    {datadocs_url(settings)} (GX results of every gate, per run)")
+    lines.append(f"                {settings.datadocs_dir / 'index.html'}")
+    lines.append(f"                (`make dev` serves both on {settings.orchestration.docs_url})")
     lines += [f"  MLflow run:   {url} ({step})" for url, step in links.get("MLflow run", [])]
     if "MLflow run" in links:
         lines.append("                (`make mlflow` serves the MLflow UI on that address)")
@@ -232,6 +234,14 @@ def success_summary(outcome: RunOutcome, settings: Settings, dagster_home: Path,
     lines.append(f"  runs:         {dagster_home} (Dagster instance; `seg-pipeline status` lists them)")
     lines.append(f"  UI:           `make dev` (or `seg-pipeline dev`), then {run_url(outcome.run_id)}")
     return lines
+
+
+def _served_report(settings: Settings, path: str) -> str:
+    """The report's URL on the docs server, or its path when it is not under the reports folder."""
+    try:
+        return report_url(settings, path)
+    except ValueError:
+        return path
 
 
 PUBLISH_STEP = "published_tables"
@@ -257,7 +267,7 @@ def failure_summary(outcome: RunOutcome, settings: Settings) -> list[str]:
     elif gate:
         lines.append(
             f"  - the Data Docs show each failed expectation and the values it found: "
-            f"{settings.datadocs_dir / 'index.html'}"
+            f"{datadocs_url(settings)} (`make dev` serves it), or the file {settings.datadocs_dir / 'index.html'}"
         )
         lines.append(
             "  - fix the extract (or, if the expectation is wrong for your data, its suite or the quality.* "
@@ -723,6 +733,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0 if result.found or result.erasure else 1
 
 
+# a warnings filter (PYTHONWARNINGS syntax: action:message prefix) for `dagster dev`'s notice about itself
+SUPERSEDED_DEV = "ignore:Function `dev_command` is superseded"
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from seg_pipeline.runner import prepare_dagster_home
 
@@ -731,10 +745,25 @@ def cmd_dev(args: argparse.Namespace) -> int:
     prepare_dagster_home(settings.dagster_home)
     dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or "dagster"
     workspace = Path(args.workspace).resolve()
+    orchestration = settings.orchestration
+    try:  # the links the runs record point here: the UI's are dead without it
+        docs = DocsServer(settings_roots(settings), orchestration.docs_host, orchestration.docs_port)
+    except OSError as exc:
+        raise SegPipelineError(
+            f"cannot serve Data Docs and reports on {orchestration.docs_url}: {exc.strerror or exc}",
+            hint="stop what listens there, or choose another port: --set orchestration.docs_port=PORT",
+        ) from None
     print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
-    return subprocess.call(
-        [dagster, "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)], env=os.environ.copy()
-    )
+    print(f"Data Docs on {datadocs_url(settings)}, reports on {report_url(settings)}", flush=True)
+    docs.start()
+    try:
+        command = [dagster, "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)]
+        env = os.environ.copy()
+        if not args.verbose:  # `dagster dev` warns its own CLI is superseded by `dg dev` (dagster-dg-cli)
+            env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), SUPERSEDED_DEV]))
+        return subprocess.call(command, env=env)
+    finally:
+        docs.stop()
 
 
 # --- parser -----------------------------------------------------------------------------------------
@@ -871,19 +900,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _route_driver_logs(verbose: bool) -> None:
-    """psycopg logs a warning when it cannot roll back a connection that is already gone ("error ignored ...:
-    the connection is lost"), which Python prints on stderr for want of a handler; the step's retry line and
-    error say it already, so the raw line shows only under --verbose."""
+def _quiet_libraries(verbose: bool) -> None:
+    """The command prints its own lines; the libraries' log lines and warnings only under --verbose.
+
+    - psycopg logs a warning when it cannot roll back a connection that is already gone ("error ignored ...:
+      the connection is lost"), which Python prints on stderr for want of a handler; the step's retry line
+      and error say it already.
+    - MLflow logs at INFO to stderr ("Creating initial MLflow database tables..."); its own variable sets the
+      level, and reaches the processes `dev` starts too.
+    """
+    if verbose:
+        return
     driver = logging.getLogger("psycopg")
-    if not verbose and not any(isinstance(h, logging.NullHandler) for h in driver.handlers):
+    if not any(isinstance(h, logging.NullHandler) for h in driver.handlers):
         driver.addHandler(logging.NullHandler())
         driver.propagate = False
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _route_driver_logs(args.verbose)
+    _quiet_libraries(args.verbose)
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -216,9 +216,7 @@ class SegmentationConfig(_Model):
     min_stability: float = Field(
         0.6, ge=0, le=1, description="candidates less stable than this are not selected (unless none is)"
     )
-    n_jobs: int = Field(
-        -1, ge=-1, description="candidates fitted side by side in threads; -1: one per CPU"
-    )
+    n_jobs: int = Field(-1, ge=-1, description="candidates fitted side by side in threads; -1: one per CPU")
     seed: int = 0
 
     @model_validator(mode="after")
@@ -401,7 +399,9 @@ class OrchestrationConfig(_Model):
         email = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
         bad = [o for o in value if not (email.match(o) or re.match(r"^team:[A-Za-z0-9_.-]+$", o))]
         if bad:
-            raise ValueError(f"owners must be e-mail addresses or team:<name> (letters, digits, _ . -): {bad}")
+            raise ValueError(
+                f"owners must be e-mail addresses or team:<name> (letters, digits, _ . -): {bad}"
+            )
         return value
 
     @field_validator("schedule_timezone")

@@ -13,7 +13,12 @@ from seg_pipeline.assets.publish import (
     published_tables_asset,
     segment_report,
 )
-from seg_pipeline.assets.quality import clean_quality_checks, raw_quality_checks, stage_quality_checks
+from seg_pipeline.assets.quality import (
+    clean_quality_checks,
+    published_quality_checks,
+    raw_quality_checks,
+    stage_quality_checks,
+)
 from seg_pipeline.assets.raw import raw_assets
 from seg_pipeline.assets.segmentation import segmentation_assets
 from seg_pipeline.automation import failure_alert_sensor, landing_sensor, nightly_schedule
@@ -26,23 +31,26 @@ from seg_pipeline.warehouse import WarehouseIOManager
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     settings.home.mkdir(parents=True, exist_ok=True)
+    assets = [
+        *raw_assets(settings),
+        *clean_assets,
+        customer_features,
+        *segmentation_assets,
+        *churn_assets,
+        population_drift,
+        published_tables_asset(settings),
+        segment_report,
+    ]
+    owners = settings.orchestration.owners
     return dg.Definitions(
-        assets=[
-            *raw_assets(settings),
-            *clean_assets,
-            customer_features,
-            *segmentation_assets,
-            *churn_assets,
-            population_drift,
-            published_tables_asset(settings),
-            segment_report,
-        ],  # fmt: skip
+        assets=dg.map_asset_specs(lambda spec: spec.replace_attributes(owners=owners), assets),
         asset_checks=[
             *raw_quality_checks,
             *clean_quality_checks,
             *stage_quality_checks,
             *churn_checks,
             *publish_checks,
+            *published_quality_checks,
         ],  # fmt: skip
         jobs=[full_refresh_job, rescore_job],
         schedules=[nightly_schedule(settings)],

@@ -51,7 +51,7 @@ def prepare_dagster_home(default: Path) -> Path:
 
 @dataclass
 class StepOutcome:
-    step: str
+    step: str  # Dagster's step key
     status: str  # running, retrying, succeeded, failed, skipped
     seconds: float | None = None
     rows: int | None = None
@@ -63,6 +63,20 @@ class StepOutcome:
     attempts: int = 1
     retry_in: float | None = None  # seconds until the next attempt, while retrying
     started_at: float | None = None
+    name: str = ""  # for people: a check's step reads `raw_orders · quality`, not its key
+
+    @property
+    def label(self) -> str:
+        return self.name or self.step
+
+
+def check_step_name(asset: str, check: str) -> str:
+    """`raw_orders · quality` for the check raw_orders_quality on raw_orders (whose step key repeats the asset
+    name: raw_orders_raw_orders_quality); the asset's own name is not repeated."""
+    for prefix in (asset.replace("/", "_") + "_", asset.rsplit("/", 1)[-1] + "_"):
+        if check.startswith(prefix) and check != prefix:
+            return f"{asset} · {check.removeprefix(prefix)}"
+    return f"{asset} · {check}"
 
 
 @dataclass
@@ -91,7 +105,7 @@ class RunOutcome:
             return None if self.success else "the run did not complete (see the run's logs in the UI)"
         checks = [note for step in failed for note in step.notes if note.startswith("check ")]
         others = [s for s in failed if not any(note.startswith("check ") for note in s.notes)]
-        lines = [f"step {step.step} failed: {step.error}" for step in others]
+        lines = [f"step {step.label} failed: {step.error}" for step in others]
         if checks:  # a failed gate: say which expectations failed, not Dagster's wrapper error
             return "quality gate failed; nothing downstream ran.\n  " + "\n  ".join(checks + lines)
         if len(lines) == 1:
@@ -120,6 +134,7 @@ class OutcomeBuilder:
     def __init__(self, listener: StepListener | None = None):
         self.listener = listener
         self.planned: dict[str, None] = {}  # step keys in plan order
+        self.names: dict[str, str] = {}  # step key -> name for people (check steps)
         self.steps: dict[str, StepOutcome] = {}
 
     def _tell(self, what: str, step: StepOutcome) -> None:
@@ -136,21 +151,24 @@ class OutcomeBuilder:
         key, kind, ts = event.step_key, event.event_type, entry.timestamp
         if kind in (T.ASSET_MATERIALIZATION_PLANNED, T.ASSET_CHECK_EVALUATION_PLANNED):
             if key not in self.planned:
+                if kind == T.ASSET_CHECK_EVALUATION_PLANNED:  # a step that only checks: named by its check
+                    planned = event.event_specific_data
+                    self.names[key] = check_step_name(planned.asset_key.to_user_string(), planned.check_name)
                 self.planned[key] = None
-                self._tell("planned", StepOutcome(step=key, status="planned"))
+                self._tell("planned", self._new(key, "planned"))
             return
         if kind == T.STEP_START:
-            step = self.steps[key] = StepOutcome(step=key, status="running", started_at=ts)
+            step = self.steps[key] = self._new(key, "running", started_at=ts)
             self._tell("started", step)
             return
         if kind == T.STEP_SKIPPED:
-            step = self.steps.setdefault(key, StepOutcome(step=key, status="skipped", started_at=ts))
+            step = self.steps.setdefault(key, self._new(key, "skipped", started_at=ts))
             step.status = "skipped"
             self._tell("finished", step)
             return
         step = self.steps.get(key)
         if step is None and kind == T.STEP_FAILURE:  # its start was never recorded (e.g. the disk was full)
-            step = self.steps[key] = StepOutcome(step=key, status="running", started_at=ts)
+            step = self.steps[key] = self._new(key, "running", started_at=ts)
         if step is None:  # engine events about steps that never started
             return
         if kind == T.STEP_RESTARTED:
@@ -183,9 +201,22 @@ class OutcomeBuilder:
                     f"check {evaluation.check_name} {verb}: {evaluation.description or ''}".strip()
                 )
 
+    def _new(self, key: str, status: str, started_at: float | None = None) -> StepOutcome:
+        return StepOutcome(step=key, status=status, started_at=started_at, name=self.names.get(key, ""))
+
     @staticmethod
     def _materialization(step: StepOutcome, metadata) -> None:
-        if "dagster/row_count" in metadata and step.rows is None:  # a multi-asset's first output is its table
+        # a row count where it counts customers, events or segments; the model's one-row summary and the
+        # drift table (one row per feature compared) say what they hold instead
+        if "published_model" in metadata:
+            step.notes.append(f"published model: {metadata['published_model'].value}")
+        elif "psi_threshold" in metadata:
+            first = str(metadata["reference"].value).startswith("none")
+            step.notes.append(
+                "no earlier publish to compare with" if first
+                else f"drifted since the last publish: {metadata['flagged'].value}"
+            )  # fmt: skip
+        elif "dagster/row_count" in metadata and step.rows is None:  # a multi-asset's first output: its table
             step.rows = int(metadata["dagster/row_count"].value)
         if "selected" in metadata:
             step.notes.append(f"selected {metadata['selected'].value}")

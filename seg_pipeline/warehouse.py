@@ -30,12 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from dagster import DagsterInvariantViolationError, InputContext, OutputContext
+from dagster import DagsterInvariantViolationError, InputContext, OutputContext, TableColumn, TableSchema
 from dagster._core.definitions.metadata import TableMetadataSet
 from dagster._core.execution.plan.outputs import StepOutputHandle
 from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
 from dagster_duckdb.io_manager import DuckDbClient, DuckDBIOManager
 from dagster_duckdb_pandas import DuckDBPandasTypeHandler
+
+from seg_pipeline.features.catalogue import catalogue_entry
 
 
 class _ReplacingClient(DuckDbClient):
@@ -228,6 +230,33 @@ class _Kept:
     nbytes: int
 
 
+COLUMN_SCHEMA = "dagster/column_schema"
+# columns that many tables share; the features catalogue describes the features
+KEY_COLUMNS = {
+    "customer_key": "pseudonymous customer key (HMAC of the CRM id; the CRM id itself stays in the clean stage)",
+    "as_of": "the date the run's features are computed as of",
+    "run_id": "the Dagster run that wrote the row",
+    "segment_id": "stable segment id",
+    "segment_name": "readable segment name derived from the profile",
+}
+
+
+def frame_schema(frame: pd.DataFrame) -> TableSchema:
+    """The Dagster column schema of a table as written: names, pandas types, and what the column is where the
+    features catalogue or the shared key columns say it; the UI shows it on the asset's page."""
+
+    def described(name: str) -> str:
+        feature = catalogue_entry(name)
+        return KEY_COLUMNS.get(name) or (f"{feature.definition} (from {feature.source})" if feature else "")
+
+    return TableSchema(
+        columns=[
+            TableColumn(name=str(name), type=str(dtype), description=described(str(name)) or None)
+            for name, dtype in frame.dtypes.items()
+        ]
+    )
+
+
 def frame_bytes(frame: pd.DataFrame) -> int:
     """Memory of ``frame``, text columns estimated from up to 1,000 evenly spaced values (exact sizes
     would visit every string)."""
@@ -328,11 +357,15 @@ class _HandingOffIOManager(DbIOManager):
         )
         if not behind:
             wait_for_writes()  # no later step of the run waits for this table: it is stored before the step ends
+        schema = {}  # an asset's own column schema (raw tables: the source contract's) wins
+        if COLUMN_SCHEMA not in context.output_metadata and COLUMN_SCHEMA not in context.definition_metadata:
+            schema[COLUMN_SCHEMA] = frame_schema(obj)
         context.add_output_metadata(
             {
                 **TableMetadataSet(row_count=len(obj), storage_kind="duckdb"),
                 "Query": self._db_client.get_select_statement(table_slice),
                 **TableMetadataSet(table_name=self._db_client.get_table_name(table_slice)),
+                **schema,
             }
         )
         if readers and self._handoff.budget_bytes and self._handoff.admits(nbytes):

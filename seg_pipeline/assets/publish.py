@@ -32,7 +32,9 @@ PUBLISH_POOL = "seg_publish"  # one slot (dagster.yaml): two refreshes never pub
 
 
 def published_key(table: str) -> dg.AssetKey:
-    return dg.AssetKey([GROUP, table])
+    """published_churn_scores: one name, so the lineage (which shows a key's last part) never shows two
+    churn_scores side by side."""
+    return dg.AssetKey(f"{GROUP}_{table}")
 
 
 def _table_schema(table: str) -> dg.TableSchema:
@@ -228,6 +230,7 @@ def segment_report(
     churn_model: pd.DataFrame,
     population_drift: pd.DataFrame,
 ) -> dg.MaterializeResult:
+    from seg_pipeline.docs_server import datadocs_url, report_url
     from seg_pipeline.publish.report import ReportInputs, summary_markdown, write_report
 
     cfg = settings.get()
@@ -259,7 +262,7 @@ def segment_report(
     segmentation["mlflow_run_url"] = _meta_value(seg_meta, "mlflow_run")
     links = {
         "Dagster run": f"http://127.0.0.1:3000/runs/{current_run_id(context)}",
-        "Data Docs": (cfg.datadocs_dir / "index.html").resolve().as_uri(),
+        "Data Docs": datadocs_url(cfg),
         **({"MLflow churn run": model["mlflow_run_url"]} if model["mlflow_run_url"] else {}),
         **(
             {"MLflow segmentation run": segmentation["mlflow_run_url"]}
@@ -272,14 +275,16 @@ def segment_report(
         segment_profiles=published["segment_profiles"], customer_segments=published["customer_segments"],
         retention=retention, migration=migration, first_run=migration.empty, model=model,
         segmentation=segmentation, drift=population_drift, drift_threshold=cfg.monitoring.psi_threshold,
-        links=links,
+        links=links, link_files={"Data Docs": str((cfg.datadocs_dir / "index.html").resolve())},
     )  # fmt: skip
     path = write_report(inputs, cfg.reports_dir).resolve()
     return dg.MaterializeResult(
         metadata={
-            "report": dg.MetadataValue.url(path.as_uri()),
+            # served by `seg-pipeline dev` (browsers refuse file:// links from the UI); the paths without it
+            "report": dg.MetadataValue.url(report_url(cfg, path)),
             "report_path": dg.MetadataValue.path(str(path)),
-            "latest": dg.MetadataValue.path(str(path.with_name("latest.html"))),
+            "latest": dg.MetadataValue.url(report_url(cfg)),
+            "latest_path": dg.MetadataValue.path(str(path.with_name("latest.html"))),
             "summary": dg.MetadataValue.md(summary_markdown(inputs)),
         }
     )

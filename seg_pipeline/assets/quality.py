@@ -13,6 +13,8 @@ from seg_pipeline.assets.common import (
     previous_good_row_count,
     run_as_of,
 )
+from seg_pipeline.assets.publish import published_key
+from seg_pipeline.publish.contract import PUBLISHED_TABLES
 from seg_pipeline.resources import PipelineSettings
 
 EARLIEST_PLAUSIBLE = dt.datetime(1990, 1, 1)
@@ -30,6 +32,7 @@ def suite_parameters(settings, as_of: dt.date, previous: int | None) -> dict:
         "retention_start": dt.datetime.combine(
             as_of - dt.timedelta(days=settings.privacy.retention_days), dt.time()
         ),
+        "retention_min_risk_score": settings.churn.retention_min_risk_score,
     }
 
 
@@ -55,11 +58,12 @@ def check_result(outcome, parameters: dict, previous_rows: int | None) -> dg.Ass
         "min_row_count": parameters["min_row_count"],
     }
     if outcome.docs_url:
+        # served by `seg-pipeline dev` (browsers refuse file:// links from the UI); the path without it
         metadata["data_docs"] = dg.MetadataValue.url(outcome.docs_url)
-        # browsers refuse file:// links from an http page; the path can be pasted into the address bar
-        metadata["data_docs_path"] = dg.MetadataValue.path(outcome.docs_url.removeprefix("file://"))
+        metadata["data_docs_path"] = dg.MetadataValue.path(str(outcome.docs_path))
     if outcome.docs_index:
         metadata["data_docs_index"] = dg.MetadataValue.url(outcome.docs_index)
+        metadata["data_docs_index_path"] = dg.MetadataValue.path(str(outcome.docs_index_path))
     if outcome.skipped_columns:
         metadata["skipped_absent_columns"] = ", ".join(outcome.skipped_columns)
     return dg.AssetCheckResult(
@@ -111,6 +115,7 @@ def gx_suite_check(
             run_name=current_run_id(context),
             parameters=parameters,
             absent_columns=absent_columns,
+            docs_base_url=cfg.orchestration.docs_url,
         )
         return check_result(outcome, parameters, previous)
 
@@ -138,8 +143,66 @@ RAW_TABLES = ("raw_crm_customers", "raw_orders", "raw_web_events", "raw_support_
 raw_quality_checks = [gx_suite_check(t) for t in RAW_TABLES]
 CLEAN_OF_RAW = {t: "clean_" + t.removeprefix("raw_").removeprefix("crm_") for t in RAW_TABLES}
 clean_quality_checks = [gx_suite_check(clean, raw) for raw, clean in CLEAN_OF_RAW.items()]
+
+
+@dg.asset_check(
+    asset="churn_scores",
+    additional_ins={"customer_features": dg.AssetIn("customer_features")},
+    blocking=True,
+    description="One score for each profiled customer (customer_features), none for anyone else; failure "
+    "blocks everything downstream in the run.",
+)
+def churn_scores_cover_profiled_customers(
+    churn_scores: pd.DataFrame, customer_features: pd.DataFrame
+) -> dg.AssetCheckResult:
+    from seg_pipeline.quality.coverage import key_coverage
+
+    coverage = key_coverage(churn_scores["customer_key"], customer_features["customer_key"])
+    return dg.AssetCheckResult(
+        passed=coverage.complete,
+        metadata={
+            "profiled_customers": coverage.expected,
+            "without_score": coverage.missing,
+            "scores_not_profiled": coverage.extra,
+            "repeated_scores": coverage.repeated,
+        },  # fmt: skip
+        description=coverage.describe("score", "profiled customers"),
+    )
+
+
+def published_table_check(table: str) -> dg.AssetChecksDefinition:
+    """The published ``table`` as consumers read it from the warehouse after the swap, against the GX suite
+    expectations/published_<table>.json (the contract's columns, unique keys, this run's rows)."""
+    suite = f"published_{table}"
+
+    @dg.asset_check(
+        asset=published_key(table),
+        name=f"{suite}_quality",
+        description=f"GX suite expectations/{suite}.json on the published table in the warehouse.",
+    )
+    def check(context: dg.AssetCheckExecutionContext, settings: PipelineSettings) -> dg.AssetCheckResult:
+        from seg_pipeline.publish.writers import read_warehouse_table
+        from seg_pipeline.quality.gx import validate
+
+        cfg = settings.get()
+        frame = read_warehouse_table(cfg.warehouse_path, table)
+        if frame is None:
+            return dg.AssetCheckResult(passed=False, description=f"published.{table} is not in the warehouse")
+        parameters = {"run_ids": [current_run_id(context)], "min_row_count": 1}
+        outcome = validate(frame, cfg.expectations_dir / f"{suite}.json", gx_root=cfg.gx_root,
+                           docs_dir=cfg.datadocs_dir, run_name=current_run_id(context), parameters=parameters,
+                           docs_base_url=cfg.orchestration.docs_url)  # fmt: skip
+        return check_result(outcome, parameters, None)
+
+    return check
+
+
 # later stages: their tables are gated the same way, so a bad fit never reaches what reads it
 stage_quality_checks = [
     gx_suite_check("customer_features", optional_columns=True),
     *(gx_suite_check(t) for t in ("customer_clusters", "segment_profiles", "lifecycle_stage")),
+    gx_suite_check("churn_scores"),
+    churn_scores_cover_profiled_customers,
+    gx_suite_check("retention_segment"),
 ]
+published_quality_checks = [published_table_check(t) for t in PUBLISHED_TABLES]

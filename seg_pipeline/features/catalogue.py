@@ -54,18 +54,29 @@ def catalogue_markdown() -> str:
     return "| feature | source | definition | role |\n|---|---|---|---|\n" + "\n".join(rows)
 
 
+def catalogue_entry(column: str) -> Feature | None:
+    """The catalogue's feature a column is (``channel_share_app`` is ``channel_share_<channel>``), if any."""
+    for feature in CATALOGUE:
+        if "<" not in feature.name:
+            if feature.name == column:
+                return feature
+            continue
+        prefix, suffix = feature.name.split("<")[0], feature.name.split(">")[-1]
+        if (
+            prefix
+            and column.startswith(prefix)
+            and column.endswith(suffix)
+            and len(column) > len(prefix + suffix)
+        ):
+            return feature
+    return None
+
+
 def feature_role(column: str, attributes: list[str]) -> str:
     """The catalogue role of a customer_features column; "unknown" shares are data quality, not behaviour."""
     if column in attributes:
         return "profile"
     if column.endswith("_unknown"):
         return "state"
-    for feature in CATALOGUE:
-        if "<" in feature.name:
-            prefix = feature.name.split("<")[0]
-            suffix = feature.name.split(">")[-1]
-            if prefix and column.startswith(prefix) and column.endswith(suffix):
-                return feature.role
-        elif feature.name == column:
-            return feature.role
-    return "state"
+    feature = catalogue_entry(column)
+    return feature.role if feature is not None else "state"

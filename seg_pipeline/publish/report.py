@@ -82,6 +82,8 @@ class ReportInputs:
     drift: pd.DataFrame
     drift_threshold: float
     links: dict[str, str] = field(default_factory=dict)
+    # label of a link -> the file it serves, shown beside it for readers without the docs server
+    link_files: dict[str, str] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------- formatting
@@ -146,6 +148,13 @@ def _link(label: str, url: Any) -> str:
     if href is None:
         return f"{_esc(label)} ({_esc(url)})"
     return f'<a href="{href}">{_esc(label)}</a>'
+
+
+def _file_note(path: str | None) -> str:
+    """`` (file: <path>)``, the path a link to the docs server serves, linked for a page opened as a file."""
+    if not path:
+        return ""
+    return f' <span class="note">(file: {_link(path, Path(path).absolute().as_uri())})</span>'
 
 
 def _table(
@@ -506,7 +515,10 @@ def _summary_section(inputs: ReportInputs, prep: _Prepared) -> str:
         )
     note_html = "".join(f'<p class="callout">{html.escape(n)}</p>' for n in notes)
     if inputs.links:
-        items = "".join(f"<li>{_link(label, url)}</li>" for label, url in inputs.links.items())
+        items = "".join(
+            f"<li>{_link(label, url)}{_file_note(inputs.link_files.get(label))}</li>"
+            for label, url in inputs.links.items()
+        )
         links = f'<h3>Links</h3><ul class="links">{items}</ul>'
     else:
         links = ""

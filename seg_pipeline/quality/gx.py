@@ -2,20 +2,25 @@
 
 GX 1.x is called directly (the dagster-ge integration targets GX < 1). A file-backed GX project lives
 under <home>/gx and its Data Docs under <home>/datadocs; each validation is filed under the Dagster
-run id, so every run has its own result page that opens without a network.
+run id, so every run has its own result page that opens without a network (``offline_page``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
+import shutil
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from seg_pipeline.docs_server import DATADOCS_ROUTE, served_url
 from seg_pipeline.errors import SegPipelineError
 from seg_pipeline.sources.masking import value_shape
 
@@ -53,6 +58,57 @@ RESULTS_STORE = {
     },
 }
 
+# GX 1.x's Data Docs pages load jQuery, Bootstrap, bootstrap-table, Vega and Font Awesome from CDNs, and GX's
+# logo from its S3 bucket (with the data context's id in the query), and GX has no option to do otherwise:
+# without a network the index shows headings and no validations. So the site's store backend
+# (gx_site.OfflineSiteStoreBackend) writes every page through ``offline_page``, which points them at copies
+# of the exact files in <docs>/static/vendor/ (static/vendor/ beside this module; jQuery from the
+# XStatic-jQuery package), by relative URLs so that a page works opened as a file as well as served.
+VENDOR_SOURCE = Path(__file__).with_name("static") / "vendor"
+VENDOR_IN_SITE = Path("static", "vendor")
+JQUERY_COPY = "jquery-3.7.1/jquery.min.js"  # from XStatic-jQuery
+CDN_COPIES = {  # every URL GX 1.x's templates load (render/view/templates) -> its copy in the site
+    "https://code.jquery.com/jquery-3.7.1.min.js": JQUERY_COPY,
+    "https://cdnjs.cloudflare.com/ajax/libs/popper.js/1.12.9/umd/popper.min.js":
+        "popper.js-1.12.9/umd/popper.min.js",
+    "https://maxcdn.bootstrapcdn.com/bootstrap/4.3.1/css/bootstrap.min.css":
+        "bootstrap-4.3.1/css/bootstrap.min.css",
+    "https://stackpath.bootstrapcdn.com/bootstrap/4.3.1/js/bootstrap.min.js":
+        "bootstrap-4.3.1/js/bootstrap.min.js",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.css":
+        "bootstrap-table-1.19.1/bootstrap-table.min.css",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/bootstrap-table.min.js":
+        "bootstrap-table-1.19.1/bootstrap-table.min.js",
+    "https://unpkg.com/bootstrap-table@1.19.1/dist/extensions/filter-control/bootstrap-table-filter-control.min.js":
+        "bootstrap-table-1.19.1/extensions/filter-control/bootstrap-table-filter-control.min.js",
+    "https://unpkg.com/bootstrap-table@1.19.0/dist/extensions/filter-control/bootstrap-table-filter-control.css":
+        "bootstrap-table-1.19.0/extensions/filter-control/bootstrap-table-filter-control.css",
+    "https://unpkg.com/bootstrap-table@1.19.0/dist/extensions/filter-control/bootstrap-table-filter-control.min.css":
+        "bootstrap-table-1.19.0/extensions/filter-control/bootstrap-table-filter-control.min.css",
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/css/bootstrap-datepicker.min.css":
+        "bootstrap-datepicker-1.9.0/css/bootstrap-datepicker.min.css",
+    "https://cdnjs.cloudflare.com/ajax/libs/bootstrap-datepicker/1.9.0/js/bootstrap-datepicker.min.js":
+        "bootstrap-datepicker-1.9.0/js/bootstrap-datepicker.min.js",
+    "https://cdn.jsdelivr.net/npm/@forevolve/bootstrap-dark@1.1.0/dist/css/bootstrap-prefers-dark.css":
+        "bootstrap-dark-1.1.0/css/bootstrap-prefers-dark.css",
+    "https://cdnjs.cloudflare.com/ajax/libs/font-awesome/6.6.0/css/all.min.css":
+        "fontawesome-free-6.6.0/css/all.min.css",
+    # the newest release of each major version, which is what these CDN URLs serve
+    "https://cdn.jsdelivr.net/npm/vega@5": "vega-5.33.1/vega.min.js",
+    "https://cdn.jsdelivr.net/npm/vega-lite@5": "vega-lite-5.23.0/vega-lite.min.js",
+    "https://cdn.jsdelivr.net/npm/vega-embed@6": "vega-embed-6.29.0/vega-embed.min.js",
+}  # fmt: skip
+# GX's logo (light, and the dark-mode one GX ships no copy of) -> the copy GX puts in every site
+GX_IMAGE = re.compile(
+    r"https://great-expectations-web-assets\.s3\.us-east-2\.amazonaws\.com/(?:logo-long|full_logo_dark)\.png"
+    r"(?:\?[^\"'\s)]*)?"
+)
+# GX links a validation page's favicon one folder short of the site's root
+_FAVICON = re.compile(r"(?<=[\"'])(?:\./|(?:\.\./)+)?static/images/favicon\.ico(?=[\"'])")
+_CDN_REFERENCE = re.compile("|".join(f"(?<=[\"'])({re.escape(url)})(?=[\"'])" for url in CDN_COPIES))
+_VENDOR_TAG = re.compile(r"<(?:script|link)\b[^>]*static/vendor/[^>]*>")
+_CROSS_ORIGIN_ATTRIBUTES = re.compile(r"\s+(?:integrity|crossorigin)=\"[^\"]*\"")
+
 
 @dataclass
 class FailedExpectation:
@@ -87,8 +143,10 @@ class SuiteOutcome:
     evaluated: int
     failed: list[FailedExpectation] = field(default_factory=list)
     skipped_columns: list[str] = field(default_factory=list)
-    docs_url: str | None = None
-    docs_index: str | None = None
+    docs_url: str | None = None  # the validation's page: http under docs_base_url, else file://
+    docs_index: str | None = None  # the site's index, likewise
+    docs_path: Path | None = None  # the page's file
+    docs_index_path: Path | None = None
 
 
 def _short(value: Any) -> str:
@@ -217,6 +275,50 @@ def without_columns(suite: dict, absent: set[str]) -> tuple[dict, list[str]]:
     return {**suite, "expectations": kept}, sorted(skipped)
 
 
+def offline_page(page: str, depth: int) -> str:
+    """A Data Docs page (HTML, ``depth`` folders below the site's root) that loads its CSS, JS and images
+    from the site's own copies instead of CDNs (see ``CDN_COPIES``)."""
+    up = "../" * depth
+    page = _CDN_REFERENCE.sub(lambda m: f"{up}{(VENDOR_IN_SITE / CDN_COPIES[m.group(0)]).as_posix()}", page)
+    page = GX_IMAGE.sub(f"{up}static/images/logo-long.png", page)
+    page = _FAVICON.sub(f"{up}static/images/favicon.ico", page)
+    # A page opened as a file has no origin: Chromium then refuses a script marked crossorigin, and has no
+    # CORS response to check an integrity hash on. The copies are the exact files (the tests check those
+    # hashes against them).
+    return _VENDOR_TAG.sub(lambda m: _CROSS_ORIGIN_ATTRIBUTES.sub("", m.group(0)), page)
+
+
+def vendor_files() -> dict[Path, Path]:
+    """What goes into the site's static/vendor/: path there -> the file to copy (licences included)."""
+    from xstatic.pkg import jquery
+
+    files = {p.relative_to(VENDOR_SOURCE): p for p in VENDOR_SOURCE.rglob("*") if p.is_file()}
+    files[Path(JQUERY_COPY)] = Path(jquery.BASE_DIR) / "jquery.min.js"
+    return files
+
+
+def install_vendor_files(docs_dir: Path) -> None:
+    """Copy the files of ``vendor_files`` into the site when missing or changed (each replaced whole, so a
+    page being read never gets half a file)."""
+    target = docs_dir / VENDOR_IN_SITE
+    for relative, source in vendor_files().items():
+        copy = target / relative
+        if copy.is_file() and copy.stat().st_size == source.stat().st_size:
+            continue
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        temporary = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, copy)
+
+
+def _file_of(url: str) -> Path:
+    return Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
+
+
+def _link(page: Path, docs_dir: Path, docs_base_url: str | None) -> str:
+    return served_url(docs_base_url, DATADOCS_ROUTE, docs_dir, page) if docs_base_url else page.as_uri()
+
+
 def _context(gx_root: Path, docs_dir: Path):
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -231,7 +333,8 @@ def _context(gx_root: Path, docs_dir: Path):
         "class_name": "SiteBuilder",
         "show_how_to_buttons": False,
         "store_backend": {
-            "class_name": "TupleFilesystemStoreBackend",
+            "class_name": "OfflineSiteStoreBackend",
+            "module_name": "seg_pipeline.quality.gx_site",
             "base_directory": str(docs_dir.resolve()),
         },
         "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
@@ -265,8 +368,12 @@ def validate(
     run_name: str,
     parameters: dict[str, Any] | None = None,
     absent_columns: set[str] | None = None,
+    docs_base_url: str | None = None,
 ) -> SuiteOutcome:
-    """Validate ``frame`` against the suite and file the result (and Data Docs) under ``run_name``."""
+    """Validate ``frame`` against the suite and file the result (and Data Docs) under ``run_name``.
+
+    ``docs_base_url`` is where `seg-pipeline dev` serves the site (``orchestration.docs_url``); the
+    outcome's links are http URLs under it, or file:// URLs without it."""
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.execution_engine import pandas_execution_engine
@@ -279,6 +386,7 @@ def validate(
     name = raw_suite.get("name") or suite_path.stem
     suite_spec, skipped = without_columns(raw_suite, absent_columns or set())
     context = _context(gx_root, docs_dir)
+    install_vendor_files(docs_dir)
     datasource = context.data_sources.add_or_update_pandas(DATASOURCE)
     try:
         asset = datasource.get_asset(name)
@@ -336,6 +444,8 @@ def validate(
         )
     urls = context.get_docs_sites_urls(resource_identifier=identifier, site_names=[DOCS_SITE])
     index = context.get_docs_sites_urls(site_names=[DOCS_SITE])
+    page = _file_of(urls[0]["site_url"]) if urls else None
+    index_page = _file_of(index[0]["site_url"]) if index else None
     stats = validation.statistics
     return SuiteOutcome(
         suite=name,
@@ -344,6 +454,8 @@ def validate(
         evaluated=int(stats.get("evaluated_expectations", 0)),
         failed=failed,
         skipped_columns=skipped,
-        docs_url=urls[0]["site_url"] if urls else None,
-        docs_index=index[0]["site_url"] if index else None,
+        docs_url=_link(page, docs_dir, docs_base_url) if page else None,
+        docs_index=_link(index_page, docs_dir, docs_base_url) if index_page else None,
+        docs_path=page,
+        docs_index_path=index_page,
     )

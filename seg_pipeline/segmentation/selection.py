@@ -140,7 +140,9 @@ def select(X: np.ndarray, candidates: list[Candidate], *, k_min: int, k_max: int
     evaluation = np.sort(rng.choice(len(X), min(metric_sample, len(X)), replace=False))
     settings = {"seed": seed, "hierarchical_sample": hierarchical_sample, "resamples": resamples,
                 "metric_sample": metric_sample, "k_min": k_min, "k_max": k_max, "min_stability": min_stability}  # fmt: skip
-    results = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(_evaluate)(c, X, evaluation, **settings) for c in candidates)
+    results = Parallel(n_jobs=n_jobs, prefer="threads")(
+        delayed(_evaluate)(c, X, evaluation, **settings) for c in candidates
+    )
     rows = [row for row, _, _ in results]
     fitted = {row["candidate"]: (model, labels) for row, model, labels in results}
 

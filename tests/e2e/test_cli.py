@@ -50,6 +50,8 @@ def step_lines(stdout: str) -> dict[str, list[tuple[int, list[str]]]]:
     found: dict[str, list[tuple[int, list[str]]]] = {}
     for number, line in enumerate(stdout.splitlines()):
         words = line.split()
+        if len(words) >= 4 and words[2] == "·":  # a check's step: `raw_orders · quality`
+            words = [words[0], " ".join(words[1:4]), *words[4:]]
         if len(words) >= 2 and words[0] in ("...", "ok", "FAIL", "skip", "retry"):
             found.setdefault(words[1], []).append((number, words))
     return found
@@ -82,7 +84,7 @@ def test_generate_run_status_with_defaults(project):
         len((project / ".seg" / "landing" / "orders.csv").read_text(encoding="utf-8").splitlines()) - 1
     )
     assert raw_orders.startswith(f"ok raw_orders {orders_rows:,} rows ") and raw_orders.endswith("s")
-    assert "checks 1/1 passed" in " ".join(steps["raw_orders_raw_orders_quality"][1][1])
+    assert "checks 1/1 passed" in " ".join(steps["raw_orders · quality"][1][1])
     summary = ran.stdout.split("\nRun ", 1)[1]
     assert summary.split()[1] == "succeeded" and "checks passed" in summary.splitlines()[0]
     for label in ("report:", "Data Docs:", "MLflow run:", "published to:", "runs:", "UI:"):
@@ -153,7 +155,7 @@ def test_quality_gate_failure_explains_the_expectation(project):
     assert "quality gate failed; nothing downstream ran" in stale.stderr
     assert "raw_orders_quality failed" in stale.stderr and "freshness" in stale.stderr
     assert "Traceback" not in stale.stderr
-    gate = " ".join(step_lines(stale.stdout)["raw_orders_raw_orders_quality"][-1][1])
+    gate = " ".join(step_lines(stale.stdout)["raw_orders · quality"][-1][1])
     assert gate.startswith("FAIL ") and gate.endswith("checks 0/1 passed")
     # what to do next: the Data Docs, `status`, the run in the UI
     assert str(project / ".seg" / "datadocs" / "index.html") in stale.stderr
@@ -271,7 +273,7 @@ def test_rescore_ingests_only_what_changed(project):
     assert changed.returncode == 0, changed.stdout + changed.stderr
     assert re.search(r"  ingesting orders: changed since run [0-9a-f]{8}: extract\n", changed.stdout)
     steps = step_lines(changed.stdout)
-    assert {"raw_orders", "raw_orders_raw_orders_quality", "clean_orders_stage", "quarantine"} <= set(steps)
+    assert {"raw_orders", "raw_orders · quality", "clean_orders_stage", "quarantine"} <= set(steps)
     reused = {"raw_crm_customers", "clean_customers", "raw_web_events", "clean_web_events_stage"}
     assert not reused & set(steps)
     raw_orders = " ".join(steps["raw_orders"][1][1])

@@ -35,6 +35,12 @@ CHROMIUM_FLAGS = (
     "--disable-quic",
     "--hide-scrollbars",
 )
+# No network but this machine: every request goes to a proxy on a closed loopback port (Chromium sends
+# loopback addresses direct, past any proxy) and every host name fails to resolve.
+OFFLINE_FLAGS = (
+    "--proxy-server=http://127.0.0.1:9",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
+)
 
 
 def free_port() -> int:
@@ -146,15 +152,17 @@ def chromium_missing() -> str | None:
 
 
 @contextlib.contextmanager
-def chromium(width: int = 1600, height: int = 1000) -> Iterator:
-    """A fresh headless Chromium (own empty profile) driven by ChromeDriver."""
+def chromium(width: int = 1600, height: int = 1000, offline: bool = False) -> Iterator:
+    """A fresh headless Chromium (own empty profile) driven by ChromeDriver; ``offline``: it reaches only
+    servers on the loopback interface (``OFFLINE_FLAGS``)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
         options = webdriver.ChromeOptions()
         options.binary_location = str(CHROMIUM if CHROMIUM.exists() else shutil.which(CHROMIUM.name))
-        for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}"):
+        flags = (*CHROMIUM_FLAGS, *(OFFLINE_FLAGS if offline else ()))
+        for flag in (*flags, f"--user-data-dir={profile}", f"--window-size={width},{height}"):
             options.add_argument(flag)
         driver_path = str(CHROMEDRIVER if CHROMEDRIVER.exists() else shutil.which(CHROMEDRIVER.name))
         driver = webdriver.Chrome(service=Service(driver_path), options=options)
@@ -199,6 +207,20 @@ def screenshot(driver, path: Path) -> Path:
         colours = image.convert("RGB").getcolors(maxcolors=1_000_000) or []
     assert len(colours) > 50, f"{path} looks blank ({len(colours)} colours)"
     return path
+
+
+def fetch_fails(driver, url: str) -> bool:
+    """Whether the page in ``driver`` fails to fetch ``url`` at all (network error, not an HTTP status)."""
+    script = (
+        "const done = arguments[arguments.length - 1];"
+        "fetch(arguments[0], {mode: 'no-cors', cache: 'no-store'}).then(() => done(false), () => done(true));"
+    )
+    return driver.execute_async_script(script, url)
+
+
+def loaded_resources(driver) -> list[str]:
+    """The URL of every resource (script, stylesheet, font, image) the current page has loaded."""
+    return driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
 
 
 def _hrefs(driver) -> list[str]:

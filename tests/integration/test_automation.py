@@ -128,7 +128,7 @@ def test_failed_run_is_recorded_as_an_alert(tmp_path):
 def test_publish_concurrency_is_limited_on_the_instance(tmp_path):
     definitions = build_definitions(_settings(tmp_path, tmp_path))
     graph = definitions.resolve_asset_graph()
-    publish = graph.get(dg.AssetKey(["published", "customer_segments"])).assets_def
+    publish = graph.get(dg.AssetKey("published_customer_segments")).assets_def
     assert publish.op.pool == "seg_publish"
     assert publish.op.retry_policy.max_retries == 3 and publish.op.retry_policy.delay == 5
     (tmp_path / "dagster.yaml").write_text(DAGSTER_YAML, encoding="utf-8")
@@ -141,7 +141,7 @@ def test_publish_concurrency_is_limited_on_the_instance(tmp_path):
         assert definitions.resolve_job_def(job).tags["seg_pipeline/publishes"] == "true"
 
 
-@pytest.mark.parametrize("key", ["published/customer_segments", "published/segment_history"])
+@pytest.mark.parametrize("key", ["published_customer_segments", "published_segment_history"])
 def test_published_assets_have_freshness_policies(tmp_path, key):
     settings = _settings(tmp_path, tmp_path, **{"orchestration.freshness_warn_hours": 30,
                                                 "orchestration.freshness_fail_hours": 60})  # fmt: skip

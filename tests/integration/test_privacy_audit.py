@@ -350,7 +350,7 @@ def audit(small_company, tmp_path_factory, pg_url) -> Iterator[Audit]:
         settings = load_settings(config, {"orchestration.io_retries": 0})
         definitions = build_definitions(settings)
         with python_logs() as records, dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
-            keys = [dg.AssetKey(["published", t]) for t in PUBLISHED_TABLES]
+            keys = [dg.AssetKey(f"published_{t}") for t in PUBLISHED_TABLES]
             job = definitions.resolve_implicit_global_asset_job_def()
             result = job.execute_in_process(instance=instance, asset_selection=keys, raise_on_error=False)
             assert not result.success

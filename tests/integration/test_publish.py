@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -82,7 +83,7 @@ def test_full_refresh_publishes_the_contract_to_both_stores(published):
         sample = crm[column].dropna().head(50)
         assert not any(value in text for value in sample)
     # the asset metadata says where the tables went
-    event = published["instance"].get_latest_materialization_event(dg.AssetKey(["published", "churn_scores"]))
+    event = published["instance"].get_latest_materialization_event(dg.AssetKey("published_churn_scores"))
     metadata = event.asset_materialization.metadata
     assert metadata["dagster/row_count"].value == len(scores)
     assert "PostgreSQL schema" in metadata["stores"].value and "warehouse" in metadata["stores"].value
@@ -112,7 +113,8 @@ def test_the_segment_report_has_every_section_and_is_linked(published):
     for name in profiles["segment_name"]:
         assert name.replace("&", "&amp;") in html
     assert "segment" in metadata["summary"].value.lower()
-    assert metadata["report"].value.startswith("file://")
+    assert metadata["report"].value.startswith("http://127.0.0.1:3001/reports/segment_report_")
+    assert Path(metadata["report_path"].value).is_file()
 
 
 def test_failed_gate_keeps_the_last_good_publish_then_rescore_publishes_history_and_drift(
@@ -176,7 +178,7 @@ def test_failed_gate_keeps_the_last_good_publish_then_rescore_publishes_history_
 
 def stores_agree(instance, run_id: str):
     records = instance.event_log_storage.get_asset_check_execution_history(
-        dg.AssetCheckKey(dg.AssetKey(["published", "customer_segments"]), "stores_agree"), limit=10
+        dg.AssetCheckKey(dg.AssetKey("published_customer_segments"), "stores_agree"), limit=10
     )
     return next(r for r in records if r.run_id == run_id).event.dagster_event.event_specific_data
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from urllib.parse import urlparse
 
 import dagster as dg
 import pandas as pd
@@ -26,19 +25,36 @@ def test_clean_extracts_pass_every_gate_with_data_docs(tmp_path, landing):
         for stage in ("raw", "clean")
         for s in ("orders", "web_events", "support_tickets", "email_events")
     ]
-    later = ["customer_features", "customer_clusters", "segment_profiles", "lifecycle_stage", "churn_model"]
-    gates = {f"{t}_quality" for t in [*tables, "raw_crm_customers", "clean_customers", *later]}
+    later = ["customer_features", "customer_clusters", "segment_profiles", "lifecycle_stage", "churn_model",
+             "churn_scores", "retention_segment"]  # fmt: skip
+    published = [f"published_{t}" for t in ("customer_segments", "churn_scores", "segment_profiles", "segment_history")]
+    gates = {f"{t}_quality" for t in [*tables, "raw_crm_customers", "clean_customers", *later, *published]}
+    gates.add("churn_scores_cover_profiled_customers")
     warnings = {"population_drift_within_threshold", "churn_model_beats_baselines"}  # WARN, not gates
     assert set(checks) == gates | warnings | {"stores_agree"}  # the publish's own check (not a GX gate)
     assert checks["stores_agree"].passed
+    coverage = checks["churn_scores_cover_profiled_customers"].metadata
+    assert coverage["profiled_customers"].value > 0 and coverage["without_score"].value == 0
+    # every table the IO manager wrote says what its columns are (Dagster's column schema)
+    graph = result.job_def.asset_layer.asset_graph
+    for materialization in result.get_asset_materialization_events():
+        data = materialization.step_materialization_data.materialization
+        if "dagster/row_count" in data.metadata:
+            declared = graph.get(data.asset_key).metadata.get("dagster/column_schema")  # published tables
+            schema = data.metadata.get("dagster/column_schema", declared)
+            assert schema is not None and getattr(schema, "value", schema).columns, data.asset_key
+    features = result.asset_materializations_for_node("customer_features")[0].metadata
+    described = {c.name: c.description for c in features["dagster/column_schema"].value.columns}
+    assert "days since the last order" in described["days_since_last_purchase"]
     assert all(checks[g].passed for g in gates), {k: c.description for k, c in checks.items()}
     assert {checks[w].severity for w in warnings} == {dg.AssetCheckSeverity.WARN}
     metadata = checks["raw_orders_quality"].metadata
     assert metadata["success_percent"].value == 100.0
-    docs = Path(urlparse(metadata["data_docs"].value).path)
+    docs = Path(metadata["data_docs_path"].value)
     assert docs.is_file() and docs.is_relative_to(settings.datadocs_dir) and result.run_id in str(docs)
     assert "raw_orders" in docs.read_text(encoding="utf-8")
-    assert Path(urlparse(metadata["data_docs_index"].value).path).is_file()
+    assert Path(metadata["data_docs_index_path"].value).is_file()
+    assert metadata["data_docs"].value.startswith("http://127.0.0.1:3001/datadocs/validations/raw_orders/")
 
 
 def test_mostly_null_emails_fail_the_gate(tmp_path, landing):

@@ -39,6 +39,7 @@ from seg_pipeline.runner import (
     OutcomeBuilder,
     RunOutcome,
     StepOutcome,
+    check_step_name,
     stop_on_signals,
     stop_requested,
 )
@@ -172,10 +173,11 @@ def test_step_lines():
     assert step_line("finished", step, 12) == (
         "  ok    raw_orders       12,345 rows    3.2s  checks 2/2 passed"
     )
-    gate = StepOutcome(step="raw_orders_quality", status="failed", seconds=0.5, checks_failed=1,
-                       notes=["check raw_orders_quality failed: freshness"])  # fmt: skip
-    line = step_line("finished", gate, 18)
-    assert line.startswith("  FAIL  raw_orders_quality") and line.endswith("checks 0/1 passed")
+    gate = StepOutcome(step="raw_orders_raw_orders_quality", status="failed", seconds=0.5, checks_failed=1,
+                       notes=["check raw_orders_quality failed: freshness"],
+                       name=check_step_name("raw_orders", "raw_orders_quality"))  # fmt: skip
+    line = step_line("finished", gate, 20)
+    assert line.startswith("  FAIL  raw_orders · quality      ") and line.endswith("checks 0/1 passed")
     assert "freshness" not in line  # the run's failure lists the failed expectations once
     publish = StepOutcome(step="published_tables", status="retrying", error="PostgreSQL is down\nmore",
                           retry_in=5.0)  # fmt: skip
@@ -187,6 +189,18 @@ def test_step_lines():
     assert step_line("finished", StepOutcome(step="a", status="skipped"), 3) == "  skip  a"
 
 
+def test_check_steps_are_named_after_their_asset_and_check():
+    assert check_step_name("raw_orders", "raw_orders_quality") == "raw_orders · quality"
+    assert check_step_name("churn_model", "churn_model_beats_baselines") == "churn_model · beats_baselines"
+    assert check_step_name("published/customer_segments", "stores_agree") == (
+        "published/customer_segments · stores_agree"
+    )
+    assert check_step_name("churn_scores", "churn_scores") == "churn_scores · churn_scores"
+    assert check_step_name("published_churn_scores", "published_churn_scores_quality") == (
+        "published_churn_scores · quality"
+    )
+
+
 # --- run summaries ------------------------------------------------------------------------------------------
 
 
@@ -196,17 +210,23 @@ def settings(tmp_path):
 
 
 def test_success_summary_lists_report_data_docs_mlflow_and_stores(settings, tmp_path):
+    report = settings.reports_dir / "segment_report_2024-06-30_r1.html"
     steps = [
         StepOutcome(step="segmentation", status="succeeded", checks_passed=2,
                     links={"MLflow run": "http://mlflow/runs/1"}),
         StepOutcome(step="published_tables", status="succeeded",
                     links={"published to": "PostgreSQL schema s, warehouse schema published"}),
-        StepOutcome(step="segment_report", status="succeeded", links={"report": "/r/report.html"}),
+        StepOutcome(step="segment_report", status="succeeded", links={"report": str(report)}),
     ]  # fmt: skip
     text = "\n".join(success_summary(RunOutcome("r1", "full_refresh", True, steps), settings, tmp_path, 12.0))
     assert text.startswith("Run r1 succeeded in 12.0s: 3 steps, 2/2 checks passed.")
-    assert "report:       /r/report.html" in text
-    assert f"Data Docs:    {settings.datadocs_dir / 'index.html'}" in text
+    # links on the docs server `make dev` starts, each with its file on the next line
+    assert f"report:       http://127.0.0.1:3001/reports/{report.name}\n                {report}\n" in text
+    assert (
+        "Data Docs:    http://127.0.0.1:3001/datadocs/index.html (GX results of every gate, per run)\n"
+        f"                {settings.datadocs_dir / 'index.html'}\n"
+        "                (`make dev` serves both on http://127.0.0.1:3001)"
+    ) in text
     assert "MLflow run:   http://mlflow/runs/1 (segmentation)" in text
     assert "published to: PostgreSQL schema s, warehouse schema published" in text
     assert "http://127.0.0.1:3000/runs/r1" in text and "seg-pipeline status" in text
@@ -221,6 +241,7 @@ def test_failure_summary_of_a_gate_points_at_data_docs(settings):
     text = "\n".join(failure_summary(outcome, settings))
     assert text.startswith("Run r2 FAILED: quality gate failed; nothing downstream ran.")
     assert "check raw_orders_quality failed: freshness" in text
+    assert "http://127.0.0.1:3001/datadocs/index.html (`make dev` serves it)" in text
     assert str(settings.datadocs_dir / "index.html") in text
     assert "nothing was published" in text and "seg-pipeline status" in text and "/runs/r2" in text
 
@@ -556,3 +577,18 @@ def test_failure_summary_when_the_published_stores_disagree(settings):
     assert "step published_tables failed: the stores DISAGREE" in text
     assert "`seg-pipeline status` or the next run does it as soon as PostgreSQL is reachable" in text
     assert "keep the tables of the last good run" not in text
+
+
+def test_the_model_and_drift_steps_say_what_they_hold_instead_of_a_row_count():
+    model = StepOutcome(step="churn_model", status="running")
+    OutcomeBuilder._materialization(model, {
+        "dagster/row_count": dg.MetadataValue.int(1), "published_model": dg.MetadataValue.text("random_forest")})  # fmt: skip
+    assert model.rows is None and model.notes == ["published model: random_forest"]
+    drift = StepOutcome(step="population_drift", status="running")
+    first = {"dagster/row_count": dg.MetadataValue.int(0), "psi_threshold": dg.MetadataValue.float(0.2),
+             "reference": dg.MetadataValue.text("none yet (first publish)"), "flagged": dg.MetadataValue.text("none")}  # fmt: skip
+    OutcomeBuilder._materialization(drift, first)
+    assert drift.rows is None and drift.notes == ["no earlier publish to compare with"]
+    table = StepOutcome(step="churn_scores", status="running")
+    OutcomeBuilder._materialization(table, {"dagster/row_count": dg.MetadataValue.int(770)})
+    assert table.rows == 770 and not table.notes

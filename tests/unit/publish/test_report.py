@@ -20,7 +20,7 @@ NAMES = {1: "Big <spenders> & VIPs", 2: "Occasional buyers", 3: "Dormant low-val
 LINKS = {
     "Dagster run": "http://localhost:3000/runs/3f2b9c1e-8d4a-4e7b-9a61-0c5d2e7f1a88",
     "MLflow runs": "http://127.0.0.1:5000/#/experiments/2",
-    "Data Docs": "/srv/seg/data_docs/local_site/index.html",
+    "Data Docs": "http://127.0.0.1:3001/datadocs/index.html",
 }
 MODEL_URL = "http://127.0.0.1:5000/#/experiments/2/runs/abc123"
 SEGMENTATION_URL = "http://127.0.0.1:5000/#/experiments/1/runs/def456"
@@ -166,6 +166,19 @@ def test_nothing_is_fetched_from_outside_the_file(document, inputs):
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
     for url in LINKS.values():
         assert f'href="{url}"' in document
+
+
+def test_a_served_link_shows_the_file_it_serves_beside_it():
+    """Links to the docs server work only while `seg-pipeline dev` runs: the file is named (and linked, for a
+    report opened as a file) beside them."""
+    docs = "/srv/seg & co/<home>/datadocs/index.html"
+    summary = section(render_report(make_inputs(link_files={"Data Docs": docs})), "summary")
+    assert (
+        '<li><a href="http://127.0.0.1:3001/datadocs/index.html">Data Docs</a> <span class="note">(file: '
+        '<a href="file:///srv/seg%20%26%20co/%3Chome%3E/datadocs/index.html">'
+        "/srv/seg &amp; co/&lt;home&gt;/datadocs/index.html</a>)</span></li>"
+    ) in summary
+    assert "(file:" not in section(render_report(make_inputs()), "summary")
 
 
 def test_plots_are_embedded_pngs(document):
