@@ -141,7 +141,9 @@ def _variants(text: str) -> list[str]:
     return [folded] if decoded == folded else [folded, decoded]
 
 
-_EMAIL = re.compile(r"[\w.+%'-]+@[\w-]+(?:\.[\w-]+)+")
+# starts only where a run of address characters starts: without the look-behind a long run with no "@" (minified
+# JS, base64 in the Data Docs' vendored files) is rescanned from each of its characters, quadratic in its length
+_EMAIL = re.compile(r"(?<![\w.+%'-])[\w.+%'-]+@[\w-]+(?:\.[\w-]+)+")
 _DIGITS = re.compile(r"\d+")
 _WORD = re.compile(r"[^\W\d_]+")
 
