@@ -5,19 +5,15 @@ blocking check guards the champion in effect, and churn_scores takes the champio
 (loaded from the warehouse when the rescore job runs without retraining).
 """
 
-import contextlib
-import io
 import json
-import warnings
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
-from seg_pipeline.assets.common import current_run_id, run_as_of
+from seg_pipeline.assets.common import current_job_name, current_run_id, run_as_of
 from seg_pipeline.assets.features import event_inputs
 from seg_pipeline.resources import PipelineSettings
-from seg_pipeline.tracking import MlflowTracking, model_requirements
+from seg_pipeline.tracking import MlflowTracking, log_churn_model, model_comparison, run_tags
 
 EXPERIMENT = "seg_pipeline_churn"
 
@@ -91,96 +87,6 @@ def churn_training_set(
     )
 
 
-def _training_dataset(mlflow, inputs: pd.DataFrame):
-    """The training data as an MLflow dataset: name, schema, row count and a digest of every row.
-
-    MLflow would infer the schema by looking at every value of every column and digest the first 10,000
-    rows after typing every cell in Python (28 s at 1M customers); here the digest hashes all rows in
-    pandas and the schema is inferred from the few rows that show each column's type and whether it has
-    missing values (the first present and the first missing value of each column): the same schema."""
-    import hashlib
-
-    from mlflow.models import infer_signature
-
-    missing = inputs.isna().to_numpy()
-    telling = (
-        sorted({*missing.argmin(axis=0).tolist(), *missing.argmax(axis=0).tolist()}) if len(inputs) else []
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        schema = infer_signature(inputs.iloc[telling]).inputs
-    rows = pd.util.hash_pandas_object(inputs, index=False).to_numpy()
-    digest = hashlib.md5(rows.tobytes() + "\x1f".join(inputs.columns).encode()).hexdigest()[:16]
-    dataset = mlflow.data.from_pandas(inputs, targets="label", name="churn_training_set", digest=digest)
-    dataset.__dict__["schema"] = schema  # a functools.cached_property: MLflow reads it from here
-    return dataset
-
-
-def _log_training(mlflow, trained, table: pd.DataFrame, params: dict) -> tuple[int, str]:
-    """Params, metrics, the training data as an input (schema and digest, no rows), figures, the model."""
-    from mlflow.models import infer_signature
-
-    from seg_pipeline.churn import figures
-    from seg_pipeline.churn.registry import MODEL_NAME
-    from seg_pipeline.churn.train import feature_frame
-
-    mlflow.log_params(params)
-    metrics = {f"holdout_{k}": v for k, v in trained.holdout_metrics.items()}
-    for _, row in trained.candidates.iterrows():
-        for key, value in row.items():
-            if key.startswith(("validation_", "holdout_")) and pd.notna(value):
-                metrics[f"{row['candidate']}/{key}"] = float(value)
-    mlflow.log_metrics(metrics)
-    labels = table["label"].to_numpy(dtype="float64")  # float: MLflow warns that ints cannot be missing
-    inputs = feature_frame(table, trained.numeric, trained.categorical).assign(label=labels)
-    mlflow.log_input(_training_dataset(mlflow, inputs), context="training")
-    mlflow.log_text(trained.candidates.to_csv(index=False), "candidates.csv")
-    mlflow.log_text(_comparison(trained).to_markdown(index=False, floatfmt=".4f") + "\n\n"
-                    + trained.baseline_verdict + "\n", "model_vs_baselines.md")  # fmt: skip
-    y = trained.holdout_labels
-    mlflow.log_figure(figures.roc_figure(y, trained.holdout_probabilities), "figures/roc.png")
-    mlflow.log_figure(figures.calibration_figure(y, trained.holdout_probabilities), "figures/calibration.png")
-    mlflow.log_figure(
-        figures.lift_figure(y, trained.holdout_probabilities["selected (refit)"]), "figures/lift.png"
-    )
-    sample = feature_frame(table.head(0), trained.numeric, trained.categorical)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        signature = infer_signature(sample, np.zeros((0, 2)))
-    chatter = io.StringIO()  # the registry prints progress to stderr; the console keeps to our own lines
-    with contextlib.redirect_stderr(chatter):
-        info = mlflow.sklearn.log_model(
-            trained.model, name="churn_model", serialization_format="cloudpickle", signature=signature,
-            registered_model_name=MODEL_NAME, pip_requirements=model_requirements(),
-            pyfunc_predict_fn="predict_proba",
-        )  # fmt: skip
-        # the same model fitted without the holdout: what later runs' gates re-score (registry.py)
-        holdout_info = mlflow.sklearn.log_model(
-            trained.holdout_model, name="holdout_model", serialization_format="cloudpickle", signature=signature,
-            pip_requirements=model_requirements(), pyfunc_predict_fn="predict_proba",
-        )  # fmt: skip
-    return int(info.registered_model_version), holdout_info.model_uri, chatter.getvalue().strip()
-
-
-def _comparison(trained) -> pd.DataFrame:
-    """The holdout comparison users read: every candidate and baseline, which was chosen and published.
-    The chosen candidate's row shows its fit on every training row (the one compared with the baselines)."""
-    from seg_pipeline.churn.baselines import BASELINE_PREFIX, DESCRIPTIONS
-
-    table = trained.candidates.copy()
-    chosen = table["candidate"] == trained.selected_candidate
-    for key in ("roc_auc", "pr_auc", "brier", "lift_top_decile"):
-        table.loc[chosen, f"holdout_{key}"] = trained.candidate_metrics[key]
-    table["model"] = [
-        f"{DESCRIPTIONS[c.removeprefix(BASELINE_PREFIX)]} (baseline)" if k == "baseline" else c
-        for c, k in zip(table["candidate"], table["kind"], strict=True)
-    ]
-    columns = {"model": "model", "holdout_roc_auc": "ROC-AUC", "holdout_pr_auc": "PR-AUC",
-               "holdout_brier": "Brier", "holdout_lift_top_decile": "lift top decile",
-               "selected": "chosen", "published": "published"}  # fmt: skip
-    return table[list(columns)].rename(columns=columns)
-
-
 @_churn_asset(
     "Trains the churn candidates and the naive baselines on the same rows, registers the chosen model (or "
     "the best baseline when no candidate beats it) as a version of seg_pipeline_churn and promotes it to alias "
@@ -194,54 +100,34 @@ def churn_model(
     mlflow_tracking: MlflowTracking,
     churn_training_set: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
-    from seg_pipeline.churn.registry import CHAMPION_URI, HOLDOUT_MODEL_TAG, MODEL_NAME, apply_gate
-    from seg_pipeline.churn.scores import important_features
+    from seg_pipeline.churn.registry import CHAMPION_URI, MODEL_NAME
+    from seg_pipeline.churn.scores import important_features, permutation_importances
     from seg_pipeline.churn.train import feature_frame, train_churn_model
     from seg_pipeline.features.labels import KEY_COLUMNS
 
-    mlflow_tracking.client()  # an unavailable tracking store fails here, before minutes of fitting
     cfg = settings.get()
     as_of = run_as_of(context, cfg)
     table = churn_training_set
     features = [c for c in table.columns if c not in KEY_COLUMNS]
-    trained = train_churn_model(table, features, cfg.customer_attributes.categorical, cfg.churn)
-    holdout = table[table["split"] == "holdout"]
-    X_hold = feature_frame(holdout, trained.numeric, trained.categorical)
-    # measured with the model that has not seen the holdout rows
-    driver_features = important_features(trained.holdout_model, X_hold, trained.holdout_labels,
-                                         cfg.churn.driver_features, cfg.churn.seed)  # fmt: skip
-    params = {
-        "as_of": as_of.isoformat(), "label_mode": cfg.churn.label, "horizon_days": cfg.churn.horizon_days,
-        "candidates": ", ".join(cfg.churn.candidates), "selected": trained.selected_candidate,
-        "train_rows": trained.training_rows,
-        "train_rows_available": trained.training_rows_available, "holdout_rows": len(holdout),
-        "features": ", ".join(trained.columns), "threshold": round(trained.threshold, 4),
-        "promotion_metric": cfg.churn.promotion_metric, "published_model": trained.candidate,
-        "baseline_metric": cfg.churn.baseline_metric, "baseline_margin": cfg.churn.baseline_margin,
-        "final_rows": trained.final_rows, "snapshots": int(table["snapshot"].nunique()),
-    }  # fmt: skip
-    ranges = {  # what the published model was trained on: churn_scores reports scored customers beyond it
-        f"train_max_{c}": float(table[c].max()) for c in ("recency_days", "tenure_days") if c in table
-    }
-    tags = {"dagster_run_id": current_run_id(context), "as_of": as_of.isoformat(), "stage": "churn"}
+    tags = run_tags(stage="churn", asset="churn_model", job_name=current_job_name(context),
+                    dagster_run_id=current_run_id(context), as_of=as_of)  # fmt: skip
+    # opened before fitting: an unavailable tracking store fails at once, and the run spans the training
     with mlflow_tracking.start_run(EXPERIMENT, f"churn {as_of.isoformat()}", tags) as (mlflow, run):
-        version, holdout_uri, chatter = _log_training(mlflow, trained, table, params)
-        client = mlflow.MlflowClient()
-        for key, value in {"threshold": trained.threshold, "dagster_run_id": current_run_id(context),
-                           "driver_features": json.dumps(driver_features), "scored_by": trained.candidate,
-                           "model_kind": trained.kind, HOLDOUT_MODEL_TAG: holdout_uri, **ranges,
-                           **{f"holdout_{k}": v for k, v in trained.holdout_metrics.items()}}.items():  # fmt: skip
-            client.set_model_version_tag(MODEL_NAME, str(version), key, str(value))
-        client.update_model_version(MODEL_NAME, str(version), description=_version_description(trained))
-        gate = apply_gate(mlflow, client, version, trained.holdout_metrics, holdout, cfg.churn.promotion_metric,
-                          cfg.churn.promotion_tolerance)  # fmt: skip
-        mlflow.set_tags({"gate": gate.reason, "promoted": str(gate.promoted), "model_version": str(version),
-                         "published_model": trained.candidate, "beats_baselines": str(trained.beats_baselines),
-                         "baselines": trained.baseline_verdict})  # fmt: skip
+        trained = train_churn_model(table, features, cfg.customer_attributes.categorical, cfg.churn)
+        holdout = table[table["split"] == "holdout"]
+        X_hold = feature_frame(holdout, trained.numeric, trained.categorical)
+        # measured with the model that has not seen the holdout rows; logged as a figure, used for drivers
+        importances = permutation_importances(trained.holdout_model, X_hold, trained.holdout_labels,
+                                              cfg.churn.seed)  # fmt: skip
+        driver_features = important_features(importances, cfg.churn.driver_features)
         run_url = mlflow_tracking.run_url(run.info.experiment_id, run.info.run_id)
         run_id = run.info.run_id
-    if chatter:
-        context.log.info(chatter)
+        registered = log_churn_model(mlflow, run_url, trained=trained, table=table, importances=importances,
+                                     driver_features=driver_features, config=cfg.churn, as_of=as_of,
+                                     dagster_run_id=current_run_id(context))  # fmt: skip
+    version, gate = registered.version, registered.gate
+    if registered.registry_output:
+        context.log.info(registered.registry_output)
     champion_metrics = trained.holdout_metrics if gate.promoted else gate.previous_metrics
     outcome = (
         "promoted to champion"
@@ -275,7 +161,7 @@ def churn_model(
         metadata={
             "model_version": version, "promoted": gate.promoted, "gate": gate.reason,
             "champion_version": gate.champion_version, "candidates": _meta_table(shown),
-            "model_vs_baselines": dg.MetadataValue.md(_comparison(trained).to_markdown(index=False, floatfmt=".3f")
+            "model_vs_baselines": dg.MetadataValue.md(model_comparison(trained).to_markdown(index=False, floatfmt=".3f")
                                                       + f"\n\n{trained.baseline_verdict}"),
             "published_model": trained.candidate, "beats_baselines": trained.beats_baselines,
             "holdout_metrics_from": f"{trained.candidate} fitted on the {trained.training_rows:,} training rows "
@@ -286,14 +172,6 @@ def churn_model(
             "mlflow_run": dg.MetadataValue.url(run_url), "mlflow_run_id": run_id,
         },
     )  # fmt: skip
-
-
-def _version_description(trained) -> str:
-    what = (f"{trained.candidate} (the chosen candidate {trained.selected_candidate} did not beat it)"
-            if trained.kind == "baseline" else trained.candidate)  # fmt: skip
-    metrics = ", ".join(f"{k} {trained.holdout_metrics[k]:.3f}" for k in ("roc_auc", "pr_auc", "brier"))
-    return (f"{what}; holdout {metrics} (fitted without the holdout); refitted on {trained.final_rows:,} "
-            f"labelled rows for scoring. Baselines: {trained.baseline_verdict}.")  # fmt: skip
 
 
 @dg.asset_check(asset=churn_model, description="The chosen model beats every naive baseline (recency, RFM, "

@@ -6,76 +6,23 @@ Data that cannot be segmented (fewer customers, or distinct customers, than segm
 step with a sentence naming the cause; customers who are all alike make one segment and a warning.
 """
 
-import contextlib
-import io
-import warnings
-from typing import TYPE_CHECKING
-
 import dagster as dg
 import pandas as pd
 
-from seg_pipeline.assets.common import current_run_id, run_as_of
+from seg_pipeline.assets.common import current_job_name, current_run_id, run_as_of
 from seg_pipeline.errors import SegPipelineError
 from seg_pipeline.resources import PipelineSettings
 from seg_pipeline.segmentation.lifecycle import LIFECYCLE_STAGES, assign_lifecycle, lifecycle_counts
-from seg_pipeline.tracking import MlflowTracking, model_requirements
+from seg_pipeline.tracking import MlflowTracking, log_segmentation, run_tags
 from seg_pipeline.warehouse import read_previous
-
-if TYPE_CHECKING:  # scikit-learn and scipy load when the asset runs, not with the code location
-    from seg_pipeline.segmentation.fit import SegmentationResult
 
 SCHEMA = "segmentation"
 EXPERIMENT = "seg_pipeline_segmentation"
-REGISTERED_MODEL = "seg_pipeline_segmentation"
 
 
 def _out(description: str) -> dg.AssetOut:
     return dg.AssetOut(group_name="segmentation", metadata={"schema": SCHEMA}, kinds={"pandas", "duckdb"},
                        description=description)  # fmt: skip
-
-
-def _log_to_mlflow(mlflow, result: "SegmentationResult", params: dict) -> str:
-    from mlflow.models import infer_signature
-
-    from seg_pipeline.segmentation import figures
-    from seg_pipeline.segmentation.selection import selection_markdown
-
-    mlflow.log_params(params)
-    table = result.selection.table
-    scores = ("silhouette", "davies_bouldin", "calinski_harabasz", "stability")
-    metrics = {
-        f"{row['algorithm']}_k{row['k']}/{m}": float(row[m])
-        for _, row in table.iterrows() for m in scores if pd.notna(row[m])
-    }  # fmt: skip
-    chosen = result.selection.chosen
-    metrics |= {f"selected_{m}": float(chosen[m]) for m in scores if pd.notna(chosen[m])}
-    mlflow.log_metrics(metrics)
-    mlflow.log_text(table.to_csv(index=False), "selection/candidates.csv")
-    mlflow.log_text(selection_markdown(table), "selection/candidates.md")
-    mlflow.log_text(result.profiles.to_csv(index=False), "profiles/segment_profiles.csv")
-    # the model predicts cluster labels; this turns them into the segment ids of this run's tables
-    mlflow.log_dict({str(k): v for k, v in result.label_to_segment.items()}, "segment_ids.json")
-    names = dict(zip(result.profiles["segment_id"], result.profiles["segment_name"], strict=True))
-    labelled = result.deviations.rename(index=lambda s: f"{s} {names[s]}")
-    mlflow.log_figure(figures.selection_figure(table), "figures/selection_by_k.png")
-    mlflow.log_figure(
-        figures.projection_figure(result.design_sample, result.sample_segments, names),
-        "figures/projection.png",
-    )
-    mlflow.log_figure(figures.profile_heatmap(labelled), "figures/profile_heatmap.png")
-    # the input schema only (names and types), never customer values
-    columns = {c: pd.Series(dtype="float64") for c in result.columns.numeric}
-    columns |= {c: pd.Series(dtype="object") for c in result.columns.categorical}
-    with warnings.catch_warnings():  # its hint about missing integers: segment labels are never missing
-        warnings.simplefilter("ignore", UserWarning)
-        signature = infer_signature(pd.DataFrame(columns)[result.columns.all], pd.Series([0], dtype="int64"))
-    chatter = io.StringIO()  # the registry prints progress to stderr; the console keeps to our own lines
-    with contextlib.redirect_stderr(chatter):
-        mlflow.sklearn.log_model(
-            result.pipeline, name="segmentation_model", serialization_format="cloudpickle", signature=signature,
-            registered_model_name=REGISTERED_MODEL, pip_requirements=model_requirements(),
-        )  # fmt: skip
-    return chatter.getvalue().strip()
 
 
 @dg.multi_asset(
@@ -106,46 +53,35 @@ def segmentation(
     from seg_pipeline.segmentation.profiles import long_deviations, migration_summary
     from seg_pipeline.segmentation.selection import selection_markdown
 
-    mlflow_tracking.client()  # an unavailable tracking store fails here, before minutes of fitting
     cfg = settings.get()
     as_of = run_as_of(context, cfg)
-    warehouse = str(cfg.warehouse_path)
-    previous_devs = read_previous(warehouse, SCHEMA, "segment_deviations")
-    previous_clusters = read_previous(warehouse, SCHEMA, "customer_clusters")
-    try:
-        result = fit_segmentation(
-            customer_features,
-            config=cfg.segmentation,
-            categorical=cfg.customer_attributes.categorical,
-            attributes=cfg.customer_attributes.names,
-            churned=observed_churn(customer_features, clean_customers, cfg.churn),
-            previous_deviations=previous_devs,
-            previous_assignments=previous_clusters,
-        )
-    except SegPipelineError as exc:  # the data or config, not the machine: a rerun would fail the same way
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
-    for note in result.notes:
-        context.log.warning(note)
-    chosen = result.selection.chosen
-    tags = {"dagster_run_id": current_run_id(context), "as_of": as_of.isoformat(), "stage": "segmentation"}
-    params = {
-        "as_of": as_of.isoformat(),
-        "customers": len(customer_features),
-        "features": ", ".join(result.columns.all),
-        "k_range": f"{cfg.segmentation.k_min}-{cfg.segmentation.k_max}",
-        "algorithms": ", ".join(cfg.segmentation.algorithms),
-        "fit_sample": cfg.segmentation.fit_sample,
-        "stability_resamples": cfg.segmentation.stability_resamples,
-        "seed": cfg.segmentation.seed,
-        "selected": chosen["candidate"],
-        "micro_segments": len(result.micro),
-    }
+    tags = run_tags(stage="segmentation", asset="segmentation", job_name=current_job_name(context),
+                    dagster_run_id=current_run_id(context), as_of=as_of)  # fmt: skip
+    # opened before fitting: an unavailable tracking store fails at once, and the run spans the fit
     with mlflow_tracking.start_run(EXPERIMENT, f"segmentation {as_of.isoformat()}", tags) as (mlflow, run):
-        registry_note = _log_to_mlflow(mlflow, result, params)
+        warehouse = str(cfg.warehouse_path)
+        previous_devs = read_previous(warehouse, SCHEMA, "segment_deviations")
+        previous_clusters = read_previous(warehouse, SCHEMA, "customer_clusters")
+        try:
+            result = fit_segmentation(
+                customer_features,
+                config=cfg.segmentation,
+                categorical=cfg.customer_attributes.categorical,
+                attributes=cfg.customer_attributes.names,
+                churned=observed_churn(customer_features, clean_customers, cfg.churn),
+                previous_deviations=previous_devs,
+                previous_assignments=previous_clusters,
+            )
+        except SegPipelineError as exc:  # the data or config, not the machine: a rerun fails the same
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
+        for note in result.notes:
+            context.log.warning(note)
         run_url = mlflow_tracking.run_url(run.info.experiment_id, run.info.run_id)
         run_id = run.info.run_id
-    if registry_note:
-        context.log.info(registry_note)
+        registered = log_segmentation(mlflow, run_url, result=result, config=cfg.segmentation, as_of=as_of)
+    if registered.registry_output:
+        context.log.info(registered.registry_output)
+    chosen = result.selection.chosen
     context.log.info(
         f"selected {chosen['candidate']} of {len(result.selection.table)} candidates; MLflow {run_url}"
     )

@@ -29,8 +29,12 @@ def risk_tier(score: np.ndarray, tiers: RiskTiers) -> np.ndarray:
     return np.asarray(TIERS, dtype=object)[code]
 
 
-def important_features(model, X: pd.DataFrame, y: np.ndarray, n: int, seed: int) -> list[str]:
-    """The n features whose shuffling hurts holdout ROC-AUC most (at most 5,000 rows are used).
+IMPORTANCE_COLUMNS = ["feature", "importance_mean", "importance_std"]
+
+
+def permutation_importances(model, X: pd.DataFrame, y: np.ndarray, seed: int) -> pd.DataFrame:
+    """How much shuffling each feature lowers holdout ROC-AUC: mean and spread over 3 shuffles of at most
+    5,000 rows, largest first (columns ``IMPORTANCE_COLUMNS``).
 
     Measured on the first member of a calibrated ensemble, before its calibration: calibration is a
     monotone map of the member's score (AUC ranks scores), and the members are the same pipeline fitted on
@@ -41,8 +45,16 @@ def important_features(model, X: pd.DataFrame, y: np.ndarray, n: int, seed: int)
     rows = np.random.default_rng(seed).choice(len(X), min(len(X), 5000), replace=False)
     result = permutation_importance(measured, X.iloc[rows], y[rows], scoring="roc_auc", n_repeats=3,
                                     random_state=seed)  # fmt: skip
-    order = np.argsort(-result.importances_mean)
-    return [X.columns[i] for i in order[:n] if result.importances_mean[i] > 0] or [X.columns[order[0]]]
+    table = pd.DataFrame({"feature": list(X.columns), "importance_mean": result.importances_mean,
+                          "importance_std": result.importances_std})  # fmt: skip
+    return table.sort_values("importance_mean", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def important_features(importances: pd.DataFrame, n: int) -> list[str]:
+    """The n features whose shuffling hurts holdout ROC-AUC most (see ``permutation_importances``); those
+    that do not hurt it at all are left out, but at least the first is kept."""
+    top = importances.head(n)
+    return top.loc[top["importance_mean"] > 0, "feature"].tolist() or [importances["feature"].iloc[0]]
 
 
 def typical_values(X: pd.DataFrame) -> dict[str, object]:

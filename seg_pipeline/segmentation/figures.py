@@ -1,11 +1,13 @@
 """Figures for a segmentation fit: candidate scores, customers in two dimensions, segment profiles.
 
 Logged to MLflow with each fit and embedded in the report later. Built without pyplot (no GUI backend,
-no global state), so they are safe to draw from any thread; render with ``fig.savefig(...)``.
+no global state), so they are safe to draw from any thread; render with ``fig.savefig(...)``. None is
+wider than ``MAX_WIDTH_INCHES``.
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 
 import matplotlib
@@ -25,6 +27,9 @@ METRIC_PANELS = [
     ("stability", "Stability (higher is better)", "bootstrap ARI"),
 ]
 HEATMAP_CLIP = 3.0  # colour scale of the profile heatmap, in standard deviations either side of 0
+# MLflow saves figures at 100 dpi and its artifact preview shows about 1,400 px without shrinking the labels
+MAX_WIDTH_INCHES = 14.0
+HEATMAP_SEGMENTS_PER_PANEL = 10  # segments side by side in one panel of the profile heatmap
 
 
 def _highlight(ax, x: float, y: float) -> None:
@@ -173,44 +178,65 @@ def projection_figure(X: np.ndarray, labels: np.ndarray, names: Mapping[int, str
     return fig
 
 
+def _wrapped(label: str, width: int) -> str:
+    return "\n".join(textwrap.wrap(label, width, break_long_words=False, break_on_hyphens=False)) or label
+
+
 def profile_heatmap(deviations: pd.DataFrame) -> Figure:
-    """Segment x feature heatmap of standardized deviations from the population, each cell annotated.
+    """Feature x segment heatmap of standardized deviations from the population, each cell annotated.
 
-    Colours are clipped at +-3 standard deviations (the annotations show the unclipped values); NaN
-    cells are grey and unannotated. The figure grows with the number of segments and features.
+    ``deviations`` is segment x feature (one row per segment); the figure shows it transposed, features
+    down and segments across (their labels wrapped on top), so it grows in height with the features and
+    stays at most ``MAX_WIDTH_INCHES`` wide: more than ``HEATMAP_SEGMENTS_PER_PANEL`` segments are drawn
+    in panels one under another. Colours are clipped at +-3 standard deviations (the annotations show the
+    unclipped values); NaN cells are grey and unannotated.
     """
-    values = deviations.to_numpy(dtype=float)
-    n_rows, n_cols = values.shape
-    row_labels = [str(r) for r in deviations.index]
-    longest_row = max((len(r) for r in row_labels), default=0)
-    longest_col = max((len(str(c)) for c in deviations.columns), default=0)
-
-    width = min(2.0 + 0.075 * longest_row + 0.5 * n_cols + 1.2, 40.0)
-    height = min(1.5 + 0.06 * longest_col + 0.45 * n_rows, 30.0)
-    fig = Figure(figsize=(max(width, 6.0), max(height, 3.5)), layout="constrained")
-    ax = fig.subplots()
-    ax.set_title("Segment profiles")
-    if n_rows == 0 or n_cols == 0:
+    values = deviations.to_numpy(dtype=float).T  # features down, segments across
+    n_features, n_segments = values.shape
+    features = [str(c) for c in deviations.columns]
+    segments = [str(r) for r in deviations.index]
+    if n_features == 0 or n_segments == 0:
+        fig = Figure(figsize=(6.0, 3.5), layout="constrained")
+        ax = fig.subplots()
+        ax.set_title("Segment profiles")
         ax.text(0.5, 0.5, "no segments or features", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
         return fig
 
-    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="0.85")
-    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=-HEATMAP_CLIP, vmax=HEATMAP_CLIP,
-                      aspect="auto", interpolation="nearest")  # fmt: skip
-    fontsize = 8 if n_cols <= 20 else 7
-    for i in range(n_rows):
-        for j in range(n_cols):
-            v = values[i, j]
-            if np.isnan(v):
-                continue
-            ax.text(j, i, f"{round(v, 1) + 0.0:.1f}", ha="center", va="center", fontsize=fontsize,
-                    color="white" if abs(v) > 0.6 * HEATMAP_CLIP else "black")  # fmt: skip
+    panels = [list(range(start, min(start + HEATMAP_SEGMENTS_PER_PANEL, n_segments)))
+              for start in range(0, n_segments, HEATMAP_SEGMENTS_PER_PANEL)]  # fmt: skip
+    across = len(panels[0])
+    label_width = min(max(len(f) for f in features), 40) * 0.075 + 0.3  # inches of feature names
+    cell_width = min(1.0, (MAX_WIDTH_INCHES - label_width - 1.4) / across)
+    characters = max(int(cell_width * 14), 6)  # of a wrapped segment label at 8 pt
+    header_lines = max(len(_wrapped(s, characters).splitlines()) for s in segments)
+    panel_height = 0.32 * n_features + 0.16 * header_lines + 0.3
+    width = max(label_width + cell_width * across + 1.4, 6.0)
+    fig = Figure(figsize=(width, 0.6 + panel_height * len(panels)), layout="constrained")
+    axes = fig.subplots(len(panels), 1, squeeze=False, height_ratios=[1] * len(panels))[:, 0]
+    fig.suptitle("Segment profiles: deviation of each segment from the population", fontsize=12)
 
-    ax.set_xticks(np.arange(n_cols), labels=[str(c) for c in deviations.columns], rotation=60, ha="right",
-                  rotation_mode="anchor", fontsize=9)  # fmt: skip
-    ax.set_yticks(np.arange(n_rows), labels=row_labels, fontsize=9)
-    ax.tick_params(length=0)
-    colorbar = fig.colorbar(image, ax=ax, extend="both", shrink=0.9 if n_rows > 3 else 1.0)
+    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="0.85")
+    for ax, columns in zip(axes, panels, strict=True):
+        block = values[:, columns]
+        image = ax.imshow(np.ma.masked_invalid(block), cmap=cmap, vmin=-HEATMAP_CLIP, vmax=HEATMAP_CLIP,
+                          aspect="auto", interpolation="nearest")  # fmt: skip
+        for i in range(n_features):
+            for j in range(len(columns)):
+                v = block[i, j]
+                if np.isnan(v):
+                    continue
+                ax.text(j, i, f"{round(v, 1) + 0.0:.1f}", ha="center", va="center", fontsize=8,
+                        color="white" if abs(v) > 0.6 * HEATMAP_CLIP else "black")  # fmt: skip
+        # empty slots keep every panel's cells as wide as the first panel's
+        ax.set_xlim(-0.5, across - 0.5)
+        ax.set_xticks(np.arange(len(columns)), labels=[_wrapped(segments[c], characters) for c in columns],
+                      fontsize=8)  # fmt: skip
+        ax.xaxis.tick_top()
+        ax.set_yticks(np.arange(n_features), labels=features, fontsize=9)
+        ax.tick_params(length=0)
+        ax.spines[:].set_visible(False)  # no frame around the empty slots of a last, narrower panel
+    # a bar of about 6 inches however tall the figure: a scale, not a column beside every feature
+    colorbar = fig.colorbar(image, ax=list(axes), extend="both", shrink=min(1.0, 6.0 / fig.get_figheight()))
     colorbar.set_label("deviation from population (std)")
     return fig

@@ -3,6 +3,8 @@ real MLflow registry, rescoring without training, scores and tiers, and `explain
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
 import duckdb
 import numpy as np
@@ -15,6 +17,12 @@ from seg_pipeline.definitions import build_definitions
 from seg_pipeline.explain import explain
 from tests.conftest import TEST_KEY
 from tests.integration.support import copy_extracts, run_all, settings_for
+from tests.integration.tracking_checks import (
+    assert_names_no_customer,
+    assert_run_spans_the_work,
+    assert_source_is_the_job,
+    step_window,
+)
 
 ATTRIBUTES = {
     "customer_attributes.numeric": ["monthly_charges"],
@@ -97,7 +105,8 @@ def test_activity_model_on_the_full_extract(full):
     } <= set(run.data.metrics)
     assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["churn_training_set"]
     figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
-    assert figures == {"figures/roc.png", "figures/calibration.png", "figures/lift.png"}
+    assert figures == {"figures/roc.png", "figures/calibration.png", "figures/lift.png",
+                       "figures/permutation_importance.png"}  # fmt: skip
     assert alias_version(client, CHAMPION) == 1
     # baselines are logged beside the candidates, with the comparison users read
     assert {f"baseline_{b}/holdout_roc_auc" for b in ("recency", "rfm", "btyd")} <= set(run.data.metrics)
@@ -117,6 +126,66 @@ def test_activity_model_on_the_full_extract(full):
     checks = {e.check_name: e for e in full["result"].get_asset_check_evaluations()}
     assert checks["churn_model_beats_baselines"].passed == bool(model["beats_baselines"])
     assert checks["churn_model_beats_baselines"].severity == dg.AssetCheckSeverity.WARN
+
+
+def first_run_model(full) -> dict:
+    """The churn_model metadata of the fixture's run (later tests train again)."""
+    (event,) = [e for e in full["result"].get_asset_materialization_events()
+                if e.asset_key == dg.AssetKey("churn_model")]  # fmt: skip
+    return {k: v.value for k, v in event.materialization.metadata.items()}
+
+
+def test_the_mlflow_run_reads_as_mlflow_users_expect(full):
+    """Source named after the job, a description with the data window, the comparison and the decision,
+    start and end around the training, the importance figure, and a described model version."""
+    settings, instance = full["settings"], full["instance"]
+    meta = first_run_model(full)
+    mlflow, client = registry(settings)
+    run = client.get_run(meta["mlflow_run_id"])
+    assert_source_is_the_job(run, instance, full["run_id"], "churn_model")
+    assert_run_spans_the_work(run, step_window(instance, full["run_id"], "churn_model"))
+    assert {"seconds/holdout_fit", "seconds/final_fit"} <= set(run.data.metrics)
+
+    description = run.data.tags["mlflow.note.content"]
+    version, candidate = meta["model_version"], meta["published_model"]
+    assert (
+        f"**Champion decision**: seg_pipeline_churn v{version} **promoted to champion** (no champion yet)."
+        in description
+    )
+    assert f"Published model: **{candidate}**" in description
+    assert (
+        "**Beats the baselines**" if meta["beats_baselines"] else "**Does not beat the baselines**"
+    ) in description
+    training = read(settings, "churn_training_set", "features")
+    for split, name in (("train", "training"), ("holdout", "holdout")):
+        rows = training[training["split"] == split]
+        assert f"| {name} | {len(rows):,} | {int(rows['label'].sum()):,} |" in description
+    assert f"as_of {settings.as_of.isoformat()}, horizon {settings.churn.horizon_days} days" in description
+    for snapshot in training["snapshot"].unique():
+        assert str(pd.Timestamp(snapshot).date()) in description
+    for name in [*settings.churn.candidates, "sorting by days since the last activity", "BG/NBD model alone"]:
+        assert name in description
+    ids = read(settings, "customer_id_map", "clean")["customer_id"]
+    assert_names_no_customer(description, ids)
+
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "permutation_importance.csv" in artifacts
+    importance = pd.read_csv(
+        mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/permutation_importance.csv")
+    )
+    # the drivers the scores explain are the top of the same numbers (computed once)
+    drivers = json.loads(client.get_model_version(MODEL_NAME, str(version)).tags["driver_features"])
+    assert drivers == importance["feature"].head(len(drivers)).tolist()
+    assert (importance["importance_std"] >= 0).all() and importance["importance_mean"].iloc[0] > 0
+
+    described = client.get_model_version(MODEL_NAME, str(version)).description
+    assert described.startswith(f"**{candidate}**") and run.info.run_id in described
+    assert f"Trained on {(training['split'] == 'train').sum():,} labelled rows" in described
+    assert (
+        "(baseline)" in described
+        and "Gate at registration: no champion yet (promoted to champion)" in described
+    )
+    assert_names_no_customer(described, ids)
 
 
 def test_every_profiled_customer_is_scored_consistently(full):
@@ -190,6 +259,14 @@ def test_a_better_champion_is_kept_when_a_worse_challenger_is_trained(full):
         .asset_materialization.metadata
     )
     assert meta["promoted"].value is False and "worse than" in meta["gate"].value
+    # the run and the version say so where MLflow users look
+    description = client.get_run(model["mlflow_run_id"]).data.tags["mlflow.note.content"]
+    assert (
+        f"v{model['version']} **not promoted**, kept as challenger; the champion stays v{oracle_version}"
+        in description
+    )
+    version_text = client.get_model_version(MODEL_NAME, str(model["version"])).description
+    assert "(kept as challenger)" in version_text and model["mlflow_run_id"] in version_text
 
 
 def test_rescore_scores_with_the_champion_without_training(full):
@@ -257,6 +334,9 @@ def test_each_label_mode_on_each_input_shape(small_company, tmp_path, env, shape
     compared = {b for b in ("recency", "rfm", "btyd") if f"baseline_{b}_holdout_roc_auc" in model.index}
     assert compared == ({"recency"} if shape == "crm_only" else {"recency", "rfm", "btyd"})
     assert (scores["scored_by"] == model["candidate"]).all()
+    _, client = registry(settings)
+    description = client.get_run(model["mlflow_run_id"]).data.tags["mlflow.note.content"]
+    assert f"({mode} labels)" in description and f"Published model: **{model['candidate']}**" in description
     if shape == "crm_only":
         assert set(features.columns) == {"customer_key", "tenure_days", "recency_days", "monthly_charges", "plan",
                                          "contract"}  # fmt: skip
@@ -313,8 +393,11 @@ def test_cohort_scenario_end_to_end_with_baselines_visible(tmp_path, env):
     assert check.metadata["baseline_btyd_holdout_roc_auc"].value == model["baseline_btyd_holdout_roc_auc"]
     if not check.passed:
         assert model["candidate"] == model["best_baseline"] and "registered in its place" in check.description
-    published = read_warehouse_table(settings.warehouse_path, "churn_scores")
     _, client = registry(settings)
+    description = client.get_run(model["mlflow_run_id"]).data.tags["mlflow.note.content"]
+    verdict = "**Beats the baselines**" if check.passed else "**Does not beat the baselines**"
+    assert f"{verdict}: {model['baseline_verdict']}" in description
+    published = read_warehouse_table(settings.warehouse_path, "churn_scores")
     champion = client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
     assert (published["scored_by"] == champion.tags["scored_by"]).all()
     assert (published["model_version"] == int(champion.version)).all()

@@ -21,6 +21,7 @@ from seg_pipeline.segmentation.lifecycle import LIFECYCLE_STAGES
 from seg_pipeline.segmentation.selection import SINGLE_SEGMENT
 from tests.conftest import TEST_KEY
 from tests.integration.support import copy_extracts, run_all, settings_for
+from tests.integration.tracking_checks import assert_names_no_customer, assert_run_spans_the_work, step_window
 
 ATTRIBUTES = {
     "customer_attributes.numeric": ["monthly_charges"],
@@ -57,7 +58,9 @@ def two_runs(small_company, tmp_path_factory):
                 for key in SEGMENT_OUTPUTS
             }
             tables = {t: read(settings, t) for t in (*SEGMENT_OUTPUTS, "lifecycle_stage")}
-            runs.append({"run_id": result.run_id, "metadata": metadata, "tables": tables})
+            runs.append({"run_id": result.run_id, "metadata": metadata, "tables": tables,
+                         "job": instance.get_run_by_id(result.run_id).job_name,
+                         "step": step_window(instance, result.run_id, "segmentation")})  # fmt: skip
     customers = read(settings, "clean_customers", "clean")[["customer_key", "customer_id"]]
     features = read(settings, "customer_features", "features")
     truth = pd.read_csv(small_company / "truth" / "customers.csv")
@@ -138,6 +141,8 @@ def test_mlflow_run_and_model_carry_the_dagster_run_id(two_runs):
         }
     versions = client.search_model_versions("name='seg_pipeline_segmentation'")
     assert len(versions) == 2
+    for version in versions:  # each described, with its run
+        assert version.run_id in version.description and "profiled customers" in version.description
     # the logged model plus the logged label map reproduce the published segment of every customer
     last = two_runs["runs"][1]
     run_id = last["metadata"]["segmentation_candidates"]["mlflow_run_id"].value
@@ -147,6 +152,39 @@ def test_mlflow_run_and_model_carry_the_dagster_run_id(two_runs):
     predicted = pd.Series(model.predict(features.drop(columns="customer_key"))).astype(str).map(label_map)
     published = features[["customer_key"]].merge(last["tables"]["customer_clusters"], on="customer_key")
     assert (predicted.to_numpy() == published["segment_id"].to_numpy()).all()
+
+
+def test_the_mlflow_runs_read_as_mlflow_users_expect(two_runs):
+    """Source named after the job, start and end around the fit, and a description with the customers,
+    the candidates, the chosen one with its scores, and every segment with its size."""
+    from mlflow import MlflowClient
+
+    settings = two_runs["settings"]
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    for number, run in enumerate(two_runs["runs"], start=1):
+        meta = run["metadata"]["segmentation_candidates"]
+        found = client.get_run(meta["mlflow_run_id"].value)
+        assert found.data.tags["mlflow.source.name"] == f"seg-pipeline {run['job']} / segmentation"
+        assert found.data.tags["mlflow.source.type"] == "JOB"
+        assert_run_spans_the_work(found, run["step"])
+
+        description = found.data.tags["mlflow.note.content"]
+        candidates = run["tables"]["segmentation_candidates"]
+        chosen = candidates[candidates["selected"]].iloc[0]
+        assert description.startswith(f"**Chosen: {chosen['candidate']}**, {chosen['k']} segment(s), registered "
+                                      f"as seg_pipeline_segmentation v{number}.")  # fmt: skip
+        assert f"silhouette {chosen['silhouette']:.3f}" in description
+        assert f"bootstrap stability (ARI) {chosen['stability']:.3f}" in description
+        assert f"**Candidates tried**: {len(candidates)} (kmeans, gmm, agglomerative, hdbscan" in description
+        customers = len(two_runs["features"])
+        assert (
+            f"**Fitted on** {customers:,} profiled customers as of {settings.as_of.isoformat()}"
+            in description
+        )
+        for _, segment in run["tables"]["segment_profiles"].iterrows():
+            row = f"| {segment['segment_id']} | {segment['segment_name']} | {segment['customers']:,} | "
+            assert row in description
+        assert_names_no_customer(description, two_runs["customers"]["customer_id"])
 
 
 def test_lifecycle_stages_cover_every_profiled_customer(two_runs):

@@ -12,7 +12,13 @@ from matplotlib.figure import Figure
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from seg_pipeline.churn.figures import calibration_figure, lift_figure, lift_table, roc_figure
+from seg_pipeline.churn.figures import (
+    calibration_figure,
+    importance_figure,
+    lift_figure,
+    lift_table,
+    roc_figure,
+)
 from seg_pipeline.churn.train import top_decile_lift
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -242,3 +248,49 @@ def test_other_bad_inputs_raise():
         lift_table([], [])
     with pytest.raises(ValueError, match="deciles must be at least 1"):
         lift_table(y, [0.1, 0.2, 0.3, 0.4], deciles=0)
+
+
+def importances(n: int = 20) -> pd.DataFrame:
+    """Permutation importances as scores.permutation_importances returns them, largest first."""
+    mean = np.linspace(0.12, -0.01, n)
+    return pd.DataFrame({"feature": [f"feature_{i}_with_a_long_name_365d" for i in range(n)],
+                         "importance_mean": mean, "importance_std": np.full(n, 0.004)})  # fmt: skip
+
+
+def test_importance_figure_bars_the_top_features_largest_on_top_with_their_spread():
+    table = importances()
+    fig = importance_figure(table, "hist_gradient_boosting", top=15)
+
+    assert png_bytes(fig).startswith(PNG_SIGNATURE)
+    (ax,) = fig.axes
+    assert ax.get_title() == "Permutation importance of hist_gradient_boosting (holdout)"
+    bars = sorted(ax.patches, key=lambda bar: -bar.get_y())  # top to bottom
+    np.testing.assert_allclose([bar.get_width() for bar in bars], table["importance_mean"].head(15))
+    labels = [t.get_text() for t in sorted(ax.get_yticklabels(), key=lambda t: -t.get_position()[1])]
+    assert labels == table["feature"].head(15).tolist()
+    assert min(t.get_fontsize() for t in ax.get_yticklabels()) >= 10
+    (spread,) = [c for c in ax.collections if len(c.get_segments()) == 15]  # one error bar per feature
+    widths = sorted(np.ptp(np.asarray(segment)[:, 0]) for segment in spread.get_segments())
+    np.testing.assert_allclose(widths, 0.008)
+
+
+def test_importance_figure_with_few_or_no_features_and_bad_input():
+    assert png_bytes(importance_figure(importances(2), "baseline_recency")).startswith(PNG_SIGNATURE)
+    empty = importance_figure(importances(0), "m")
+    assert [t.get_text() for t in empty.axes[0].texts] == ["no features"]
+    with pytest.raises(ValueError, match="missing \\['importance_std'\\]"):
+        importance_figure(importances().drop(columns="importance_std"), "m")
+
+
+def saved_width(fig: Figure) -> int:
+    """Pixels across of the PNG as MLflow's log_figure saves it (``savefig`` with its defaults)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return int.from_bytes(buffer.getvalue()[16:20], "big")  # the IHDR chunk starts with the width
+
+
+def test_every_churn_figure_fits_mlflow_preview():
+    y, scores = holdout()
+    for fig in (roc_figure(y, scores), calibration_figure(y, scores), lift_figure(y, scores["logistic"]),
+                importance_figure(importances(40), "random_forest")):  # fmt: skip
+        assert saved_width(fig) <= 1400

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seg_pipeline.assets.churn import _training_dataset
+from seg_pipeline.tracking import training_dataset
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def training_inputs(rows: int = 20_000) -> pd.DataFrame:
 
 def test_schema_and_profile_are_mlflows_own(mlflow):
     inputs = training_inputs()
-    dataset = _training_dataset(mlflow, inputs)
+    dataset = training_dataset(mlflow, inputs)
     inferred_by_mlflow = mlflow.data.from_pandas(inputs, targets="label").schema
     assert dataset.schema == inferred_by_mlflow
     assert {c["name"]: c["required"] for c in dataset.schema.to_dict()}["interpurchase_trend"] is False
@@ -51,14 +51,14 @@ def test_schema_and_profile_are_mlflows_own(mlflow):
 
 def test_digest_follows_every_row(mlflow):
     inputs = training_inputs()
-    digest = _training_dataset(mlflow, inputs).digest
-    assert _training_dataset(mlflow, inputs.copy()).digest == digest
+    digest = training_dataset(mlflow, inputs).digest
+    assert training_dataset(mlflow, inputs.copy()).digest == digest
     changed = inputs.copy()
     changed.iloc[-1, 0] += 1  # past the first 10,000 rows
-    assert _training_dataset(mlflow, changed).digest != digest
-    assert _training_dataset(mlflow, inputs.rename(columns={"plan": "tier"})).digest != digest
+    assert training_dataset(mlflow, changed).digest != digest
+    assert training_dataset(mlflow, inputs.rename(columns={"plan": "tier"})).digest != digest
 
 
 def test_empty_training_data(mlflow):
-    dataset = _training_dataset(mlflow, training_inputs().head(0))
+    dataset = training_dataset(mlflow, training_inputs().head(0))
     assert dataset.profile["num_rows"] == 0

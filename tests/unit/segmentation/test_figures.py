@@ -137,16 +137,18 @@ def test_profile_heatmap_small_annotates_every_known_cell():
 
     assert png_bytes(fig).startswith(PNG_SIGNATURE)
     ax, colorbar_ax = fig.axes
-    assert ax.get_title() == "Segment profiles"
-    assert [t.get_text() for t in ax.texts] == ["1.2", "-0.5", "4.2", "0.0", "-3.7"]
+    assert fig.get_suptitle().startswith("Segment profiles")
+    # features down, segments across: cells row by row are a feature's value in each segment
+    assert [t.get_text() for t in ax.texts] == ["1.2", "4.2", "-0.5", "0.0", "-3.7"]
     (image,) = ax.get_images()
     assert (image.norm.vmin, image.norm.vmax) == (-3.0, 3.0)
-    assert [t.get_text() for t in ax.get_xticklabels()] == list(deviations.columns)
-    assert [t.get_text() for t in ax.get_yticklabels()] == list(deviations.index)
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(deviations.columns)
+    segment_labels = [t.get_text().replace("\n", " ") for t in ax.get_xticklabels()]
+    assert segment_labels == list(deviations.index)
     assert colorbar_ax.get_ylabel() == "deviation from population (std)"
 
 
-def test_profile_heatmap_large_grows_and_skips_nan():
+def test_profile_heatmap_large_grows_down_and_skips_nan():
     rng = np.random.default_rng(4)
     values = rng.normal(0, 2, (10, 40))
     values[rng.random(values.shape) < 0.1] = np.nan
@@ -163,3 +165,59 @@ def test_profile_heatmap_large_grows_and_skips_nan():
     small = profile_heatmap(deviations.iloc[:2, :3])
     assert fig.get_figwidth() > small.get_figwidth()
     assert fig.get_figheight() > small.get_figheight()
+
+
+def saved_pixels(fig: Figure) -> tuple[int, int]:
+    """Width and height of the PNG as MLflow's log_figure saves it (``savefig`` with its defaults)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    header = buffer.getvalue()[16:24]  # the IHDR chunk: width and height, big-endian
+    return int.from_bytes(header[:4], "big"), int.from_bytes(header[4:], "big")
+
+
+def test_profile_heatmap_of_the_demo_company_fits_mlflow_preview():
+    """Five segments with long names by 46 features (the demo: 2,687 px wide before) fit 1,400 px, with
+    labels of at least 8 pt and every segment name whole."""
+    names = ["High-value frequent buyers", "Dormant one-time buyers", "Support-heavy enterprise accounts",
+             "New app-first customers", "Discount hunters"]  # fmt: skip
+    features = [f"{kind}_{j}_{suffix}" for j, (kind, suffix) in
+                enumerate([("channel_share", "web"), ("btyd_expected_orders", "horizon")] * 23)]  # fmt: skip
+    deviations = pd.DataFrame(
+        np.random.default_rng(5).normal(0, 1.5, (5, 46)),
+        index=[f"{i + 1} {name}" for i, name in enumerate(names)],
+        columns=features,
+    )
+    fig = profile_heatmap(deviations)
+
+    width, height = saved_pixels(fig)
+    assert width <= 1400 and height > width  # grows down, not across
+    ax = fig.axes[0]
+    labels = [*ax.get_xticklabels(), *ax.get_yticklabels()]
+    assert min(t.get_fontsize() for t in labels) >= 8
+    assert [t.get_text().replace("\n", " ") for t in ax.get_xticklabels()] == list(deviations.index)
+
+
+def test_profile_heatmap_with_many_segments_stacks_panels_within_the_width():
+    deviations = pd.DataFrame(
+        np.random.default_rng(6).normal(0, 1, (23, 12)),
+        index=[f"{i + 1} A rather long segment name {i}" for i in range(23)],
+        columns=[f"feature_{j}_365d" for j in range(12)],
+    )
+    fig = profile_heatmap(deviations)
+
+    assert saved_pixels(fig)[0] <= 1400
+    *panels, _colorbar = fig.axes
+    assert [len(ax.get_xticklabels()) for ax in panels] == [10, 10, 3]
+    assert sum(len(ax.texts) for ax in panels) == 23 * 12
+    shown = [t.get_text().replace("\n", " ") for ax in panels for t in ax.get_xticklabels()]
+    assert shown == list(deviations.index)
+
+
+def test_every_segmentation_figure_fits_mlflow_preview():
+    table = selection_table()
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(3000, 5))
+    labels = rng.integers(0, 12, 3000)
+    names = {i: f"segment with a long descriptive name {i}" for i in range(12)}
+    for fig in (selection_figure(table), projection_figure(X, labels, names)):
+        assert saved_pixels(fig)[0] <= 1400
