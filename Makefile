@@ -13,18 +13,19 @@ export SEG_CONFIG ?= demo.yaml
 .PHONY: demo test dev mlflow screenshots lint lock clean bench bench-btyd bench-churn bench-generate
 
 # Installs exactly the versions in uv.lock (with the dev extras), by uv, into .venv; `--locked` stops with an
-# error when pyproject.toml changed and the lock was not updated (`make lock`).
+# error when pyproject.toml changed and the lock was not updated (`make lock`). --system-certs: trust the
+# machine's certificate store as pip does (a proxy's CA is there, not in uv's bundled roots).
 $(BIN)/seg-pipeline: pyproject.toml uv.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
-	$(BIN)/uv sync --quiet --locked --inexact --extra dev --python $(BIN)/python
+	$(BIN)/uv sync --quiet --system-certs --locked --inexact --extra dev --python $(BIN)/python
 	touch $@
 
 # Re-resolve uv.lock after a change of dependencies in pyproject.toml (newest versions within its ranges);
 # `make lock LOCK_ARGS=--upgrade-package=mlflow` moves one package only.
 lock:
 	test -x $(BIN)/uv || { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); $(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"; }
-	$(BIN)/uv lock $(LOCK_ARGS)
+	$(BIN)/uv lock --system-certs $(LOCK_ARGS)
 
 # Generate a demo company into .seg/landing and materialize every asset on the embedded instance.
 demo: $(BIN)/seg-pipeline
