@@ -90,8 +90,10 @@ def test_generate_run_status_with_defaults(project):
     for label in ("report:", "Data Docs:", "MLflow run:", "published to:", "runs:", "UI:"):
         assert f"  {label}" in summary, label
     assert (project / ".seg" / "datadocs" / "index.html").exists()
-    report = next(line for line in summary.splitlines() if line.startswith("  report:")).split()[1]
-    assert Path(report).exists()
+    lines = summary.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("  report:"))
+    assert lines[at].split()[1].startswith("http://127.0.0.1:3001/reports/segment_report_")  # served by `dev`
+    assert Path(lines[at + 1].strip()).exists()  # and the file itself, on the next line
 
     home = project / ".seg"
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
