@@ -430,6 +430,65 @@ class PrivacyConfig(_Model):
     default_consent: bool = True
 
 
+# Long forms and spellings cleanco (seg_pipeline/cleaning/normalize.py) does not strip on its own; a
+# company's own list goes in identity.extra_legal_forms and replaces this one.
+DEFAULT_EXTRA_LEGAL_FORMS = (
+    "Gesellschaft mit beschränkter Haftung", "Aktiengesellschaft", "Kommanditgesellschaft", "e.K.", "e.Kfm.",
+    "Sociedad Limitada", "Sociedad Limitada Unipersonal", "S.L.U.", "Sociedad Anónima",
+    "Société anonyme", "Société par actions simplifiée", "Société à responsabilité limitée",
+    "Società per azioni", "Società a responsabilità limitata", "Spółka z ograniczoną odpowiedzialnością",
+    "Spółka akcyjna", "Besloten Vennootschap", "Naamloze Vennootschap", "Aktiebolag", "publ", "Osakeyhtiö",
+    "Kabushiki Kaisha", "Godo Kaisha", "Public Limited Company", "Limited Liability Company",
+    "Proprietary Limited", "Sociedade Limitada",
+)  # fmt: skip
+
+
+class IdentityConfig(_Model):
+    """Identity resolution in the clean stage: normalization, exact rules and the probabilistic matcher."""
+
+    default_region: str | None = Field(
+        None, pattern=r"^[A-Za-z]{2}$",
+        description="ISO country for phone numbers of records without a (known) country; null: such national numbers are invalid",
+    )  # fmt: skip
+    extra_legal_forms: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_EXTRA_LEGAL_FORMS),
+        description="legal-form spellings stripped from company names besides cleanco's own",
+    )
+    probabilistic: bool = Field(True, description="score pairs with the Fellegi-Sunter model besides the exact rules")
+    merge_threshold: float = Field(
+        0.95, gt=0, lt=1, description="match probability at or above which two records are merged"
+    )
+    review_threshold: float = Field(
+        0.5, gt=0, lt=1,
+        description="pairs from here up to merge_threshold are not merged but listed in clean.identity_review",
+    )  # fmt: skip
+    household_vetoes: bool = Field(
+        True,
+        description="never merge by probability two records with different forenames or birth dates (family "
+        "members sharing an address and phone, twins, parent and child); such pairs go to review",
+    )
+    min_records_to_estimate: int = Field(
+        200, ge=10, description="fewer CRM records: the model keeps its priors for u and the match share"
+    )
+    min_records_to_train: int = Field(
+        1_000, ge=100, description="at least this many records: m is re-estimated by expectation maximisation"
+    )
+    exact_rule_recall: float = Field(
+        0.8, gt=0, le=1, description="share of true duplicates the exact rules are assumed to find (match share)"
+    )
+    u_sample_pairs: int = Field(
+        1_000_000, ge=10_000, description="random record pairs sampled to estimate u (agreement by chance)"
+    )
+    threads: int = Field(0, ge=0, description="DuckDB threads of the matcher; 0: one per CPU")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IdentityConfig:
+        if self.review_threshold >= self.merge_threshold:
+            raise ValueError("review_threshold must be below merge_threshold")
+        return self
+
+
 class Settings(_Model):
     home: Path = Field(Path(".seg"), description="warehouse, Dagster instance, MLflow store, reports")
     landing: Path | None = Field(None, description="folder of the extracts; default <home>/landing")
@@ -445,6 +504,7 @@ class Settings(_Model):
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
 
     @field_validator("as_of", mode="before")
     @classmethod

@@ -30,14 +30,16 @@ PARTS_KEY = "ingestion_inputs"
 AS_OF_TAG = "seg_pipeline/as_of"
 REUSED_TAG = "seg_pipeline/reused_ingestion"
 CRM = "crm_customers"
-LIBRARIES = ("pandas", "numpy", "pyarrow", "duckdb", "great-expectations")
+LIBRARIES = (
+    "pandas", "numpy", "pyarrow", "duckdb", "great-expectations", "phonenumbers", "cleanco", "anyascii", "splink",
+)  # fmt: skip
 
 
 def stage_assets(source: str) -> tuple[str, ...]:
     """The assets one source's ingestion materializes (left out of a rescore together)."""
     if source == CRM:
         return ("raw_crm_customers", "clean_customers", "customer_id_map", "contact_index", "erasure_index",
-                "quarantine_crm_customers")  # fmt: skip
+                "quarantine_crm_customers", "identity_review")  # fmt: skip
     return (f"raw_{source}", f"clean_{source}", f"quarantine_{source}")
 
 
@@ -79,6 +81,7 @@ def ingestion_fingerprint(
         "reading": _digest([cfg.source(source).model_dump(mode="json"), extra_columns(source, cfg)]),
         "settings": _digest(
             [cfg.quality.model_dump(mode="json"), cfg.privacy.model_dump(mode="json"), cfg.crm_kept_columns]
+            + ([cfg.identity.model_dump(mode="json")] if source == CRM else [])
         ),
         "as_of": as_of.isoformat(),
         "key": hmac.new(key, b"seg-pipeline ingestion fingerprint", hashlib.sha256).hexdigest()[:16],

@@ -31,6 +31,7 @@ EXPECTED_GROUPS = {
     "customer_id_map": "clean",
     "contact_index": "clean",
     "erasure_index": "clean",
+    "identity_review": "clean",
     "quarantine": "clean",
     "customer_features": "features",
     "churn_training_set": "features",

@@ -57,6 +57,10 @@ def fingerprint_metadata(context, cfg, source: str, as_of, key: bytes) -> dict:
             "Hashes of ids, emails and phones of erased customers; their events are dropped."
         ),
         "quarantine_crm_customers": _out("CRM rows that failed a row-level rule."),
+        "identity_review": _out(
+            "Record pairs the matcher found likely but not certain (review_threshold <= p < merge_threshold): "
+            "not merged; CRM ids, customer keys, probability and which fields agreed, never their values."
+        ),
     },
 )
 def clean_customers(
@@ -74,6 +78,7 @@ def clean_customers(
         stale_record_days=cfg.quality.stale_record_days,
         attributes=cfg.crm_kept_columns,
         run_id=current_run_id(context),
+        identity=cfg.identity,
     )
     customers = result.customers
     excluded = int((~customers["profiling_allowed"]).sum())
@@ -92,7 +97,12 @@ def clean_customers(
     )
     yield dg.Output(
         result.id_map, output_name="customer_id_map",
-        metadata={"dagster/row_count": len(result.id_map), "match_rules": dg.MetadataValue.json(rules)},
+        metadata={
+            "dagster/row_count": len(result.id_map),
+            "match_rules": dg.MetadataValue.json(rules),
+            "identity_model": result.identity["model"],
+            "identity_weights": dg.MetadataValue.json(result.identity["weights"]),
+        },
     )  # fmt: skip
     yield dg.Output(
         result.contacts, output_name="contact_index", metadata={"dagster/row_count": len(result.contacts)}
@@ -105,6 +115,27 @@ def clean_customers(
         output_name="quarantine_crm_customers",
         metadata={"dagster/row_count": len(result.quarantine)},
     )
+    yield dg.Output(result.review, output_name="identity_review", metadata=review_metadata(result))
+
+
+def review_metadata(result) -> dict:
+    """The review table's count, thresholds and first pairs (ids and field names only) for the UI."""
+    review, identity = result.review, result.identity
+    lines = [
+        f"| {r.customer_id_a} | {r.customer_id_b} | {r.match_probability:.3f} | {r.fields_agreed} | "
+        f"{r.fields_similar} | {r.fields_disagreed} |"
+        for r in review.head(10).itertuples()
+    ]
+    table = "| CRM id | CRM id | probability | agreed | similar | disagreed |\n|---|---|---:|---|---|---|\n"
+    return {
+        "dagster/row_count": len(review),
+        "pairs_for_review": len(review),
+        "merged_by_rule": dg.MetadataValue.json(identity["merged_by_rule"]),
+        "merge_threshold": identity["merge_threshold"],
+        "review_threshold": identity["review_threshold"],
+        "identity_model": identity["model"],
+        "examples": dg.MetadataValue.md(table + "\n".join(lines) if lines else "no pair to review"),
+    }
 
 
 def _event_stage(source: str, clean_fn) -> dg.AssetsDefinition:

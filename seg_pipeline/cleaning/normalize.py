@@ -1,46 +1,19 @@
-"""Matching keys for customer records: normalised email, E.164 phone, company stem + legal form, name."""
+"""Matching keys for customer records: normalised email, E.164 phone, company stem + legal form, name.
+
+The field's libraries do the knowledge-heavy parts: phonenumbers (Google's libphonenumber) parses and validates
+phone numbers of every country, cleanco knows legal forms of ~80 countries, anyascii transliterates any script
+to ASCII. This module only prepares text for them and vectorises over unique values.
+"""
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-
-COUNTRY_CALLING_CODES: dict[str, str] = {
-    "ES": "34",
-    "DE": "49",
-    "US": "1",
-    "GB": "44",
-    "PL": "48",
-    "FR": "33",
-}
-# Digits of the national significant number, i.e. after dropping the trunk prefix '0'.
-NATIONAL_LENGTHS: dict[str, tuple[int, ...]] = {
-    "ES": (9,),
-    "DE": (10, 11),
-    "US": (10,),
-    "GB": (10,),
-    "PL": (9,),
-    "FR": (9,),
-}
-
-LEGAL_FORM_SPELLINGS: dict[str, tuple[str, ...]] = {
-    "SL": ("S.L.", "SL", "S.L", "s.l.", "Sociedad Limitada", "S.L.U.", "SLU"),
-    "SA": ("S.A.", "SA", "S.A", "Sociedad Anónima", "Sociedad Anonima"),
-    "GMBH": ("GmbH", "GMBH", "G.m.b.H.", "Gesellschaft mit beschränkter Haftung"),
-    "AG": ("AG", "A.G.", "Aktiengesellschaft"),
-    "INC": ("Inc.", "Inc", "INC", "Incorporated"),
-    "LLC": ("LLC", "L.L.C.", "Llc"),
-    "LTD": ("Ltd", "Ltd.", "LTD", "Limited"),
-    "PLC": ("PLC", "plc", "Public Limited Company"),
-    "SPZOO": ("Sp. z o.o.", "sp. z o. o.", "Sp z oo", "Spółka z ograniczoną odpowiedzialnością"),
-    "SARL": ("SARL", "S.A.R.L.", "Sarl"),
-    "SAS": ("SAS", "S.A.S.", "Société par actions simplifiée"),
-}
-
-E164_DIGITS = (8, 15)
 
 # Text is held as pyarrow strings so most regexes run natively on RE2; pandas still uses Python's re for a
 # few calls. The engines disagree on \s, \w and \d, so the patterns spell character classes out instead.
@@ -51,17 +24,14 @@ _WHITESPACE_CHARS = (
 )
 _WHITESPACE = f"[{_WHITESPACE_CHARS}]"
 _EMAIL = f"[^@{_WHITESPACE_CHARS}]+@[^@.{_WHITESPACE_CHARS}]+(?:[.][^@.{_WHITESPACE_CHARS}]+)+"
-_PHONE_SEPARATORS = f"[-./(){_WHITESPACE_CHARS}]"
-_COMBINING_MARKS = "[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]"
-# ASCII punctuation, Latin-1 symbols and the General Punctuation block; letters of any script survive.
-_PUNCTUATION = "[!-/:-@\\[-`{-~\xa1-\xbf\xd7\xf7\u2010-\u205e]"
-# Dots and apostrophes join ("A.B.C." is "abc", "O'Neil" is "oneil"); other punctuation separates words.
-_JOINING_PUNCTUATION = "['.\u2018\u2019]"
-# Letters NFKD leaves intact (no combining mark to drop), so ASCII folding needs them spelt out.
-_UNDECOMPOSABLE = {
-    "ł": "l", "Ł": "L", "ø": "o", "Ø": "O", "đ": "d", "Đ": "D", "ß": "ss", "æ": "ae", "Æ": "AE",
-    "œ": "oe", "Œ": "OE", "ı": "i", "ð": "d", "Ð": "D", "þ": "th", "Þ": "TH",
-}  # fmt: skip
+# Dots and apostrophes join ("A.B.C." is "abc", "O'Neil" is "oneil"); any other non-alphanumeric separates.
+_JOINING_PUNCTUATION = re.compile(r"['.\u2018\u2019`]")
+_SEPARATORS = re.compile(r"[^a-z0-9]+")
+# "s. l." and "o. o.": letters written with a dot and a space, which cleanco reads as separate words.
+_SPACED_INITIALS = re.compile(r"(?<![^\W\d_])([^\W\d_])\.\s+(?=[^\W\d_]\.)")
+_BRACKETS = re.compile(r"[()\[\]{}]")
+
+PHONE_STATUSES = ("valid", "invalid", "missing")
 
 
 def normalize_email(values: pd.Series) -> pd.Series:
@@ -70,46 +40,194 @@ def normalize_email(values: pd.Series) -> pd.Series:
     return emails.where(_flag(emails.str.fullmatch(_EMAIL))).astype("string")
 
 
-def normalize_phone(values: pd.Series, country: pd.Series | None = None) -> pd.Series:
-    """E.164 ("+34612345678") or NA. National numbers need ``country`` (ISO code per row) for the prefix."""
+def parse_phones(
+    values: pd.Series, countries: pd.Series | None = None, default_region: str | None = None
+) -> pd.DataFrame:
+    """``phone_e164`` ("+34612345678") and ``phone_status`` (valid / invalid / missing) per value.
+
+    National numbers are read in the row's country (ISO code), else in ``default_region``; a number that
+    libphonenumber does not accept as valid for its country is flagged invalid and left out, never guessed.
+    """
     text = _clean_text(values)
-    # "+44 (0)20 ..." writes the trunk digit after the country code; it is not part of the number.
-    compact = text.str.replace("(0)", "", regex=False).str.replace(_PHONE_SEPARATORS, "", regex=True)
-    compact = compact.where(_flag(compact.str.fullmatch(r"[+]?[0-9]+")))
-
-    plus = _flag(compact.str.startswith("+"))
-    double_zero = _flag(compact.str.startswith("00"))
-    international = plus | double_zero
-    digits = compact.str.removeprefix("+")
-    e164 = ("+" + digits.str.slice(2)).where(double_zero, "+" + digits).where(international)
-
-    if country is not None:
-        e164 = e164.fillna(_national_to_e164(digits.where(~international), _iso_codes(country, values)))
-
-    low, high = E164_DIGITS
-    valid = _flag(e164.str.fullmatch(f"[+][1-9][0-9]{{{low - 1},{high - 1}}}"))
-    return e164.where(valid).astype("string")
+    regions = _regions(values.index, countries, default_region)
+    present = text.notna().to_numpy()
+    pairs = pd.DataFrame({"text": text[present].astype(object), "region": regions[present]})
+    parsed = {key: _parse_phone(*key) for key in pairs.drop_duplicates().itertuples(index=False, name=None)}
+    e164 = np.full(len(values), None, dtype=object)
+    status = np.full(len(values), "missing", dtype=object)
+    found = [parsed[key] for key in pairs.itertuples(index=False, name=None)]
+    e164[present] = [number for number in found]
+    status[present] = ["valid" if number else "invalid" for number in found]
+    return pd.DataFrame(
+        {"phone_e164": pd.array(e164, dtype="string"), "phone_status": pd.array(status, dtype="string")},
+        index=values.index,
+    )
 
 
-def normalize_company(values: pd.Series) -> pd.DataFrame:
-    """``company_stem`` (accent-folded, lowercase, no punctuation) and ``legal_form`` (canonical code or NA)."""
-    folded = _fold(values)
-    suffix, code_by_key = _legal_form_suffix()
-    form = folded.str.extract(suffix)["form"]
-    stem = _without_punctuation(folded.str.replace(suffix, "", regex=True))
-    # A name that is only a legal form plus punctuation (", Inc.") keeps the form as its stem.
-    only_form = _flag(form.notna()) & _flag(stem.str.len().eq(0))
-    if only_form.any():
-        stem[only_form] = _without_punctuation(folded[only_form]).to_numpy()
-    form_key = form.where(~only_form).str.replace("[. ]", "", regex=True)
-    legal_form = form_key.map(code_by_key, na_action="ignore").astype("string")
-    return pd.DataFrame({"company_stem": stem.astype("string"), "legal_form": legal_form})
+def normalize_phone(
+    values: pd.Series, country: pd.Series | None = None, default_region: str | None = None
+) -> pd.Series:
+    """E.164 ("+34612345678") or NA; see parse_phones."""
+    return parse_phones(values, country, default_region)["phone_e164"]
+
+
+def normalize_company(values: pd.Series, extra_legal_forms: Sequence[str] = ()) -> pd.DataFrame:
+    """``company_stem`` (transliterated, lowercase, no punctuation, no legal form) and ``legal_form``.
+
+    cleanco strips legal forms at the end or start of the name ("Nordic Foods Oy", "OOO Romashka"); the
+    legal form is what was stripped, folded the same way ("sp z oo", "gmbh co kg"), NA when there is none.
+    ``extra_legal_forms`` adds spellings cleanco does not know (a company's own list, long forms).
+    """
+    terms = _legal_form_terms(tuple(extra_legal_forms))
+    text = _clean_text(values).astype(object)
+    present = text.dropna()
+    split = {value: _split_company(value, terms) for value in present.unique()}
+    found = [split[v] for v in present]
+    mask = text.notna().to_numpy()
+    stem, form = np.full(len(values), None, dtype=object), np.full(len(values), None, dtype=object)
+    stem[mask] = [s for s, _ in found]
+    form[mask] = [f for _, f in found]
+    return pd.DataFrame(
+        {"company_stem": pd.array(stem, dtype="string"), "legal_form": pd.array(form, dtype="string")},
+        index=values.index,
+    )
 
 
 def normalize_name(values: pd.Series) -> pd.Series:
-    """NFKC, trimmed, whitespace collapsed and casefolded; accents are kept. For matching, not display."""
-    names = _clean_text(values, casefold=True)
-    return names.str.replace(f"{_WHITESPACE}+", " ", regex=True).astype("string")
+    """Transliterated to ASCII, casefolded, punctuation removed, words single-spaced. For matching only."""
+    text = _clean_text(values).astype(object)
+    present = text.dropna()
+    folded = {value: _fold_words(_given_name_first(value)) or None for value in present.unique()}
+    out = np.full(len(values), None, dtype=object)
+    out[text.notna().to_numpy()] = [folded[v] for v in present]
+    return pd.Series(pd.array(out, dtype="string"), index=values.index)
+
+
+def name_parts(names: pd.Series) -> pd.DataFrame:
+    """``name_first`` (the first word) and ``name_last`` (the last word) of normalized names.
+
+    A one-word name is taken as a surname. Middle names and initials are left to the comparators.
+    """
+    words = names.astype("string").str.split(" ")
+    count = words.str.len()
+    first = words.str[0].where(count.gt(1).fillna(False))
+    last = words.str[-1]
+    return pd.DataFrame({"name_first": first.astype("string"), "name_last": last.astype("string")})
+
+
+def _given_name_first(name: str) -> str:
+    """ "Smith, John" is written surname first: "John Smith"."""
+    parts = name.split(",")
+    if len(parts) == 2 and parts[0].strip() and parts[1].strip():
+        return f"{parts[1].strip()} {parts[0].strip()}"
+    return name
+
+
+def _parse_phone(text: str, region: str | None) -> str | None:
+    import phonenumbers  # imported with the step that parses, not with the code location
+
+    # "+44 (0)20 ..." writes the trunk digit after the country code; it is not part of the number.
+    candidate = text.replace("(0)", " ")
+    stripped = candidate.lstrip()
+    if stripped.startswith("00"):  # the international prefix of most countries, readable without a region
+        candidate = "+" + stripped[2:]
+    attempts = [candidate]
+    digits = re.sub(r"[^0-9]", "", candidate)
+    if region and not candidate.lstrip().startswith("+"):
+        # "34 612 345 678": the country's own calling code written without '+', common in CRM exports
+        code = str(phonenumbers.country_code_for_region(region))
+        if digits.startswith(code) and code != "0":
+            attempts.append("+" + digits)
+    for attempt in attempts:
+        try:
+            number = phonenumbers.parse(attempt, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(number):
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return None
+
+
+def _regions(index: pd.Index, countries: pd.Series | None, default_region: str | None) -> np.ndarray:
+    """The libphonenumber region per row: the row's country when it is one, else the default."""
+    import phonenumbers
+
+    default = default_region.upper() if default_region else None
+    if countries is None:
+        return np.full(len(index), default, dtype=object)
+    if not countries.index.equals(index):
+        raise ValueError("countries must have the same index as values")
+    codes = countries.astype("string").str.strip().str.upper().replace({"UK": "GB"})
+    known = codes.isin(phonenumbers.SUPPORTED_REGIONS).fillna(False).to_numpy(dtype=bool)
+    return np.where(known, codes.astype(object).to_numpy(), default)
+
+
+def _legal_form_terms(extra: tuple[str, ...]) -> list[tuple[int, list[str]]]:
+    """cleanco's terms plus the extra spellings, normalized as cleanco normalizes its own."""
+    return _TERMS.setdefault(extra, _build_terms(extra))
+
+
+_TERMS: dict[tuple[str, ...], list[tuple[int, list[str]]]] = {}
+
+
+def _build_terms(extra: Iterable[str]) -> list[tuple[int, list[str]]]:
+    from cleanco import prepare_default_terms
+    from cleanco.clean import normalize_terms
+
+    terms = prepare_default_terms()
+    known = {tuple(parts) for _, parts in terms}
+    for parts in (t.split() for t in normalize_terms(_prepared_company(e) for e in extra)):
+        if parts and tuple(parts) not in known:
+            known.add(tuple(parts))
+            terms.append((len(parts), parts))
+    # longest first, as cleanco orders them, so "gmbh & co kg" is stripped before "kg"
+    return sorted(terms, key=lambda term: (-term[0], term[1]))
+
+
+def _split_company(name: str, terms: list[tuple[int, list[str]]]) -> tuple[str | None, str | None]:
+    from cleanco.clean import custom_basename
+
+    text = _prepared_company(name)
+    base = text
+    while True:  # "Foo Co., Ltd." loses "Ltd." and then "Co."
+        shorter = custom_basename(base, terms, suffix=True, prefix=True)
+        if shorter == base or not _fold_words(shorter):
+            break
+        base = shorter
+    full_words, stem_words = _fold_words(text).split(), _fold_words(base).split()
+    if not full_words:
+        return None, None
+    start = _find_words(full_words, stem_words)
+    if start is None or not stem_words:
+        return " ".join(full_words), None
+    form = full_words[:start] + full_words[start + len(stem_words) :]
+    return " ".join(stem_words), (" ".join(form) or None)
+
+
+def _prepared_company(name: str) -> str:
+    """Brackets to spaces ("AB (publ)"), a space after commas ("Acme,S.L."), spaced initials joined
+    ("sp. z o. o." -> "sp. z o.o.")."""
+    text = _BRACKETS.sub(" ", unicodedata.normalize("NFKC", name)).replace(",", ", ")
+    previous = None
+    while previous != text:
+        previous, text = text, _SPACED_INITIALS.sub(r"\1.", text)
+    return " ".join(text.split())
+
+
+def _find_words(words: list[str], part: list[str]) -> int | None:
+    for start in range(len(words) - len(part) + 1):
+        if words[start : start + len(part)] == part:
+            return start
+    return None
+
+
+def _fold_words(text: str) -> str:
+    """ASCII (anyascii transliterates any script), casefolded, joined at dots and apostrophes."""
+    from anyascii import anyascii
+
+    ascii_text = anyascii(unicodedata.normalize("NFKC", text)).casefold()
+    joined = _JOINING_PUNCTUATION.sub("", ascii_text)
+    return " ".join(_SEPARATORS.split(joined)).strip()
 
 
 def _clean_text(values: pd.Series, form: str = "NFKC", casefold: bool = False) -> pd.Series:
@@ -125,73 +243,3 @@ def _clean_text(values: pd.Series, form: str = "NFKC", casefold: bool = False) -
 def _flag(mask: pd.Series) -> np.ndarray:
     """A nullable boolean Series as a plain bool array, missing counting as False."""
     return mask.to_numpy(dtype=bool, na_value=False)
-
-
-def _iso_codes(country: pd.Series, values: pd.Series) -> pd.Series:
-    if not country.index.equals(values.index):
-        raise ValueError("country must have the same index as values")
-    return country.astype("string").astype(_ARROW_TEXT).str.strip(_WHITESPACE_CHARS).str.upper()
-
-
-def _national_to_e164(digits: pd.Series, iso: pd.Series) -> pd.Series:
-    """'+<code><number>' for national numbers whose length fits the row's country, else NA."""
-    trunk = _flag(digits.str.startswith("0"))
-    significant = digits.str.slice(1).where(trunk, digits)
-    significant_ok = ~_flag(significant.str.startswith("0"))
-    significant_len = significant.str.len().to_numpy(dtype=float, na_value=np.nan)
-    digits_len = digits.str.len().to_numpy(dtype=float, na_value=np.nan)
-    e164 = pd.Series(pd.NA, index=digits.index, dtype=_ARROW_TEXT)
-    for iso_code, calling_code in COUNTRY_CALLING_CODES.items():
-        in_country = _flag(iso.eq(iso_code))
-        if not in_country.any():
-            continue
-        lengths = NATIONAL_LENGTHS.get(iso_code, ())
-        fits = in_country & significant_ok & np.isin(significant_len, lengths)
-        # "1 212 555 0100" or "34 612 345 678": the calling code without '+', common for US numbers.
-        with_code = (
-            in_country
-            & ~fits
-            & ~trunk
-            & _flag(digits.str.startswith(calling_code))
-            & np.isin(digits_len - len(calling_code), lengths)
-        )
-        e164 = e164.mask(fits, "+" + calling_code + significant).mask(with_code, "+" + digits)
-    return e164
-
-
-def _fold(values: pd.Series) -> pd.Series:
-    """NFKD accent-folded, lowercase text with whitespace collapsed to single spaces."""
-    text = _clean_text(values, form="NFKD").str.replace(_COMBINING_MARKS, "", regex=True)
-    undecomposable = _flag(text.str.contains(f"[{''.join(_UNDECOMPOSABLE)}]"))
-    if undecomposable.any():
-        table = str.maketrans(_UNDECOMPOSABLE)
-        text[undecomposable] = text[undecomposable].astype("string").str.translate(table).to_numpy()
-    return text.str.lower().str.replace(f"{_WHITESPACE}+", " ", regex=True)
-
-
-def _without_punctuation(text: pd.Series) -> pd.Series:
-    joined = text.str.replace(_JOINING_PUNCTUATION, "", regex=True)
-    return joined.str.replace(f"(?:{_PUNCTUATION}| )+", " ", regex=True).str.strip(" ")
-
-
-def _legal_form_suffix() -> tuple[str, dict[str, str]]:
-    """A regex for a trailing legal form (group ``form``) in folded text, and the code per spelling key.
-
-    A spelling's key is its folded letters ("S.L." and "s. l." are both "sl"); the regex accepts dots and
-    spaces between any two letters of a key. Built per call so additions to LEGAL_FORM_SPELLINGS count.
-    """
-    spellings = [(code, spelling) for code, variants in LEGAL_FORM_SPELLINGS.items() for spelling in variants]
-    folded = _fold(pd.Series([spelling for _, spelling in spellings], dtype="string"))
-    keys = _without_punctuation(folded).str.replace(" ", "", regex=False)
-    code_by_key: dict[str, str] = {}
-    for (code, spelling), key in zip(spellings, keys, strict=True):
-        if not key:
-            raise ValueError(f"legal form spelling {spelling!r} of {code} has no letters")
-        if code_by_key.setdefault(key, code) != code:
-            raise ValueError(f"legal form spelling {spelling!r} is claimed by {code_by_key[key]} and {code}")
-    alternatives = "|".join(
-        "[. ]*".join(re.escape(char) for char in key) for key in sorted(code_by_key, key=len, reverse=True)
-    )
-    # A separate trailing token, so "Alsa" and "Plaza" do not end in "sa". The leftmost match wins, so of
-    # two spellings that both end the name the longer one is taken.
-    return f"(?: ?, ?| )(?P<form>{alternatives})[., ]*$", code_by_key

@@ -68,7 +68,7 @@ def test_survivorship_fills_gaps_and_keeps_the_strictest_consent():
     assert ana["signup_date"] == pd.Timestamp("2022-01-10") and ana["updated_at"] == pd.Timestamp(
         "2024-05-01"
     )
-    assert ana["plan"] == "pro" and ana["industry"] == "retail" and ana["legal_form"] == "SL"
+    assert ana["plan"] == "pro" and ana["industry"] == "retail" and ana["legal_form"] == "sl"
     assert ana["consent_profiling"] is False or not ana["consent_profiling"]
     assert not ana["profiling_allowed"]
     assert customers.loc["B1", "is_stale"] and not customers.loc["A1", "is_stale"]

@@ -1,4 +1,8 @@
-"""Matching keys: emails, E.164 phones, company stems with legal forms, and names, alone and at scale."""
+"""Matching keys: emails, E.164 phones, company stems with legal forms, and names, alone and at scale.
+
+The examples are real-world formats written for this test, not read from the synthetic generator: the
+cleaner must hold on data the project did not write.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,14 @@ import pandas as pd
 import pytest
 
 from seg_pipeline.cleaning.normalize import (
-    COUNTRY_CALLING_CODES,
-    LEGAL_FORM_SPELLINGS,
-    NATIONAL_LENGTHS,
+    name_parts,
     normalize_company,
     normalize_email,
     normalize_name,
     normalize_phone,
+    parse_phones,
 )
-from seg_pipeline.synthetic.generator import render_phone
-from seg_pipeline.synthetic.lexicon import LEGAL_FORMS, PHONE_PLANS
+from seg_pipeline.config import DEFAULT_EXTRA_LEGAL_FORMS
 
 MISSING = [None, np.nan, pd.NA, "", "   ", "\u00a0\t"]
 GARBAGE = ["n/a", "12", "@@", "tel: unknown"]
@@ -30,13 +32,13 @@ def email(value) -> str | None:
     return scalar(normalize_email(pd.Series([value], dtype=object)).iloc[0])
 
 
-def phone(value, country=None) -> str | None:
+def phone(value, country=None, default_region=None) -> str | None:
     countries = None if country is None else pd.Series([country], dtype=object)
-    return scalar(normalize_phone(pd.Series([value], dtype=object), countries).iloc[0])
+    return scalar(normalize_phone(pd.Series([value], dtype=object), countries, default_region).iloc[0])
 
 
-def company(value) -> tuple[str | None, str | None]:
-    row = normalize_company(pd.Series([value], dtype=object)).iloc[0]
+def company(value, extra=DEFAULT_EXTRA_LEGAL_FORMS) -> tuple[str | None, str | None]:
+    row = normalize_company(pd.Series([value], dtype=object), extra).iloc[0]
     return scalar(row["company_stem"]), scalar(row["legal_form"])
 
 
@@ -115,12 +117,23 @@ def test_international_phone_formats(raw, country):
         ("06 12 34 56 78", "FR", "+33612345678"),
         ("07123 456789", "GB", "+447123456789"),
         ("7123 456789", "GB", "+447123456789"),
-        ("0151 2345678", "DE", "+491512345678"),
         ("01512 3456789", "DE", "+4915123456789"),
-        ("(0151) 2345678", "DE", "+491512345678"),
+        ("030 1234567", "DE", "+49301234567"),
+        ("(030) 1234567", "DE", "+49301234567"),
         ("512 345 678", "PL", "+48512345678"),
         ("(212) 555-0100", "US", "+12125550100"),
         ("212.555.0100", "US", "+12125550100"),
+        ("06 12345678", "NL", "+31612345678"),
+        ("0470 12 34 56", "BE", "+32470123456"),
+        ("040-123 45 67", "SE", "+46401234567"),
+        ("040 1234567", "FI", "+358401234567"),
+        ("912 345 678", "PT", "+351912345678"),
+        ("333 123 4567", "IT", "+393331234567"),
+        ("(11) 91234-5678", "BR", "+5511912345678"),
+        ("090-1234-5678", "JP", "+819012345678"),
+        ("0412 345 678", "AU", "+61412345678"),
+        ("8 (912) 345-67-89", "RU", "+79123456789"),
+        ("612 345 678", "uk", None),  # UK is read as GB, where this is not a number
     ],
 )
 def test_national_phone_gets_country_code(raw, country, expected):
@@ -142,23 +155,35 @@ def test_phone_variants(raw, country, expected):
     assert phone(raw, country) == expected
 
 
-@pytest.mark.parametrize("raw", ["612 345 678", "0612345678", "07123 456789", "0151 2345678"])
+@pytest.mark.parametrize("raw", ["612 345 678", "0612345678", "07123 456789", "01512 3456789"])
 @pytest.mark.parametrize("country", [None, pd.NA, np.nan, "", "XX"])
 def test_national_phone_without_known_country_is_missing(raw, country):
     assert phone(raw, country) is None
+
+
+@pytest.mark.parametrize("country", [None, "", "XX"])
+def test_default_region_reads_national_numbers_of_rows_without_a_country(country):
+    assert phone("030 1234567", country, default_region="DE") == "+49301234567"
+    assert phone("030 1234567", "US", default_region="DE") is None  # the row's own country wins
+
+
+def test_phone_status_flags_invalid_numbers_and_counts_missing_ones():
+    result = parse_phones(
+        pd.Series(["+34 612 345 678", "612 345 67", None, "tel: unknown"]), pd.Series(["ES", "ES", "ES", "ES"])
+    )
+    assert result["phone_status"].tolist() == ["valid", "invalid", "missing", "invalid"]
+    assert result["phone_e164"].isna().tolist() == [False, True, True, True]
 
 
 @pytest.mark.parametrize(
     ("raw", "country"),
     [
         *((value, "ES") for value in GARBAGE),
-        ("+34 612 ABC 678", "ES"),
-        ("612 345 678 ext 5", "ES"),
-        ("++34612345678", "ES"),
-        ("34+612345678", "ES"),
         ("61234567", "ES"),
         ("6123456789", "ES"),
-        ("0612 345 678 / 0612 345 679", "FR"),
+        ("+34 112 345 678", None),  # no Spanish number starts with 1
+        ("+49 1234", None),
+        ("0612 345 678 / 0612 345 679 / 0612 345 680", "FR"),
         ("+1234567", None),
         ("+1234567890123456", None),
         ("+0612345678", None),
@@ -193,42 +218,6 @@ def test_phone_country_must_share_the_index():
         normalize_phone(pd.Series(["612345678"], index=[1]), pd.Series(["ES"], index=[0]))
 
 
-def test_callers_can_add_a_country(monkeypatch):
-    monkeypatch.setitem(COUNTRY_CALLING_CODES, "NL", "31")
-    monkeypatch.setitem(NATIONAL_LENGTHS, "NL", (9,))
-    assert phone("06 12345678", "NL") == "+31612345678"
-
-
-def test_phone_plans_of_the_generator_are_known():
-    for country, (calling_code, length, _) in PHONE_PLANS.items():
-        assert COUNTRY_CALLING_CODES[country] == calling_code
-        assert length in NATIONAL_LENGTHS[country]
-
-
-def sample_nationals(length: int, prefix: str) -> list[str]:
-    free = length - len(prefix)
-    return [prefix + "0" * free, prefix + "1234567890123"[:free], prefix + "9" * free]
-
-
-@pytest.mark.parametrize("country", sorted(PHONE_PLANS))
-def test_every_generator_phone_style_normalizes_to_e164(country):
-    calling_code, length, prefix = PHONE_PLANS[country]
-    cases = [
-        (render_phone(calling_code, national, style), style, f"+{calling_code}{national}")
-        for national in sample_nationals(length, prefix)
-        for style in range(6)
-    ]
-    raw = pd.Series([rendered for rendered, _, _ in cases])
-    with_country = normalize_phone(raw, pd.Series([country] * len(cases)))
-    without_country = normalize_phone(raw)
-    for (rendered, style, expected), got, got_alone in zip(cases, with_country, without_country, strict=True):
-        assert got == expected, (rendered, style)
-        if style == 2:  # national digits only: the country is what makes it a number
-            assert pd.isna(got_alone), rendered
-        else:
-            assert got_alone == expected, (rendered, style)
-
-
 # --- company ----------------------------------------------------------------------------------------
 
 
@@ -248,44 +237,51 @@ def test_every_generator_phone_style_normalizes_to_e164(country):
         "ＡＣＭＥ ＳＬ",
     ],
 )
-def test_acme_equivalence_class(raw):
-    assert company(raw) == ("acme", "SL")
-
-
-@pytest.mark.parametrize(
-    ("code", "spelling"),
-    [(code, spelling) for code, spellings in LEGAL_FORM_SPELLINGS.items() for spelling in spellings],
-)
-def test_every_legal_form_spelling_maps_to_its_code(code, spelling):
-    assert company(f"Nordic Systems {spelling}") == ("nordic systems", code)
-    assert company(f"NORDIC SYSTEMS, {spelling.upper()}") == ("nordic systems", code)
+def test_legal_form_spellings_leave_the_same_stem(raw):
+    stem, form = company(raw)
+    assert stem == "acme"
+    assert form is not None
 
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ("Nordic Systems GmbH", ("nordic systems", "GMBH")),
-        ("NORDIC SYSTEMS G.m.b.H.", ("nordic systems", "GMBH")),
-        ("Acme, Inc.", ("acme", "INC")),
+        ("Nordic Systems GmbH", ("nordic systems", "gmbh")),
+        ("NORDIC SYSTEMS G.m.b.H.", ("nordic systems", "gmbh")),
+        ("Müller Bau GmbH & Co. KG", ("muller bau", "gmbh co kg")),
+        ("Acme, Inc.", ("acme", "inc")),
         ("Blue Labs", ("blue labs", None)),
-        ("Café Núñez S.A.", ("cafe nunez", "SA")),
-        ("Sociedad Anonima Ibérica SOCIEDAD ANÓNIMA", ("sociedad anonima iberica", "SA")),
-        ("Łódź Foods Sp. z o.o.", ("lodz foods", "SPZOO")),
-        ("Müller & Söhne GmbH", ("muller sohne", "GMBH")),
-        ("Groß Logistik AG", ("gross logistik", "AG")),
-        ("O'Connor’s Ltd.", ("oconnors", "LTD")),
-        ("A.B.C. Trading Inc", ("abc trading", "INC")),
-        ("Coca-Cola Ltd", ("coca cola", "LTD")),
-        ("Acme S.A.S.", ("acme", "SAS")),
-        ("Acme S.A.R.L.", ("acme", "SARL")),
-        ("Acme Public Limited Company", ("acme", "PLC")),
-        ("Acme Public Limited", ("acme public", "LTD")),
-        ("Acme Limited Company", ("acme limited company", None)),
-        ("Acme SA SL", ("acme sa", "SL")),
+        ("Café Núñez S.A.", ("cafe nunez", "sa")),
+        ("Łódź Foods Sp. z o.o.", ("lodz foods", "sp z oo")),
+        ("Łódź Foods sp. z o. o.", ("lodz foods", "sp z oo")),
+        ("Groß Logistik AG", ("gross logistik", "ag")),
+        ("O'Connor’s Ltd.", ("oconnors", "ltd")),
+        ("A.B.C. Trading Inc", ("abc trading", "inc")),
+        ("Coca-Cola Ltd", ("coca cola", "ltd")),
+        ("Nordic Foods Oy", ("nordic foods", "oy")),
+        ("Nokia Oyj", ("nokia", "oyj")),
+        ("Fratelli Rossi S.p.A.", ("fratelli rossi", "spa")),
+        ("Fratelli Rossi S.r.l.", ("fratelli rossi", "srl")),
+        ("Van Dijk B.V.", ("van dijk", "bv")),
+        ("Koala Pty Ltd", ("koala", "pty ltd")),
+        ("Tanaka K.K.", ("tanaka", "kk")),
+        ("Tanaka Kabushiki Kaisha", ("tanaka", "kabushiki kaisha")),
+        ("Volvo Cars AB (publ)", ("volvo cars", "ab publ")),
+        ("Hansen ApS", ("hansen", "aps")),
+        ("Comercial Souza Ltda.", ("comercial souza", "ltda")),
+        ("Grupo Azteca S.A. de C.V.", ("grupo azteca", "sa de cv")),
+        ("ООО Ромашка", ("romashka", "ooo")),
+        ("Shenzhen Bright Co., Ltd.", ("shenzhen bright", "co ltd")),
+        ("Acme Gesellschaft mit beschränkter Haftung", ("acme", "gesellschaft mit beschrankter haftung")),
     ],
 )
 def test_company_stem_and_legal_form(raw, expected):
     assert company(raw) == expected
+
+
+def test_a_company_can_add_its_own_legal_forms():
+    assert company("Nordic Handelsbolag", extra=()) == ("nordic handelsbolag", None)
+    assert company("Nordic Handelsbolag", extra=("Handelsbolag",)) == ("nordic", "handelsbolag")
 
 
 @pytest.mark.parametrize(
@@ -299,7 +295,6 @@ def test_company_stem_and_legal_form(raw, expected):
         ("Zinc", "zinc"),
         ("Nordic Zinc", "nordic zinc"),
         ("Maag", "maag"),
-        ("Acme Holdings", "acme holdings"),
         ("Casas", "casas"),
     ],
 )
@@ -336,51 +331,29 @@ def test_company_frame_keeps_index_and_string_dtypes():
     assert normalize_company(pd.Series([], dtype=object)).dtypes.eq("string").all()
 
 
-def test_callers_can_add_a_legal_form(monkeypatch):
-    monkeypatch.setitem(LEGAL_FORM_SPELLINGS, "KG", ("KG", "Kommanditgesellschaft"))
-    assert company("Nordic Kommanditgesellschaft") == ("nordic", "KG")
-    assert company("Nordic K.G.") == ("nordic", "KG")
-
-
-def test_a_spelling_claimed_by_two_forms_is_rejected(monkeypatch):
-    monkeypatch.setitem(LEGAL_FORM_SPELLINGS, "XX", ("s l",))
-    with pytest.raises(ValueError, match="claimed by SL and XX"):
-        normalize_company(pd.Series(["Acme SL"]))
-
-
-@pytest.mark.parametrize("country", sorted(LEGAL_FORMS))
-def test_every_generator_legal_form_spelling_matches_its_canonical_spelling(country):
-    codes = set()
-    for spellings in LEGAL_FORMS[country]:
-        canonical = company(f"Vertex Analytics {spellings[0]}")
-        assert canonical[0] == "vertex analytics"
-        assert canonical[1] is not None
-        codes.add(canonical[1])
-        for spelling in spellings:
-            assert company(f"Vertex Analytics {spelling}") == canonical, spelling
-            assert company(f"VERTEX ANALYTICS {spelling}") == canonical, spelling
-    assert len(codes) == len(LEGAL_FORMS[country])
-
-
 # --- name -------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ("  José   GARCÍA ", "josé garcía"),
-        ("Jose\u0301 Garci\u0301a", "josé garcía"),
-        ("JÜRGEN\u00a0\u00a0Groß", "jürgen gross"),
-        ("Łukasz\tWiśniewski\n", "łukasz wiśniewski"),
+        ("  José   GARCÍA ", "jose garcia"),
+        ("Jose\u0301 Garci\u0301a", "jose garcia"),
+        ("JÜRGEN\u00a0\u00a0Groß", "jurgen gross"),
+        ("Łukasz\tWiśniewski\n", "lukasz wisniewski"),
         ("ＪＯＳＥ", "jose"),
-        ("O'Connor", "o'connor"),
+        ("O'Connor", "oconnor"),
+        ("Jean-Luc Picard", "jean luc picard"),
+        ("Дмитрий Иванов", "dmitriy ivanov"),
+        ("Smith, John", "john smith"),
+        ("Søren Ærø", "soren aero"),
     ],
 )
-def test_name_is_casefolded_and_keeps_accents(raw, expected):
+def test_name_is_transliterated_and_casefolded(raw, expected):
     assert name(raw) == expected
 
 
-@pytest.mark.parametrize("raw", MISSING)
+@pytest.mark.parametrize("raw", [*MISSING, "...", "--"])
 def test_missing_name_stays_missing(raw):
     assert name(raw) is None
 
@@ -389,6 +362,13 @@ def test_name_keeps_index_and_string_dtype():
     result = normalize_name(pd.Series(["A  B", None], index=[9, 8]))
     assert result.dtype == "string"
     assert list(result.index) == [9, 8]
+
+
+def test_name_parts_take_the_first_and_last_word():
+    parts = name_parts(pd.Series(["john ronald smith", "smith", None], dtype="string"))
+    assert parts["name_first"].tolist()[:1] == ["john"]
+    assert parts["name_last"].tolist()[:2] == ["smith", "smith"]
+    assert parts["name_first"].isna().tolist() == [False, True, True]
 
 
 # --- at scale ---------------------------------------------------------------------------------------
@@ -401,7 +381,7 @@ PHONE_EXAMPLES = [
     ("612 345 678", None),
     ("0612345678", "FR"),
     ("07123 456789", "GB"),
-    ("0151 2345678", "DE"),
+    ("01512 3456789", "DE"),
     ("(212) 555-0100", "US"),
     ("tel: unknown", "ES"),
     ("12", "PL"),
@@ -413,12 +393,13 @@ COMPANY_EXAMPLES = [
     "ACME SL",
     "acme, s.l.",
     "Nordic Systems GmbH",
+    "Nordic Foods Oy",
     "Blue Labs",
     "Alsa",
     "S.A.",
     None,
 ]
-NAME_EXAMPLES = ["  José   GARCÍA ", "Groß", None, "Łukasz Wiśniewski"]
+NAME_EXAMPLES = ["  José   GARCÍA ", "Groß", None, "Łukasz Wiśniewski", "Smith, John"]
 
 
 def repeated(values: list, rows: int) -> pd.Series:
@@ -432,7 +413,7 @@ def cycled(per_example: list, rows: int) -> list:
 
 
 def test_results_at_scale_equal_the_per_example_results():
-    rows = 200_000
+    rows = 100_000
     phones = repeated(PHONE_EXAMPLES, rows)
     phone_result = normalize_phone(phones.str[0], phones.str[1])
     assert phone_result.index.equals(phones.index)

@@ -45,7 +45,7 @@ def added(frame: pd.DataFrame, source: str) -> set[str]:
 
 def test_every_column_the_readers_and_cleaners_add_is_reserved(tmp_path):
     crm = raw("crm_customers", tmp_path)
-    resolved = resolve_identities(normalized(crm))
+    resolved, _ = resolve_identities(normalized(crm))
     result = clean_customers(crm, key=KEY, as_of=AS_OF, erased=set(), default_consent=True,
                              stale_record_days=730, attributes=[], run_id="r")  # fmt: skip
     new = (
