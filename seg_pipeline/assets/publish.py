@@ -229,6 +229,8 @@ def segment_report(
     retention_segment: pd.DataFrame,
     churn_model: pd.DataFrame,
     population_drift: pd.DataFrame,
+    customer_id_map: pd.DataFrame,
+    identity_review: pd.DataFrame,
 ) -> dg.MaterializeResult:
     from seg_pipeline.docs_server import datadocs_url, report_url
     from seg_pipeline.publish.report import ReportInputs, summary_markdown, write_report
@@ -276,6 +278,8 @@ def segment_report(
         retention=retention, migration=migration, first_run=migration.empty, model=model,
         segmentation=segmentation, drift=population_drift, drift_threshold=cfg.monitoring.psi_threshold,
         links=links, link_files={"Data Docs": str((cfg.datadocs_dir / "index.html").resolve())},
+        merged_by_rule=customer_id_map["match_rule"].value_counts().drop("survivor", errors="ignore").to_dict(),
+        identity_review=identity_review,
     )  # fmt: skip
     path = write_report(inputs, cfg.reports_dir).resolve()
     return dg.MaterializeResult(

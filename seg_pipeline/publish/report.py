@@ -57,7 +57,9 @@ SECTIONS = (
     ("migration", "Segment migration"),
     ("model", "Churn model"),
     ("drift", "Data drift"),
+    ("identity", "Duplicate customers"),
 )
+IDENTITY_REVIEW_ROWS = 15  # pairs of the review list shown; the full list is clean.identity_review
 
 JOB_DESCRIPTIONS = {
     "full_refresh": "full refresh: segments refitted and the churn model retrained",
@@ -82,6 +84,9 @@ class ReportInputs:
     drift: pd.DataFrame
     drift_threshold: float
     links: dict[str, str] = field(default_factory=dict)
+    # merged CRM records per match rule, and the pairs left for review (ids and field names, no contact data)
+    merged_by_rule: dict[str, int] = field(default_factory=dict)
+    identity_review: pd.DataFrame = field(default_factory=pd.DataFrame)
     # label of a link -> the file it serves, shown beside it for readers without the docs server
     link_files: dict[str, str] = field(default_factory=dict)
 
@@ -903,6 +908,39 @@ footer{color:#7b8794;font-size:.8rem;margin-top:48px}
 """
 
 
+def _identity_section(inputs: ReportInputs) -> str:
+    intro = (
+        "CRM records merged into one customer, by the rule that matched (exact rules, or the probabilistic "
+        "matcher's probability at or above the merge threshold), and the pairs that looked alike but were not "
+        "merged: someone who knows the customers should decide them in the CRM. Only CRM ids and the names of "
+        "the fields that agreed are shown, never the contact data."
+    )
+    rules = {k: v for k, v in inputs.merged_by_rule.items() if v}
+    merged = sum(rules.values())
+    table = (
+        _table(["Rule", "Records merged"], [[_readable(k), _int(v)] for k, v in sorted(rules.items())], numeric=(1,))
+        if rules else _empty("No duplicate records were found.")
+    )  # fmt: skip
+    review = inputs.identity_review
+    if review.empty:
+        body = f"<p>{_int(merged)} CRM records were merged into other customers.</p>" + table
+        return _section("identity", body + _empty("No pair is waiting for review."), intro)
+    shown = review.head(IDENTITY_REVIEW_ROWS)
+    pairs = _table(
+        ["CRM id", "CRM id", "Probability", "Agreed", "Similar", "Disagreed", "Not merged because"],
+        [[r.customer_id_a, r.customer_id_b, _num(r.match_probability), r.fields_agreed, r.fields_similar,
+          r.fields_disagreed, r.not_merged_because] for r in shown.itertuples()],
+        numeric=(2,),
+    )  # fmt: skip
+    more = len(review) - len(shown)
+    note = f'<p class="note">{_int(more)} more pairs in clean.identity_review.</p>' if more > 0 else ""
+    body = (
+        f"<p>{_int(merged)} CRM records were merged into other customers; "
+        f"<strong>{_int(len(review))} pairs</strong> are waiting for review.</p>" + table + pairs + note
+    )
+    return _section("identity", body, intro)
+
+
 def render_report(inputs: ReportInputs) -> str:
     """The complete HTML document: a single file with every plot embedded, nothing fetched when opened."""
     prep = _prepare(inputs)
@@ -916,6 +954,7 @@ def render_report(inputs: ReportInputs) -> str:
         _migration_section(inputs, prep),
         _model_section(inputs),
         _drift_section(inputs),
+        _identity_section(inputs),
     ]
     toc = "".join(f'<li><a href="#{sid}">{html.escape(title)}</a></li>' for sid, title in SECTIONS)
     title = f"Customer segment report · {as_of}"

@@ -42,6 +42,8 @@ class MessinessRates:
 
     duplicate_customers: float = 0.03  # customers with a second CRM record (email/phone/company variants)
     legal_form_variants: float = 0.1  # company names written with a non-canonical legal form
+    identity_typos: float = 0.35  # duplicate records with a typo or an unlisted variation (name/email/company)
+    shared_households: float = 0.01  # customers sharing a phone and surname with another (must not merge)
     missing_values: float = 0.03  # empty optional fields
     amount_outliers: float = 0.002
     negative_amounts: float = 0.003
@@ -140,6 +142,47 @@ def _email_variant(email: str, style: int) -> str:
     )[style % 4]
 
 
+_TYPO_KINDS = ("swap", "drop", "double", "replace")
+_NEIGHBOURS = "qwertyuiopasdfghjklzxcvbnm"
+_DOMAIN_TYPOS = {"gmail.com": "gmial.com", "outlook.com": "outlok.com", "yahoo.com": "yaho.com",
+                 "icloud.com": "iclod.com", "proton.me": "protonmail.com", "gmx.de": "gmx.net"}  # fmt: skip
+
+
+def _typo(text: str, rng: np.random.Generator) -> str:
+    """One keyboard slip in a word of ``text``: two letters swapped, one dropped, doubled or replaced."""
+    letters = [i for i, ch in enumerate(text) if ch.isalpha()]
+    if len(letters) < 4:
+        return text
+    at = letters[int(rng.integers(1, len(letters) - 1))]
+    kind = _TYPO_KINDS[int(rng.integers(0, len(_TYPO_KINDS)))]
+    if kind == "swap" and text[at + 1 : at + 2].isalpha():
+        return text[:at] + text[at + 1] + text[at] + text[at + 2 :]
+    if kind == "drop":
+        return text[:at] + text[at + 1 :]
+    if kind == "double":
+        return text[:at] + text[at] + text[at:]
+    return text[:at] + _NEIGHBOURS[int(rng.integers(0, len(_NEIGHBOURS)))] + text[at + 1 :]
+
+
+def _valid_national(cc: str, digits: str, prefix: str, rng: np.random.Generator, tries: int = 30) -> str:
+    """``digits`` when libphonenumber accepts +cc digits as a number, else another draw with the same
+    prefix: real CRMs mostly hold numbers that exist. Validity is looked up once per leading digits."""
+    free = len(digits) - len(prefix)
+    for _ in range(tries):
+        key = (cc, digits[: len(prefix) + 3])
+        if key not in _VALID_LEADS:
+            import phonenumbers
+
+            _VALID_LEADS[key] = phonenumbers.is_valid_number(phonenumbers.parse(f"+{cc}{digits}"))
+        if _VALID_LEADS[key]:
+            return digits
+        digits = prefix + "".join(str(d) for d in rng.integers(0, 10, free))
+    return digits
+
+
+_VALID_LEADS: dict[tuple[str, str], bool] = {}
+
+
 def _choice_index(rng: np.random.Generator, probs: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Vectorised categorical draw: one option index per row, from the probability row ``probs[rows]``."""
     cum = np.cumsum(probs, axis=1)[rows]
@@ -157,6 +200,9 @@ class _Chunk:
         self.cfg = cfg
         self.rates = cfg.rates
         self.rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, chunk_no]))
+        # separate streams, so adding identity noise leaves every other drawn value of a seed unchanged
+        self.phone_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, chunk_no, 1]))
+        self.noise_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, chunk_no, 2]))
         self.start = start
         self.n = n
         self.counters = counters
@@ -566,10 +612,59 @@ class _Chunk:
             emails.append(f"{_ascii(f)}.{_ascii(la)}.{_base36(self.start + i)}@{domain}")
             cc, length, prefix = lx.PHONE_PLANS[c]
             digits = prefix + str(int(picks[i, 3] * 10 ** (length - len(prefix)))).zfill(length - len(prefix))
-            phones.append((cc, digits))
+            phones.append((cc, _valid_national(cc, digits, prefix, self.phone_rng)))
+        self._households(countries, first, last, emails, phones)
         self.names = np.array([f"{f} {la}" for f, la in zip(first, last, strict=True)], dtype=object)
         self.emails = np.array(emails, dtype=object)
         self.phone_digits = phones
+
+    def _identity_noise(self, dups: pd.DataFrame) -> None:
+        """A share of duplicate records get what real CRMs hold and no exact rule undoes: a typo in the
+        name, a typo in the email (or no email), the company without its legal form or with a typo."""
+        rng = self.noise_rng
+        noisy = np.flatnonzero(rng.random(len(dups)) < self.rates.identity_typos)
+        what = rng.integers(0, 4, len(noisy))
+        columns = {c: dups.columns.get_loc(c) for c in ("name", "email", "company")}
+        for row, kind in zip(noisy, what, strict=True):
+            name = dups.iat[row, columns["name"]]
+            if kind in (0, 3) and isinstance(name, str):
+                dups.iat[row, columns["name"]] = _typo(name, rng)
+            email = dups.iat[row, columns["email"]]
+            if kind in (1, 3) and isinstance(email, str):
+                local, _, domain = email.strip().partition("@")
+                if rng.random() < 0.3:
+                    dups.iat[row, columns["email"]] = None
+                elif domain.lower() in _DOMAIN_TYPOS and rng.random() < 0.5:
+                    dups.iat[row, columns["email"]] = f"{local}@{_DOMAIN_TYPOS[domain.lower()]}"
+                else:
+                    dups.iat[row, columns["email"]] = f"{_typo(local, rng)}@{domain}"
+            company = dups.iat[row, columns["company"]]
+            if kind == 2 and isinstance(company, str):
+                words = company.split()
+                dups.iat[row, columns["company"]] = (
+                    " ".join(words[:2]) if rng.random() < 0.5 else _typo(company, rng)
+                )
+
+    def _households(self, countries, first: list, last: list, emails: list, phones: list) -> None:
+        """Pairs of customers in one household: the second takes the first's surname and phone, keeps
+        their own first name and email. Different customers that a careless matcher merges."""
+        rng, n = self.noise_rng, self.n
+        members = np.flatnonzero(rng.random(n) < self.rates.shared_households)
+        partners = rng.integers(0, n, len(members))
+        pairs = []
+        for j, i in zip(members, partners, strict=True):
+            if i == j or countries[i] != countries[j] or first[i] == first[j]:
+                continue
+            last[j], phones[j] = last[i], phones[i]
+            domain = emails[j].partition("@")[2]
+            emails[j] = f"{_ascii(first[j])}.{_ascii(last[j])}.{_base36(self.start + j)}@{domain}"
+            pairs.append((i, j))
+        self.households = pairs
+
+    def household_table(self) -> pd.DataFrame:
+        """truth/households.csv: pairs of different customers sharing a phone and surname."""
+        first, second = (np.array([p[k] for p in self.households], dtype=int) for k in (0, 1))
+        return pd.DataFrame({"customer_id": self.ids[first], "household_member_id": self.ids[second]})
 
     def crm(self) -> pd.DataFrame:
         rng, n = self.rng, self.n
@@ -663,6 +758,7 @@ class _Chunk:
             company_dup.append(f"{stem} {pick}")
         dups["company"] = company_dup
         dups.loc[rng.random(len(d)) < 0.4, "name"] = dups["name"].str.upper()
+        self._identity_noise(dups)
         dups["signup_date"] = (
             pd.to_datetime(self.dup_signup, unit="s").strftime("%Y-%m-%d").to_numpy(dtype=object)
         )
@@ -805,7 +901,7 @@ def generate(
     sinks = {name: _Sink(path, cfg.format) for name, path in files.items()}
     truth_sinks = {
         name: _Sink(truth_dir / f"{name}.csv", "csv")
-        for name in ("customers", "duplicates", "web_identities", "anomalies")
+        for name in ("customers", "duplicates", "households", "web_identities", "anomalies")
     }
     counters = {"duplicates": 0, "orphans": 0, "orders": 0, "tickets": 0, "sessions": 0}
     anomaly_counts: dict[str, int] = {}
@@ -842,6 +938,8 @@ def generate(
             truth_sinks["customers"].write(chunk.truth())
             if len(chunk.duplicates):
                 truth_sinks["duplicates"].write(chunk.duplicates)
+            if chunk.households:
+                truth_sinks["households"].write(chunk.household_table())
             truth_sinks["web_identities"].write(chunk.identities)
             tick(PROGRESS_PARTS)
     finally:

@@ -148,7 +148,7 @@ def test_every_section_is_present_with_a_heading_and_listed_in_the_contents(docu
         assert f'<section id="{section_id}">' in document
         assert "<h2>" in section(document, section_id)
         assert f'href="#{section_id}"' in document
-    assert {"summary", "segments", "lifecycle", "churn-risk", "retention", "migration", "model", "drift"} == {
+    assert {"summary", "segments", "lifecycle", "churn-risk", "retention", "migration", "model", "drift", "identity"} == {
         s for s, _ in SECTIONS
     }
     assert document.startswith("<!DOCTYPE html>") and document.rstrip().endswith("</html>")
@@ -346,3 +346,36 @@ def test_a_single_segment_is_explained_in_the_summary(inputs):
     document = render_report(alike)
     assert "One segment: every customer has the same profile features" in document and note in document
     assert "One segment" not in render_report(inputs)
+
+
+def review_pairs(n: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "customer_id_a": [f"C{i:03d}" for i in range(n)],
+            "customer_key_a": [f"k{i}" for i in range(n)],
+            "customer_id_b": [f"D{i:03d}" for i in range(n)],
+            "customer_key_b": [f"m{i}" for i in range(n)],
+            "match_probability": np.linspace(0.94, 0.5, n),
+            "fields_agreed": "address, phone",
+            "fields_similar": "name",
+            "fields_disagreed": "email, birth date",
+            "not_merged_because": "different forenames; different birth dates",
+            "run_id": RUN_ID,
+        }
+    )
+
+
+def test_identity_section_counts_merges_and_shows_the_first_review_pairs():
+    inputs = make_inputs(
+        merged_by_rule={"email": 40, "probabilistic": 7, "phone+name": 0}, identity_review=review_pairs(20)
+    )
+    body = section(render_report(inputs), "identity")
+    assert "47 CRM records were merged" in body and "<strong>20 pairs</strong>" in body
+    assert "C000" in body and "C014" in body and "C015" not in body  # the first 15, by probability
+    assert "5 more pairs in clean.identity_review" in body
+    assert "different forenames" in body and "Phone+name" not in body  # rules that merged nothing are left out
+
+
+def test_identity_section_without_duplicates_says_so():
+    body = section(render_report(make_inputs()), "identity")
+    assert "No duplicate records were found." in body and "No pair is waiting for review." in body
