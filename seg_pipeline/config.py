@@ -454,7 +454,9 @@ class IdentityConfig(_Model):
         default_factory=lambda: list(DEFAULT_EXTRA_LEGAL_FORMS),
         description="legal-form spellings stripped from company names besides cleanco's own",
     )
-    probabilistic: bool = Field(True, description="score pairs with the Fellegi-Sunter model besides the exact rules")
+    probabilistic: bool = Field(
+        True, description="score pairs with the Fellegi-Sunter model besides the exact rules"
+    )
     merge_threshold: float = Field(
         0.95, gt=0, lt=1, description="match probability at or above which two records are merged"
     )
@@ -474,7 +476,10 @@ class IdentityConfig(_Model):
         1_000, ge=100, description="at least this many records: m is re-estimated by expectation maximisation"
     )
     exact_rule_recall: float = Field(
-        0.8, gt=0, le=1, description="share of true duplicates the exact rules are assumed to find (match share)"
+        0.8,
+        gt=0,
+        le=1,
+        description="share of true duplicates the exact rules are assumed to find (match share)",
     )
     u_sample_pairs: int = Field(
         1_000_000, ge=10_000, description="random record pairs sampled to estimate u (agreement by chance)"

@@ -103,7 +103,9 @@ def test_definitions_match_the_snapshot(tmp_path):
         SNAPSHOT.write_text(json.dumps(current, indent=2) + "\n", encoding="utf-8")
     assert current == json.loads(SNAPSHOT.read_text(encoding="utf-8"))
     assets = current["assets"].values()
-    assert all(a["owners"] == ["team:customer-analytics"] for a in assets) and all(a["described"] for a in assets)
+    assert all(a["owners"] == ["team:customer-analytics"] for a in assets) and all(
+        a["described"] for a in assets
+    )
 
 
 def test_owners_come_from_the_config(tmp_path):

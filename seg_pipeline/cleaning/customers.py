@@ -76,8 +76,7 @@ def normalized(raw: pd.DataFrame, identity: IdentityConfig | None = None) -> pd.
     out = raw.copy()
     out["customer_id"] = out["customer_id"].astype("string").str.strip().replace("", pd.NA)
     out["email_norm"] = normalize_email(out["email"])
-    country = out["country"] if "country" in out else None
-    phones = parse_phones(out["phone"], country, identity.default_region)
+    phones = parse_phones(out["phone"], out.get("country"), identity.default_region)
     out["phone_e164"] = phones["phone_e164"].to_numpy()
     out["phone_status"] = phones["phone_status"].to_numpy()
     out["phone_match"] = phone_match_key(out["phone_e164"])
@@ -128,7 +127,7 @@ def resolve_identities(
     out["is_survivor"] = ~out["cluster"].duplicated()
     survivor = out.groupby("cluster")[MATCH_COLUMNS].transform("first")
     rule = pd.Series("transitive", index=out.index, dtype="string")
-    best = _best_probability(pairs, cluster, n)
+    best = _best_probability(pairs, cluster, n, identity.merge_threshold)
     rule = rule.mask(~np.isnan(best[out["_pos"].to_numpy()]), PROBABILISTIC)
     for name, keys in reversed(MATCH_RULES):
         same = pd.Series(True, index=out.index)
@@ -141,12 +140,14 @@ def resolve_identities(
     return out.sort_values("_pos").drop(columns="_pos"), scores
 
 
-def _best_probability(pairs: pd.DataFrame | None, cluster: np.ndarray, n: int) -> np.ndarray:
-    """Per record, the highest probability of a pair that links it inside its cluster (NaN: none)."""
+def _best_probability(
+    pairs: pd.DataFrame | None, cluster: np.ndarray, n: int, merge_threshold: float
+) -> np.ndarray:
+    """Per record, the highest probability of a merged pair that links it inside its cluster (NaN: none)."""
     best = np.full(n, np.nan)
     if pairs is None or not len(pairs):
         return best
-    pairs = pairs[pairs["veto"].eq("")]
+    pairs = pairs[pairs["veto"].eq("") & (pairs["match_probability"] >= merge_threshold)]
     inside = pairs[cluster[pairs["left"].to_numpy()] == cluster[pairs["right"].to_numpy()]]
     for side in ("left", "right"):
         top = inside.groupby(side)["match_probability"].max()
@@ -192,7 +193,9 @@ def review_pairs(
     )
     out = out.dropna(subset=["customer_key_a", "customer_key_b"])  # an erased record is never shown
     out = out.sort_values(["match_probability", "customer_id_a"], ascending=[False, True], kind="stable")
-    return out.astype({c: "string" for c in REVIEW_COLUMNS if c != "match_probability"}).reset_index(drop=True)
+    return out.astype({c: "string" for c in REVIEW_COLUMNS if c != "match_probability"}).reset_index(
+        drop=True
+    )
 
 
 def _merge(resolved: pd.DataFrame, keep: list[str]) -> pd.DataFrame:

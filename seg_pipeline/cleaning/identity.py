@@ -156,8 +156,8 @@ def score_pairs(frame: pd.DataFrame, cfg: IdentityConfig) -> PairScores:
 
     import splink.comparison_library as cl
     from splink import Linker, SettingsCreator, block_on
-    from splink.blocking_rule_library import CustomRule
     from splink.backends.duckdb import DuckDBAPI
+    from splink.blocking_rule_library import CustomRule
 
     logging.getLogger("splink").setLevel(logging.ERROR)  # its hints are for notebooks
     columns.insert(0, "unique_id", np.arange(len(columns)))
@@ -168,7 +168,9 @@ def score_pairs(frame: pd.DataFrame, cfg: IdentityConfig) -> PairScores:
         return PairScores(_no_pairs(), "not run: no blocking key present", {})
     settings = SettingsCreator(
         link_type="dedupe_only",
-        comparisons=[cl.CustomComparison(levels, output_column_name=name) for name, levels in _comparisons(usable)],
+        comparisons=[
+            cl.CustomComparison(levels, output_column_name=name) for name, levels in _comparisons(usable)
+        ],
         blocking_rules_to_generate_predictions=blocking,
         probability_two_random_records_match=_prior_match_share(len(columns)),
         retain_intermediate_calculation_columns=True,  # the per-field weights say which fields agreed
@@ -177,11 +179,15 @@ def score_pairs(frame: pd.DataFrame, cfg: IdentityConfig) -> PairScores:
     import duckdb
 
     # an in-memory database of its own: the PII never reaches the warehouse file
+    # no progress bar: DuckDB draws one on stdout for queries over two seconds, into run logs and the CLI
     connection = duckdb.connect(":memory:", config={"threads": cfg.threads} if cfg.threads else {})
+    connection.execute("set enable_progress_bar = false")
     try:
         linker = Linker(DuckDBAPI(connection).register(columns), settings, log_level=logging.ERROR)
         model = _fit(linker, columns, usable, cfg, block_on)
-        pairs = linker.inference.predict(threshold_match_probability=cfg.review_threshold).as_pandas_dataframe()
+        pairs = linker.inference.predict(
+            threshold_match_probability=cfg.review_threshold
+        ).as_pandas_dataframe()
         fitted = linker.misc.save_model_to_json()
         vetoes = _vetoes(connection, columns, pairs) if cfg.household_vetoes else [""] * len(pairs)
     finally:
@@ -224,32 +230,35 @@ def _vetoes(connection, columns: pd.DataFrame, pairs: pd.DataFrame) -> list[str]
 
 def _fit(linker, columns: pd.DataFrame, usable: list[str], cfg: IdentityConfig, block_on) -> str:
     """Estimate the match share and u from this CRM; m by EM when it has enough records. Returns how."""
-    certain = [block_on(*rule) for rule in CERTAIN_RULES if set(rule) <= set(usable)]
-    if certain and len(columns) >= cfg.min_records_to_estimate:
-        try:
-            linker.training.estimate_probability_two_random_records_match(certain, recall=cfg.exact_rule_recall)
-        except Exception:  # noqa: BLE001 - no certain pair at all: the prior share stays
-            pass
-    if len(columns) < cfg.min_records_to_estimate:
+    records = len(columns)
+    if records < cfg.min_records_to_estimate:
         return f"priors (fewer than {cfg.min_records_to_estimate:,} records to estimate from)"
-    linker.training.estimate_u_using_random_sampling(max_pairs=cfg.u_sample_pairs, seed=cfg.seed, num_chunks=1)
-    if len(columns) < cfg.min_records_to_train:
-        return f"priors for m; u and match share estimated from {len(columns):,} records"
+    certain = [rule for rule in CERTAIN_RULES if set(rule) <= set(usable) and _has_pairs(columns, rule)]
+    if certain:  # with no certain pair at all the prior match share stays
+        rules = [block_on(*rule) for rule in certain]
+        linker.training.estimate_probability_two_random_records_match(rules, recall=cfg.exact_rule_recall)
+    linker.training.estimate_u_using_random_sampling(
+        max_pairs=cfg.u_sample_pairs, seed=cfg.seed, num_chunks=1
+    )
+    if records < cfg.min_records_to_train:
+        return f"priors for m; u and match share estimated from {records:,} records"
     # EM sessions: each fixes what its block agrees on and learns the other fields. Tight blocks, so a
     # million records train on thousands of pairs, not billions.
     third = [c for c in ("birth_date", "postal_norm", "company_stem", "city_norm") if c in usable][:1]
     sessions = [("name_first", "name_last", *third)]
     sessions += [(c,) for c in ("email_user", "phone_e164", "birth_date") if c in usable][:1]
-    trained = 0
-    for session in sessions:
-        if not set(session) <= set(usable):
-            continue
-        try:
-            linker.training.estimate_parameters_using_expectation_maximisation(block_on(*session))
-            trained += 1
-        except Exception:  # noqa: BLE001 - EM finds no pairs in a block: the priors for those levels stay
-            continue
-    return f"trained by EM on {len(columns):,} records ({trained} sessions)" if trained else "priors for m"
+    trained = [s for s in sessions if set(s) <= set(usable) and _has_pairs(columns, s)]
+    for session in trained:
+        linker.training.estimate_parameters_using_expectation_maximisation(block_on(*session))
+    if not trained:
+        return f"priors for m (no pairs to train on); u and match share estimated from {records:,} records"
+    return f"trained by EM on {records:,} records ({len(trained)} sessions)"
+
+
+def _has_pairs(columns: pd.DataFrame, keys: tuple[str, ...]) -> bool:
+    """Whether two records agree on all of ``keys`` (splink refuses to train on a block without pairs)."""
+    present = columns[list(keys)].dropna()
+    return bool(present.duplicated().any())
 
 
 def _column_of(expression: str) -> str:
@@ -295,23 +304,31 @@ def _comparisons(usable: list[str]) -> list[tuple[str, list]]:
             continue
         levels = [cll.NullLevel(column)]
         for kind, threshold, m, u in specs:
-            level = {
-                "exact": lambda: cll.ExactMatchLevel(column),
-                "same_user": lambda: cll.ExactMatchLevel("email_user"),
-                "jaro_winkler": lambda: cll.JaroWinklerLevel(column, threshold),
-                "levenshtein": lambda: cll.LevenshteinLevel(column, int(threshold)),
-                # Jaro-Winkler first: DuckDB's Damerau-Levenshtein is ~50x slower and runs only on the few
-                # pairs the cheap test lets through (any one-slip pair of addresses passes it)
-                "damerau_levenshtein": lambda: cll.CustomLevel(
-                    f"jaro_winkler_similarity({column}_l, {column}_r) >= 0.9 and "
-                    f"damerau_levenshtein({column}_l, {column}_r) <= {int(threshold)}",
-                    f"{column}: one typed slip apart",
-                ),
-                "else": cll.ElseLevel,
-            }[kind]()
+            level = _level(cll, kind, column, threshold)
             levels.append(level.configure(m_probability=m, u_probability=u))
         out.append((label.replace(" ", "_"), levels))
     return out
+
+
+def _level(cll, kind: str, column: str, threshold: float):
+    """One comparison level of COMPARISONS."""
+    if kind == "exact":
+        return cll.ExactMatchLevel(column)
+    if kind == "same_user":
+        return cll.ExactMatchLevel("email_user")
+    if kind == "jaro_winkler":
+        return cll.JaroWinklerLevel(column, threshold)
+    if kind == "levenshtein":
+        return cll.LevenshteinLevel(column, int(threshold))
+    if kind == "damerau_levenshtein":
+        # Jaro-Winkler first: DuckDB's Damerau-Levenshtein is ~50x slower and runs only on the few pairs the
+        # cheap test lets through (any pair one typed slip apart passes it)
+        return cll.CustomLevel(
+            f"jaro_winkler_similarity({column}_l, {column}_r) >= 0.9 and "
+            f"damerau_levenshtein({column}_l, {column}_r) <= {int(threshold)}",
+            f"{column}: one typed slip apart",
+        )
+    return cll.ElseLevel()
 
 
 def _described(pairs: pd.DataFrame, exact_weights: dict[str, float]) -> pd.DataFrame:
@@ -349,7 +366,9 @@ def _exact_weights(model: dict) -> dict[str, float]:
     for comparison in model["comparisons"]:
         for level in comparison["comparison_levels"]:
             if not level.get("is_null_level"):
-                out[comparison["output_column_name"]] = math.log2(level["m_probability"] / level["u_probability"])
+                out[comparison["output_column_name"]] = math.log2(
+                    level["m_probability"] / level["u_probability"]
+                )
                 break
     return out
 
@@ -362,7 +381,9 @@ def _parameters(model: dict) -> dict[str, float]:
             m, u = level.get("m_probability"), level.get("u_probability")
             if level.get("is_null_level") or not m or not u:
                 continue
-            label = f"{comparison['output_column_name']}: {level.get('label_for_charts', level['sql_condition'])}"
+            label = (
+                f"{comparison['output_column_name']}: {level.get('label_for_charts', level['sql_condition'])}"
+            )
             out[label] = round(math.log2(m / u), 3)
     return out
 

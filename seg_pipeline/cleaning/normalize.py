@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -146,7 +146,9 @@ def _parse_phone(text: str, region: str | None) -> str | None:
         # for the row's own country the region-specific check is exact and ~2x faster (the +1 code alone
         # spans 25 regions that is_valid_number would try in turn)
         own = region is not None and number.country_code == phonenumbers.country_code_for_region(region)
-        if (own and phonenumbers.is_valid_number_for_region(number, region)) or phonenumbers.is_valid_number(number):
+        if (own and phonenumbers.is_valid_number_for_region(number, region)) or phonenumbers.is_valid_number(
+            number
+        ):
             return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return None
 

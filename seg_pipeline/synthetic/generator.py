@@ -42,7 +42,9 @@ class MessinessRates:
 
     duplicate_customers: float = 0.03  # customers with a second CRM record (email/phone/company variants)
     legal_form_variants: float = 0.1  # company names written with a non-canonical legal form
-    identity_typos: float = 0.35  # duplicate records with a typo or an unlisted variation (name/email/company)
+    identity_typos: float = (
+        0.35  # duplicate records with a typo or an unlisted variation (name/email/company)
+    )
     shared_households: float = 0.01  # customers sharing a phone and surname with another (must not merge)
     missing_values: float = 0.03  # empty optional fields
     amount_outliers: float = 0.002

@@ -31,7 +31,9 @@ def corpus_crm() -> tuple[pd.DataFrame, list[dict]]:
         dtype = PANDAS_DTYPES[column.type]
         if column.name not in raw:
             raw[column.name] = pd.Series(pd.NA if dtype != "datetime64[ns]" else pd.NaT, index=raw.index)
-        raw[column.name] = pd.to_datetime(raw[column.name]) if dtype == "datetime64[ns]" else raw[column.name].astype(dtype)
+        raw[column.name] = (
+            pd.to_datetime(raw[column.name]) if dtype == "datetime64[ns]" else raw[column.name].astype(dtype)
+        )
     raw[SOURCE_ROW] = range(1, len(raw) + 1)
     return raw, pairs
 
@@ -57,7 +59,9 @@ def test_corpus_is_large_and_varied():
 def test_no_different_pair_is_merged(resolved):
     result, pairs = resolved
     key = result.id_map.set_index("customer_id")["customer_key"]
-    merged = [p["id"] for p in pairs if p["expect"] == "different" and key[f"{p['id']}-a"] == key[f"{p['id']}-b"]]
+    merged = [
+        p["id"] for p in pairs if p["expect"] == "different" and key[f"{p['id']}-a"] == key[f"{p['id']}-b"]
+    ]
     assert merged == []
 
 

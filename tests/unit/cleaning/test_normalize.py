@@ -169,7 +169,8 @@ def test_default_region_reads_national_numbers_of_rows_without_a_country(country
 
 def test_phone_status_flags_invalid_numbers_and_counts_missing_ones():
     result = parse_phones(
-        pd.Series(["+34 612 345 678", "612 345 67", None, "tel: unknown"]), pd.Series(["ES", "ES", "ES", "ES"])
+        pd.Series(["+34 612 345 678", "612 345 67", None, "tel: unknown"]),
+        pd.Series(["ES", "ES", "ES", "ES"]),
     )
     assert result["phone_status"].tolist() == ["valid", "invalid", "missing", "invalid"]
     assert result["phone_e164"].isna().tolist() == [False, True, True, True]

@@ -148,9 +148,17 @@ def test_every_section_is_present_with_a_heading_and_listed_in_the_contents(docu
         assert f'<section id="{section_id}">' in document
         assert "<h2>" in section(document, section_id)
         assert f'href="#{section_id}"' in document
-    assert {"summary", "segments", "lifecycle", "churn-risk", "retention", "migration", "model", "drift", "identity"} == {
-        s for s, _ in SECTIONS
-    }
+    assert {
+        "summary",
+        "segments",
+        "lifecycle",
+        "churn-risk",
+        "retention",
+        "migration",
+        "model",
+        "drift",
+        "identity",
+    } == {s for s, _ in SECTIONS}
     assert document.startswith("<!DOCTYPE html>") and document.rstrip().endswith("</html>")
 
 
@@ -373,7 +381,9 @@ def test_identity_section_counts_merges_and_shows_the_first_review_pairs():
     assert "47 CRM records were merged" in body and "<strong>20 pairs</strong>" in body
     assert "C000" in body and "C014" in body and "C015" not in body  # the first 15, by probability
     assert "5 more pairs in clean.identity_review" in body
-    assert "different forenames" in body and "Phone+name" not in body  # rules that merged nothing are left out
+    assert (
+        "different forenames" in body and "Phone+name" not in body
+    )  # rules that merged nothing are left out
 
 
 def test_identity_section_without_duplicates_says_so():
