@@ -666,7 +666,9 @@ class _Chunk:
     def household_table(self) -> pd.DataFrame:
         """truth/households.csv: pairs of different customers sharing a phone and surname."""
         first, second = (np.array([p[k] for p in self.households], dtype=int) for k in (0, 1))
-        return pd.DataFrame({"customer_id": self.ids[first], "household_member_id": self.ids[second]})
+        return pd.DataFrame(
+            {"customer_id": self.ids[first], "household_member_id": self.ids[second]}, dtype="string"
+        )
 
     def crm(self) -> pd.DataFrame:
         rng, n = self.rng, self.n
@@ -971,6 +973,7 @@ def generate(
 _EMPTY_TRUTH_HEADERS = {
     "customers": "customer_id,segment,lifecycle,signup_date,churn_date,churned_by_as_of,consent_profiling",
     "duplicates": "duplicate_id,original_id,email_variant,phone_variant,company_variant",
+    "households": "customer_id,household_member_id",
     "web_identities": "anonymous_id,customer_id,identified_by_email,identify_ts",
     "anomalies": "source,source_row,key,kind,column",
 }
