@@ -35,6 +35,11 @@ def _run_as() -> str | None:
         return None
     from pgserver.utils import ensure_user_exists
 
+    # pgserver creates the user with `useradd`, which lives in /usr/sbin: not on a minimal PATH (env -i, cron)
+    path = os.environ.get("PATH", "")
+    missing = [d for d in ("/usr/sbin", "/sbin") if d not in path.split(os.pathsep)]
+    if missing:
+        os.environ["PATH"] = os.pathsep.join([path, *missing])
     ensure_user_exists(SERVER_USER)
     return SERVER_USER
 

@@ -40,6 +40,7 @@ CUSTOMER_STAGE = [
     "contact_index",
     "erasure_index",
     "quarantine_crm_customers",
+    "identity_review",
 ]
 MAX_MESSAGE = 1500
 
