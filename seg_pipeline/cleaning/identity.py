@@ -267,7 +267,7 @@ def _column_of(expression: str) -> str:
 
 
 def _prior_match_share(records: int) -> float:
-    """Before estimation: as if every customer had one duplicate in a hundred records."""
+    """Before estimation: as if one record in a hundred had a duplicate."""
     return min(0.5, 0.01 / max(records - 1, 1))
 
 

@@ -31,8 +31,6 @@ _SEPARATORS = re.compile(r"[^a-z0-9]+")
 _SPACED_INITIALS = re.compile(r"(?<![^\W\d_])([^\W\d_])\.\s+(?=[^\W\d_]\.)")
 _BRACKETS = re.compile(r"[()\[\]{}]")
 
-PHONE_STATUSES = ("valid", "invalid", "missing")
-
 
 def normalize_email(values: pd.Series) -> pd.Series:
     """NFKC, trimmed, lowercased address; NA unless it has one '@', a local part and a dotted domain."""
@@ -248,13 +246,10 @@ def _fold_words(text: str) -> str:
     return " ".join(_SEPARATORS.split(joined)).strip()
 
 
-def _clean_text(values: pd.Series, form: str = "NFKC", casefold: bool = False) -> pd.Series:
-    """Unicode-normalised, trimmed text as pyarrow strings; empty becomes NA."""
-    # Normalising and casefolding are per-value Python either way, and fastest on Python-backed strings.
-    text = values.astype("string").str.normalize(form)
-    if casefold:
-        text = text.str.casefold()
-    text = text.astype(_ARROW_TEXT).str.strip(_WHITESPACE_CHARS)
+def _clean_text(values: pd.Series) -> pd.Series:
+    """NFKC-normalised, trimmed text as pyarrow strings; empty becomes NA."""
+    # Normalising is per-value Python either way, and fastest on Python-backed strings.
+    text = values.astype("string").str.normalize("NFKC").astype(_ARROW_TEXT).str.strip(_WHITESPACE_CHARS)
     return text.where(_flag(text.str.len().gt(0)))
 
 

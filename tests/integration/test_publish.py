@@ -13,6 +13,7 @@ import pytest
 
 from seg_pipeline.definitions import build_definitions
 from seg_pipeline.publish.contract import PUBLISHED_TABLES, column_names
+from seg_pipeline.publish.report import SECTIONS
 from seg_pipeline.publish.writers import live_run_ids, read_postgres_table, read_warehouse_table
 from tests.conftest import TEST_KEY
 from tests.integration.support import copy_extracts, run_all, settings_for
@@ -95,16 +96,7 @@ def test_the_segment_report_has_every_section_and_is_linked(published):
     metadata = event.asset_materialization.metadata
     path = metadata["report_path"].value
     html = open(path, encoding="utf-8").read()  # noqa: SIM115
-    for section in (
-        "summary",
-        "segments",
-        "lifecycle",
-        "churn-risk",
-        "retention",
-        "migration",
-        "model",
-        "drift",
-    ):
+    for section, _title in SECTIONS:
         assert f'<section id="{section}"' in html
     assert len(re.findall(r'src="data:image/png;base64,', html)) >= 4
     assert "<script src" not in html and "<link" not in html
