@@ -672,34 +672,59 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK if stores_agree else EXIT_FAILED  # the published stores disagree: worth a non-zero exit
 
 
+ACTIONS = "actions"  # `export actions`: the retention_actions table, one tier or the retention list
+ACTION_TIER_CHOICES = ("personal_outreach", "semi_automated", "automated", "retention", "all")
+
+
 def cmd_export(args: argparse.Namespace) -> int:
+    from seg_pipeline.churn.actions import ACTION_TIERS, RETENTION_TIERS
+    from seg_pipeline.cleaning.privacy import erasure_keys, resolve_key
     from seg_pipeline.publish.contract import PUBLISHED_TABLES
-    from seg_pipeline.publish.export import write_csv
+    from seg_pipeline.publish.export import EXPORT_SUFFIXES, erased_customer_ids, write_export
     from seg_pipeline.publish.writers import read_postgres_table, read_warehouse_table
 
     settings = _resolve_settings(args)
-    if args.table not in PUBLISHED_TABLES:
+    table = "retention_actions" if args.table == ACTIONS else args.table
+    if table not in PUBLISHED_TABLES:
         raise SegPipelineError(
-            f"unknown table {args.table!r}; published tables: {', '.join(PUBLISHED_TABLES)}"
+            f"unknown table {args.table!r}; published tables: {', '.join(PUBLISHED_TABLES)} (or {ACTIONS})"
         )
+    if args.tier is not None and args.table != ACTIONS:
+        raise SegPipelineError(f"--tier selects rows of `export {ACTIONS}`, not of {args.table}")
+    out = Path(args.out)
+    if out.suffix.lower() not in EXPORT_SUFFIXES:
+        raise SegPipelineError(f"--out {out}: write a {' or '.join(EXPORT_SUFFIXES)} file")
     if args.source == "postgres":
         dsn = settings.publish_dsn
         if dsn is None:
             raise SegPipelineError(
                 "--from postgres: no DSN configured (set SEG_PUBLISH_DSN or publish.postgres_dsn)"
             )
-        frame = read_postgres_table(dsn, settings.publish.postgres_schema, args.table)
+        frame = read_postgres_table(dsn, settings.publish.postgres_schema, table)
         where = f"PostgreSQL schema {settings.publish.postgres_schema}"
     else:
-        frame = read_warehouse_table(settings.warehouse_path, args.table)
+        frame = read_warehouse_table(settings.warehouse_path, table)
         where = f"the warehouse {settings.warehouse_path}"
     if frame is None:
-        raise SegPipelineError(
-            f"{args.table} has not been published to {where} yet; run `seg-pipeline run` first"
-        )
-    out = Path(args.out)
-    rows = write_csv(frame, out)  # spreadsheet-safe: formula-like text cells start with '
-    print(f"Wrote {rows:,} rows of {args.table} from {where} to {out}")
+        raise SegPipelineError(f"{table} has not been published to {where} yet; run `seg-pipeline run` first")
+    what = table
+    if args.table == ACTIONS:
+        tier = args.tier or "all"
+        tiers = {"retention": RETENTION_TIERS, "all": ACTION_TIERS}.get(tier, (tier,))
+        frame = frame[frame["risk_tier"].isin(tiers)].reset_index(drop=True)
+        what = f"{table} ({tier})"
+    withheld = 0
+    erased = erasure_keys(settings.home)
+    if erased and "customer_id" in frame:
+        key = resolve_key(settings.privacy.pseudonymization_key_env, settings.home)
+        id_map = read_warehouse_table(settings.warehouse_path, "customer_id_map", "clean")
+        pending = erased_customer_ids(frame["customer_id"], erased, key, id_map)
+        withheld = int(pending.sum())
+        frame = frame[~pending.to_numpy()].reset_index(drop=True)
+    rows = write_export(frame, out)  # CSV spreadsheet-safe: formula-like text cells start with '
+    print(f"Wrote {rows:,} rows of {what} from {where} to {out}")
+    if withheld:
+        print(f"Left out {withheld:,} customers with an erasure request the next run applies (seg-pipeline forget)")
     return 0
 
 
@@ -859,18 +884,29 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--limit", type=int, default=10)
     status.set_defaults(func=cmd_status)
 
-    export = add_command("export", help="write a published table to a CSV file")
+    export = add_command("export", help="write a published table or an action list to a CSV or Parquet file")
     export.description = (
-        "Write a published table to CSV. Text cells that a spreadsheet would run as a formula (starting\n"
-        "with = + - @, a tab, CR, LF or NUL, their full-width or small forms, or spaces then one of these)\n"
-        "are written with a leading ' so Excel, LibreOffice and Google Sheets show them as text; numbers,\n"
-        "dates and booleans are written as they are. The published tables keep the raw values."
+        "Write a published table to CSV or Parquet (by the --out suffix). `export actions --tier T` writes\n"
+        "one action tier of retention_actions (personal_outreach, semi_automated, automated), the retention\n"
+        "list (retention: the first two) or all three (all, the default), in rank order.\n"
+        "Customers with an erasure request recorded since the last run are left out (and counted).\n"
+        "In CSV, text cells that a spreadsheet would run as a formula (starting with = + - @, a tab, CR,\n"
+        "LF or NUL, their full-width or small forms, or spaces then one of these) are written with a\n"
+        "leading ' so Excel, LibreOffice and Google Sheets show them as text; numbers, dates and booleans\n"
+        "are written as they are. The published tables and Parquet files keep the raw values."
     )
     _settings_args(export)
-    export.add_argument("table", help="customer_segments, churn_scores, segment_profiles or segment_history")
     export.add_argument(
-        "--out", metavar="FILE.csv", required=True,
-        help="the CSV file to write (text that a spreadsheet would run as a formula starts with ')",
+        "table", help="actions, or a published table: customer_segments, churn_scores, segment_profiles, "
+        "segment_history, retention_actions, kpi_history",
+    )  # fmt: skip
+    export.add_argument(
+        "--out", metavar="FILE", required=True,
+        help="the .csv or .parquet file to write (in CSV, text a spreadsheet would run as a formula starts with ')",
+    )  # fmt: skip
+    export.add_argument(
+        "--tier", choices=ACTION_TIER_CHOICES, default=None,
+        help="with `export actions`: one action tier, retention (personal_outreach and semi_automated) or all",
     )  # fmt: skip
     export.add_argument(
         "--from", dest="source", choices=("warehouse", "postgres"), default="warehouse",

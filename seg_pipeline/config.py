@@ -108,18 +108,121 @@ class CustomerAttributes(_Model):
         return [*self.numeric, *self.categorical]
 
 
-class RiskTiers(_Model):
-    """Risk score 0-100 -> tier: up to automated_max automated, up to semi_automated_max semi-automated,
-    above that personal outreach."""
+MOVED_TO_ACTIONS = {
+    "tiers": "actions.personal_outreach / semi_automated / automated (capacities, not score cut-offs)",
+    "high_value_quantile": "actions: customers are ranked by expected loss (probability x value)",
+    "retention_min_risk_score": "actions: the retention list is the personal_outreach and semi_automated tiers",
+}
 
-    automated_max: int = Field(40, ge=0, le=99)
-    semi_automated_max: int = Field(70, ge=1, le=99)
+
+class TierCapacity(_Model):
+    """How many customers one action tier takes, in order of expected loss: a count, a share of the scored
+    customers, or a budget divided by the cost of one contact."""
+
+    customers: int | None = Field(None, ge=0, description="this many customers")
+    share: float | None = Field(None, ge=0, le=1, description="this share of the scored customers")
+    budget: float | None = Field(
+        None, ge=0, description="as many contacts as the budget pays at cost_per_contact"
+    )
+    cost_per_contact: float | None = Field(
+        None,
+        ge=0,
+        description="cost of one contact in report.currency; needed with budget, counted in the report",
+    )
+    save_rate: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="assumed share of contacted churners this action keeps (a planning figure)",
+    )
+    suggested_action: str = Field(
+        "", max_length=300, description="what the team does for a customer of this tier"
+    )
 
     @model_validator(mode="after")
-    def _ordered(self) -> RiskTiers:
-        if self.automated_max >= self.semi_automated_max:
-            raise ValueError("automated_max must be below semi_automated_max")
+    def _one_size(self) -> TierCapacity:
+        given = [name for name in ("customers", "share", "budget") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one of customers, share or budget (given: {', '.join(given) or 'none'})"
+            )
+        if self.budget is not None and not self.cost_per_contact:
+            raise ValueError("budget needs cost_per_contact (above 0) to say how many contacts it pays")
         return self
+
+    def size(self, scored: int) -> int:
+        """The tier's capacity in customers when ``scored`` customers were scored."""
+        if self.customers is not None:
+            return self.customers
+        if self.share is not None:
+            return int(round(self.share * scored))
+        return int(self.budget // self.cost_per_contact)
+
+    def rule(self) -> str:
+        """The capacity in words, for the report and metadata."""
+        if self.customers is not None:
+            return f"{self.customers:,} customers"
+        if self.share is not None:
+            return f"{self.share:.1%} of scored customers"
+        return f"budget {self.budget:,.0f} at {self.cost_per_contact:,.2f} per contact"
+
+
+# Defaults: a list a small team can work on a typical customer base (5 % of customers called or e-mailed
+# personally), and save rates that are planning assumptions, not measurements (the outcome issue measures).
+_DEFAULT_TIERS = {
+    "personal_outreach": TierCapacity(
+        share=0.01, save_rate=0.25,
+        suggested_action="Call within a week: a customer-success manager asks what is wrong and offers help",
+    ),
+    "semi_automated": TierCapacity(
+        share=0.04, save_rate=0.1,
+        suggested_action="Personal e-mail from the account team with a tailored offer; follow up on reply",
+    ),
+    "automated": TierCapacity(
+        share=0.15, save_rate=0.03, suggested_action="Automated win-back campaign: reminder and incentive e-mails"
+    ),
+}  # fmt: skip
+
+
+class ActionsConfig(_Model):
+    """Who to contact: the customers with marketing consent ranked by expected loss (churn probability x
+    their 365-day spend), the first personal_outreach.size of them personal outreach, the next
+    semi_automated.size semi-automated, the next automated.size automated campaigns. The retention list is
+    the first two tiers. The churn probability itself stays the calibrated one."""
+
+    personal_outreach: TierCapacity = Field(default_factory=lambda: _DEFAULT_TIERS["personal_outreach"])
+    semi_automated: TierCapacity = Field(default_factory=lambda: _DEFAULT_TIERS["semi_automated"])
+    automated: TierCapacity = Field(default_factory=lambda: _DEFAULT_TIERS["automated"])
+    min_expected_loss: float = Field(
+        0.0,
+        ge=0,
+        description="customers whose expected loss is at or below this are in no action tier "
+        "(with the default 0: customers who spent nothing in 365 days are not retention work)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tier_defaults(cls, value: Any) -> Any:
+        # a tier given only its size keeps its default save rate and suggested action
+        if not isinstance(value, Mapping):
+            return value
+        merged = dict(value)
+        for name, default in _DEFAULT_TIERS.items():
+            given = merged.get(name)
+            if isinstance(given, Mapping):
+                merged[name] = {"save_rate": default.save_rate, "suggested_action": default.suggested_action,
+                                **given}  # fmt: skip
+        return merged
+
+    def tiers(self) -> dict[str, TierCapacity]:
+        return {"personal_outreach": self.personal_outreach, "semi_automated": self.semi_automated,
+                "automated": self.automated}  # fmt: skip
+
+
+class ReportConfig(_Model):
+    currency: str = Field("EUR", pattern=r"^[A-Z]{3}$", description="ISO 4217 code money is shown in")
+    locale: str = Field("en", description="number and currency format (a Babel locale, e.g. en, de_DE)")
+    trend_runs: int = Field(12, ge=2, le=400, description="published runs the trend charts show")
 
 
 class ChurnConfig(_Model):
@@ -170,23 +273,21 @@ class ChurnConfig(_Model):
     max_training_rows: int = Field(
         150_000, ge=1000, description="larger training splits are sampled (stratified) down to this size"
     )
-    tiers: RiskTiers = Field(default_factory=RiskTiers)
-    high_value_quantile: float = Field(
-        0.8,
-        gt=0,
-        lt=1,
-        description="retention segment: high risk and 365-day spend at or above this quantile",
-    )
-    retention_min_risk_score: int = Field(
-        41,
-        ge=0,
-        le=100,
-        description="retention segment: risk score from which a customer counts as high risk",
-    )
     driver_features: int = Field(
         12, ge=3, le=100, description="features (by holdout importance) whose per-customer effect is measured"
     )
     seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, value: Any) -> Any:
+        # keys of the first release that sized tiers by score cut-offs: say where they went, not "unknown"
+        moved = [key for key in MOVED_TO_ACTIONS if isinstance(value, Mapping) and key in value]
+        if moved:
+            raise ValueError(
+                f"churn.{moved[0]} was replaced by {MOVED_TO_ACTIONS[moved[0]]}; see README, Actions"
+            )
+        return value
 
     @property
     def spacing_days(self) -> int:
@@ -510,6 +611,8 @@ class Settings(_Model):
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    actions: ActionsConfig = Field(default_factory=ActionsConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
 
     @field_validator("as_of", mode="before")
     @classmethod

@@ -69,7 +69,12 @@ rescore_job = dg.define_asset_job(
     RESCORE,
     selection=dg.AssetSelection.groups("raw", "clean", "published")
     | dg.AssetSelection.assets(
-        "customer_features", "lifecycle_stage", "churn_scores", "retention_segment", "segment_churn_risk"
+        "customer_features",
+        "lifecycle_stage",
+        "churn_scores",
+        "action_tiers",
+        "retention_segment",
+        "segment_churn_risk",
     ),  # fmt: skip
     description="Refresh features, score every customer with the champion churn model (no retraining) and "
     "publish; segments come from the last full refresh.",

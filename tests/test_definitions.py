@@ -35,7 +35,10 @@ EXPECTED_GROUPS = {
     "quarantine": "clean",
     "customer_features": "features",
     "churn_training_set": "features",
-    **{name: "churn" for name in ("churn_model", "churn_scores", "retention_segment", "segment_churn_risk")},
+    **{
+        name: "churn"
+        for name in ("churn_model", "churn_scores", "action_tiers", "retention_segment", "segment_churn_risk")
+    },
     **{
         name: "segmentation"
         for name in (
@@ -52,12 +55,15 @@ EXPECTED_GROUPS = {
     "segment_report": "published",
     **{
         f"published_{t}": "published"
-        for t in ("customer_segments", "churn_scores", "segment_profiles", "segment_history")
+        for t in (
+            "customer_segments", "churn_scores", "segment_profiles", "segment_history", "retention_actions",
+            "kpi_history",
+        )
     },
 }
 GATED = [k for k in EXPECTED_GROUPS if k.startswith(("raw_", "clean_"))] + [
     "customer_features", "customer_clusters", "segment_profiles", "lifecycle_stage", "churn_scores",
-    "retention_segment",
+    "action_tiers", "retention_segment",
 ]  # fmt: skip
 SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.json"
 

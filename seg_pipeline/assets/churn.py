@@ -1,4 +1,5 @@
-"""Stage 6, churn: training set, model with the registry's champion gate, scores, retention segment.
+"""Stage 6, churn: training set, model with the registry's champion gate, scores, action tiers and the
+retention list.
 
 Promotion flows through the graph: churn_model trains and registers a version and applies the gate, its
 blocking check guards the champion in effect, and churn_scores takes the champion's URI from churn_model
@@ -224,7 +225,7 @@ def churn_model_quality(settings: PipelineSettings, churn_model: pd.DataFrame) -
 
 
 @_churn_asset(
-    "Every profiled customer scored by the champion: probability, risk score 0-100, tier and the "
+    "Every profiled customer scored by the champion: probability, risk score 0-100 and the "
     "three features that move their risk most.",
     "pandas",
     "mlflow",
@@ -237,7 +238,7 @@ def churn_scores(
     churn_model: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
     from seg_pipeline.churn.registry import CHAMPION, MODEL_NAME, alias_version, model_columns
-    from seg_pipeline.churn.scores import drivers, risk_score, risk_tier, typical_values
+    from seg_pipeline.churn.scores import drivers, risk_score, typical_values
     from seg_pipeline.churn.train import feature_frame
 
     cfg = settings.get()
@@ -263,19 +264,17 @@ def churn_scores(
             "churn_risk_score": risk_score(probability),
         }
     )
-    scores["risk_tier"] = risk_tier(scores["churn_risk_score"].to_numpy(), cfg.churn.tiers)
     scores["top_drivers"] = texts
     scores["model_version"] = version
     # versions registered before baselines existed carry no scored_by tag: they were always a candidate
     scores["scored_by"] = tags.get("scored_by", "model")
     scores["as_of"] = pd.Timestamp(as_of)
-    tiers = scores["risk_tier"].value_counts().to_dict()
     return dg.Output(
         scores,
         metadata={
             "dagster/row_count": len(scores), "model_version": version, "model_uri": churn_model.iloc[0]["champion_uri"],
             "scored_by": scores["scored_by"].iloc[0] if len(scores) else tags.get("scored_by", "model"),
-            "mean_probability": float(probability.mean()), **{f"tier/{k}": int(v) for k, v in tiers.items()},
+            "mean_probability": float(probability.mean()) if len(probability) else 0.0,
             **_population_metadata(customer_features, tags),
         },
     )  # fmt: skip
@@ -298,51 +297,96 @@ def _population_metadata(features: pd.DataFrame, tags: dict[str, str]) -> dict[s
 
 
 @_churn_asset(
-    "Customers at high risk (risk score from churn.retention_min_risk_score) and of high value "
-    "(365-day spend in the top churn.high_value_quantile of buyers), with segment and lifecycle stage: who to "
-    "call first.",
+    "Every scored customer's action tier: customers with marketing consent ranked by expected loss (churn "
+    "probability x 365-day spend), each tier (personal outreach, semi-automated, automated campaign) taking the "
+    "next customers up to its capacity (actions.*); the rest no_action, and no_consent without marketing consent.",
     "pandas",
 )
-def retention_segment(
+def action_tiers(
     settings: PipelineSettings,
     churn_scores: pd.DataFrame,
     customer_features: pd.DataFrame,
-    customer_clusters: pd.DataFrame,
-    lifecycle_stage: pd.DataFrame,
+    clean_customers: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
-    from seg_pipeline.churn.scores import retention_segment as in_retention
+    from seg_pipeline.churn.actions import ACTION_TIERS, TIER_LABELS, action_plan, assign_tiers, ranked_by
     from seg_pipeline.segmentation.profiles import revenue_of
+    from seg_pipeline.wording import money
 
     cfg = settings.get()
     value = revenue_of(customer_features).set_axis(customer_features["customer_key"])
-    scores = churn_scores.set_index("customer_key")
-    chosen = scores[in_retention(scores, value, cfg.churn)]
-    table = (
-        chosen[["churn_probability", "churn_risk_score", "risk_tier", "top_drivers"]]
-        .assign(monetary_365d=value.reindex(chosen.index))
-        .join(customer_clusters.set_index("customer_key")[["segment_id", "segment_name"]], how="left")
-        .join(lifecycle_stage.set_index("customer_key")[["lifecycle_stage"]], how="left")
-        .sort_values(["churn_risk_score", "monetary_365d"], ascending=False)
-        .reset_index()
-    )
+    contactable = clean_customers.set_index("customer_key")["consent_marketing"].astype("boolean")
+    tiers = assign_tiers(churn_scores, value, contactable, cfg.actions)
+    plan = action_plan(tiers, churn_scores["churn_probability"], cfg.actions)
+    shown = plan.assign(
+        tier=plan["tier"].map(TIER_LABELS),
+        expected_loss=[money(v, cfg.report.currency, cfg.report.locale) for v in plan["expected_loss"]],
+    )[["tier", "customers", "capacity_rule", "mean_churn_probability", "expected_loss"]]
+    acted = plan[plan["tier"].isin(ACTION_TIERS)]
     return dg.Output(
-        table,
+        tiers,
         metadata={
-            "dagster/row_count": len(table), "share_of_customers": round(len(table) / max(len(scores), 1), 4),
-            "revenue_at_risk_365d": float(table["monetary_365d"].sum()),
+            "dagster/row_count": len(tiers), "ranked_by": ranked_by(tiers),
+            **{f"tier/{row.tier}": int(row.customers) for row in plan.itertuples()},
+            "expected_loss_in_action_tiers": float(acted["expected_loss"].sum()),
+            "expected_customers_saved": float(acted["expected_customers_saved"].sum()),
+            "action_plan": dg.MetadataValue.md(shown.to_markdown(index=False, floatfmt=".3f")),
         },
     )  # fmt: skip
 
 
+RETENTION_COLUMNS = [
+    "customer_key", "action_rank", "risk_tier", "churn_probability", "churn_risk_score", "value_365d",
+    "expected_loss", "top_drivers", "suggested_action", "segment_id", "segment_name", "lifecycle_stage",
+]  # fmt: skip
+
+
 @_churn_asset(
-    "Churn risk per segment: mean probability, customers per tier, and retention-segment size.",
+    "The retention list: the personal-outreach and semi-automated tiers of action_tiers, largest expected loss "
+    "first, with segment, lifecycle stage and what drives each customer's risk: who to contact first.",
+    "pandas",
+)
+def retention_segment(
+    settings: PipelineSettings,
+    action_tiers: pd.DataFrame,
+    churn_scores: pd.DataFrame,
+    customer_clusters: pd.DataFrame,
+    lifecycle_stage: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    from seg_pipeline.churn.actions import RETENTION_TIERS
+
+    listed = action_tiers[action_tiers["risk_tier"].isin(RETENTION_TIERS)]
+    table = (
+        listed.merge(churn_scores[["customer_key", "churn_probability", "churn_risk_score", "top_drivers"]],
+                     on="customer_key", how="left")
+        .merge(customer_clusters[["customer_key", "segment_id", "segment_name"]], on="customer_key", how="left")
+        .merge(lifecycle_stage[["customer_key", "lifecycle_stage"]], on="customer_key", how="left")
+        .sort_values("action_rank", ignore_index=True)[RETENTION_COLUMNS]
+    )  # fmt: skip
+    return dg.Output(
+        table,
+        metadata={
+            "dagster/row_count": len(table),
+            "share_of_customers": round(len(table) / max(len(action_tiers), 1), 4),
+            "expected_loss": float(table["expected_loss"].sum()),
+            "value_365d": float(table["value_365d"].sum()),
+        },
+    )
+
+
+@_churn_asset(
+    "Churn risk per segment: mean probability, customers per action tier, and retention-list size.",
     "pandas",
 )
 def segment_churn_risk(
-    churn_scores: pd.DataFrame, customer_clusters: pd.DataFrame, retention_segment: pd.DataFrame
+    churn_scores: pd.DataFrame,
+    action_tiers: pd.DataFrame,
+    customer_clusters: pd.DataFrame,
+    retention_segment: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
-    joined = customer_clusters[["customer_key", "segment_id", "segment_name"]].merge(
-        churn_scores, on="customer_key"
+    joined = (
+        customer_clusters[["customer_key", "segment_id", "segment_name"]]
+        .merge(churn_scores, on="customer_key")
+        .merge(action_tiers[["customer_key", "risk_tier"]], on="customer_key", how="left")
     )
     joined["in_retention_segment"] = joined["customer_key"].isin(retention_segment["customer_key"])
     grouped = joined.groupby(["segment_id", "segment_name"])
@@ -359,5 +403,12 @@ def segment_churn_risk(
     return dg.Output(table, metadata={"dagster/row_count": len(table), "by_segment": _meta_table(table)})
 
 
-churn_assets = [churn_training_set, churn_model, churn_scores, retention_segment, segment_churn_risk]
+churn_assets = [
+    churn_training_set,
+    churn_model,
+    churn_scores,
+    action_tiers,
+    retention_segment,
+    segment_churn_risk,
+]
 churn_checks = [churn_model_quality, churn_model_beats_baselines]

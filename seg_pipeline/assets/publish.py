@@ -106,16 +106,23 @@ _DESCRIPTIONS = {
     "churn_scores": "Per customer: churn probability, risk score, tier, top drivers and model version.",
     "segment_profiles": "Per segment: size, share, value, observed churn, churn risk and tiers, traits.",
     "segment_history": "One row per segment per publish: size, stayed / joined / left, churn risk.",
+    "retention_actions": "Per customer of the three action tiers, in order of expected loss: tier, suggested "
+    "action, churn probability, value, expected loss and drivers in words (what `seg-pipeline export actions` "
+    "writes for the CRM and e-mail tools).",
+    "kpi_history": "One row per publish and headline number: customers, segment sizes, customers and mean churn "
+    "probability per tier, revenue at risk, retention-list size (the report's trend charts).",
 }
 
 
 # what each published table is made of (lineage in the UI); the drift reference is written with them
-_CUSTOMERS = ["clean_customers", "churn_scores", "customer_clusters", "lifecycle_stage", "retention_segment"]
+_CUSTOMERS = ["clean_customers", "churn_scores", "action_tiers", "customer_clusters", "lifecycle_stage"]
 _LINEAGE = {
-    "customer_segments": _CUSTOMERS,
-    "churn_scores": ["clean_customers", "churn_scores", "customer_features", "population_drift"],
+    "customer_segments": [*_CUSTOMERS, "retention_segment"],
+    "churn_scores": ["clean_customers", "churn_scores", "action_tiers", "customer_features", "population_drift"],
     "segment_profiles": [*_CUSTOMERS, "segment_profiles"],
     "segment_history": [*_CUSTOMERS, "segment_profiles"],
+    "retention_actions": [*_CUSTOMERS, "retention_segment"],
+    "kpi_history": [*_CUSTOMERS, "segment_profiles"],
 }
 
 
@@ -159,23 +166,23 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
         run_id = current_run_id(context)
         ids = inputs["clean_customers"][CUSTOMER_IDS]
         scores = inputs["churn_scores"]
-        segments = tables.customer_segments(ids, scores, inputs["customer_clusters"], inputs["lifecycle_stage"],
-                                            inputs["retention_segment"], as_of, run_id)  # fmt: skip
-        published_scores = tables.churn_scores(ids, scores, as_of, run_id)
-        profiles = tables.segment_profiles(
-            inputs["segment_profiles"], segments, published_scores, as_of, run_id
-        )
+        customers = tables.scored_customers(ids, scores, inputs["action_tiers"], inputs["customer_clusters"],
+                                            inputs["lifecycle_stage"])  # fmt: skip
+        segments = tables.customer_segments(customers, as_of, run_id)
+        profiles = tables.segment_profiles(inputs["segment_profiles"], customers, as_of, run_id)
         warehouse = cfg.warehouse_path
         previous = read_warehouse_table(warehouse, "customer_segments")
         moved = tables.migration_since(previous, segments)
         history = tables.segment_history(read_warehouse_table(warehouse, "segment_history"), moved,
                                          previous is None, segments, profiles, as_of, run_id)  # fmt: skip
+        kpis = tables.kpi_history(read_warehouse_table(warehouse, "kpi_history"), customers, profiles, as_of, run_id)
         drift_columns = tables.drift_frame(inputs["customer_features"], scores, cfg.monitoring.drift_features)
         reference = build_reference(
             drift_columns, list(drift_columns.columns), as_of, run_id, cfg.monitoring.psi_bins
         )
-        frames = {"customer_segments": segments, "churn_scores": published_scores,
-                  "segment_profiles": profiles, "segment_history": history}  # fmt: skip
+        frames = {"customer_segments": segments, "churn_scores": tables.churn_scores(customers, as_of, run_id),
+                  "segment_profiles": profiles, "segment_history": history,
+                  "retention_actions": tables.retention_actions(customers, as_of, run_id), "kpi_history": kpis}  # fmt: skip
         try:
             result = publish_target.publish(
                 frames, {"drift_reference": reference, "publish_migration": moved}, run_id
@@ -220,31 +227,39 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
     deps=[published_key(t) for t in PUBLISHED_TABLES],
     ins={"clean_customers": dg.AssetIn(metadata={"columns": CUSTOMER_IDS})},  # not every CRM attribute
     description="One self-contained HTML report per run (plots embedded): segments and profiles, lifecycle, "
-    "churn risk by segment, the retention segment, migration, model metrics and drift.",
+    "churn risk by segment, the retention list and action plan, trends across runs, migration, model metrics "
+    "and drift.",
 )
 def segment_report(
     context: dg.AssetExecutionContext,
     settings: PipelineSettings,
     clean_customers: pd.DataFrame,
     retention_segment: pd.DataFrame,
+    action_tiers: pd.DataFrame,
+    churn_scores: pd.DataFrame,
     churn_model: pd.DataFrame,
     population_drift: pd.DataFrame,
     customer_id_map: pd.DataFrame,
     identity_review: pd.DataFrame,
 ) -> dg.MaterializeResult:
+    from seg_pipeline.churn.actions import action_plan, ranked_by
     from seg_pipeline.docs_server import datadocs_url, report_url
     from seg_pipeline.publish.report import ReportInputs, summary_markdown, write_report
 
     cfg = settings.get()
     published = {
-        t: read_warehouse_table(cfg.warehouse_path, t) for t in ("customer_segments", "segment_profiles")
+        t: read_warehouse_table(cfg.warehouse_path, t)
+        for t in ("customer_segments", "segment_profiles", "kpi_history")
     }
+    probability = action_tiers[["customer_key"]].merge(
+        churn_scores[["customer_key", "churn_probability"]], on="customer_key", how="left"
+    )["churn_probability"]
     # since the previous publish, for full_refresh and rescore alike (empty on the first publish)
     migration = read_warehouse_table(cfg.warehouse_path, "publish_migration", MONITORING_SCHEMA)
     ids = clean_customers[CUSTOMER_IDS]
     retention = retention_segment.merge(ids, on="customer_key", how="left")[
-        ["customer_id", "segment_name", "lifecycle_stage", "churn_risk_score", "risk_tier", "monetary_365d",
-         "top_drivers"]]  # fmt: skip
+        ["customer_id", "action_rank", "risk_tier", "segment_name", "lifecycle_stage", "churn_probability",
+         "churn_risk_score", "value_365d", "expected_loss", "top_drivers", "suggested_action"]]  # fmt: skip
     model_row = churn_model.iloc[0].to_dict()
     churn_meta = latest_metadata(context, "churn_model")
     seg_meta = latest_metadata(context, "segmentation_candidates")
@@ -279,7 +294,9 @@ def segment_report(
         segmentation=segmentation, drift=population_drift, drift_threshold=cfg.monitoring.psi_threshold,
         links=links, link_files={"Data Docs": str((cfg.datadocs_dir / "index.html").resolve())},
         merged_by_rule=customer_id_map["match_rule"].value_counts().drop("survivor", errors="ignore").to_dict(),
-        identity_review=identity_review,
+        identity_review=identity_review, currency=cfg.report.currency, locale=cfg.report.locale,
+        action_plan=action_plan(action_tiers, probability, cfg.actions), ranked_by=ranked_by(action_tiers),
+        kpi_history=published["kpi_history"], trend_runs=cfg.report.trend_runs,
     )  # fmt: skip
     path = write_report(inputs, cfg.reports_dir).resolve()
     return dg.MaterializeResult(

@@ -32,7 +32,6 @@ def suite_parameters(settings, as_of: dt.date, previous: int | None) -> dict:
         "retention_start": dt.datetime.combine(
             as_of - dt.timedelta(days=settings.privacy.retention_days), dt.time()
         ),
-        "retention_min_risk_score": settings.churn.retention_min_risk_score,
     }
 
 
@@ -203,6 +202,7 @@ stage_quality_checks = [
     *(gx_suite_check(t) for t in ("customer_clusters", "segment_profiles", "lifecycle_stage")),
     gx_suite_check("churn_scores"),
     churn_scores_cover_profiled_customers,
+    gx_suite_check("action_tiers"),
     gx_suite_check("retention_segment"),
 ]
 published_quality_checks = [published_table_check(t) for t in PUBLISHED_TABLES]

@@ -1,5 +1,5 @@
-"""Scores for every current customer: calibrated probability, risk score 0-100, tier, the three features
-that move the customer's risk most (with direction), and the retention segment (high risk, high value).
+"""Scores for every current customer: calibrated probability, risk score 0-100 and the three features that
+move the customer's risk most (with direction). Who is contacted is decided from these in churn/actions.py.
 
 A driver's effect is measured, not assumed: the customer's probability minus the probability with that one
 feature set to the population's typical value (median, or most common category). Only the features that
@@ -14,19 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from seg_pipeline.config import ChurnConfig, RiskTiers
-
-TIERS = ("automated", "semi_automated", "personal_outreach")
-
 
 def risk_score(probability: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(probability) * 100), 0, 100).astype("int64")
-
-
-def risk_tier(score: np.ndarray, tiers: RiskTiers) -> np.ndarray:
-    """0..automated_max automated, ..semi_automated_max semi-automated, above that personal outreach."""
-    code = np.where(score <= tiers.automated_max, 0, np.where(score <= tiers.semi_automated_max, 1, 2))
-    return np.asarray(TIERS, dtype=object)[code]
 
 
 IMPORTANCE_COLUMNS = ["feature", "importance_mean", "importance_std"]
@@ -234,13 +224,3 @@ def driver_texts(values: pd.DataFrame, effects: np.ndarray, n: int) -> list[str]
     for start, end in zip(starts, ends, strict=True):
         texts[rows[start]] = "; ".join(parts[start:end])
     return texts
-
-
-def retention_segment(scores: pd.DataFrame, value: pd.Series, config: ChurnConfig) -> pd.Series:
-    """High risk (score from churn.retention_min_risk_score: by default everyone beyond the automated tier)
-    and high value (365-day spend in the top churn.high_value_quantile of buyers)."""
-    buyers = value[value > 0]
-    cut = buyers.quantile(config.high_value_quantile) if len(buyers) else np.inf
-    return (scores["churn_risk_score"] >= config.retention_min_risk_score) & (
-        value.reindex(scores.index) >= cut
-    )

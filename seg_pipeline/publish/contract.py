@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from seg_pipeline.churn.actions import TIERS
 from seg_pipeline.errors import SegPipelineError
 
 
@@ -36,6 +37,11 @@ _RUN = [
     Column("run_id", "text", description="the Dagster run that published the row"),
 ]
 
+TIER_DESCRIPTION = (
+    "action tier by expected loss and capacity: personal_outreach / semi_automated / automated, no_action "
+    "(below the cut-off), no_consent (no marketing consent)"
+)
+
 TABLES: dict[str, list[Column]] = {
     "customer_segments": [
         Column(
@@ -51,8 +57,12 @@ TABLES: dict[str, list[Column]] = {
         Column("lifecycle_stage", "text", description="new / growing / champion / at risk / dormant ..."),
         Column("micro_segment_id", "bigint", nullable=True, description="finer group within the segment"),
         Column("churn_risk_score", "bigint", description="0-100 from the calibrated churn probability"),
-        Column("risk_tier", "text", description="automated / semi_automated / personal_outreach"),
-        Column("in_retention_segment", "boolean", description="high churn risk and high value"),
+        Column("risk_tier", "text", description=TIER_DESCRIPTION),
+        Column(
+            "in_retention_segment",
+            "boolean",
+            description="on the retention list: the personal_outreach and semi_automated tiers",
+        ),
         *_RUN,
     ],
     "churn_scores": [
@@ -61,8 +71,13 @@ TABLES: dict[str, list[Column]] = {
             "churn_probability", "double", description="calibrated probability of churning in the horizon"
         ),
         Column("churn_risk_score", "bigint", description="0-100"),
-        Column("risk_tier", "text", description="automated / semi_automated / personal_outreach"),
-        Column("top_drivers", "text", description="the three features that move this customer's risk most"),
+        Column("risk_tier", "text", description=TIER_DESCRIPTION),
+        Column(
+            "top_drivers",
+            "text",
+            description="the three features that move this customer's risk most, with their effect in "
+            "percentage points",
+        ),
         Column("model_version", "bigint", description="version of seg_pipeline_churn in the MLflow registry"),
         Column(
             "scored_by",
@@ -83,11 +98,23 @@ TABLES: dict[str, list[Column]] = {
         Column("observed_churn_rate", "double", nullable=True, description="churned share where it is known"),
         Column("mean_churn_probability", "double", nullable=True),
         Column("mean_churn_risk_score", "double", nullable=True),
-        Column("customers_automated", "bigint"),
-        Column("customers_semi_automated", "bigint"),
-        Column("customers_personal_outreach", "bigint"),
+        Column(
+            "expected_loss",
+            "double",
+            nullable=True,
+            description="sum of churn probability x 365-day spend of the segment's customers",
+        ),
+        *(Column(f"customers_{tier}", "bigint") for tier in TIERS),
         Column("customers_in_retention_segment", "bigint"),
-        Column("top_traits", "text", description="strongest deviations from the population (std units)"),
+        Column(
+            "top_traits", "text", description="what sets the segment apart, in words and the features' units"
+        ),
+        Column(
+            "trait_deviations",
+            "text",
+            description="the same traits in standard deviations from all customers (log scale for skewed "
+            "features), for analysts",
+        ),
         *_RUN,
     ],
     "segment_history": [
@@ -101,6 +128,39 @@ TABLES: dict[str, list[Column]] = {
         Column("customers_left", "bigint", description="moved to another segment or left the population"),
         Column("mean_churn_probability", "double", nullable=True),
         Column("revenue_365d", "double", nullable=True),
+    ],
+    "retention_actions": [
+        Column("customer_id", "text", description="the CRM's customer id"),
+        Column(
+            "action_rank", "bigint", description="1 = the largest expected loss among contactable customers"
+        ),
+        Column("risk_tier", "text", description="personal_outreach / semi_automated / automated"),
+        Column("suggested_action", "text", description="what to do, from actions.<tier>.suggested_action"),
+        Column(
+            "segment_id", "bigint", nullable=True, description="missing for customers new since segmentation"
+        ),
+        Column("segment_name", "text", nullable=True),
+        Column("lifecycle_stage", "text"),
+        Column(
+            "churn_probability", "double", description="calibrated probability of churning in the horizon"
+        ),
+        Column("churn_risk_score", "bigint", description="0-100"),
+        Column("value_365d", "double", nullable=True, description="spend in the last 365 days"),
+        Column("expected_loss", "double", nullable=True, description="churn_probability x value_365d"),
+        Column("top_drivers", "text", description="what moves this customer's risk most, in words"),
+        *_RUN,
+    ],
+    "kpi_history": [
+        *_RUN,
+        Column(
+            "measure",
+            "text",
+            description="customers, segment_customers, tier_customers, mean_churn_probability, revenue_365d, "
+            "expected_loss, retention_list_customers, retention_list_expected_loss",
+        ),
+        Column("breakdown", "text", description="all, a tier, or segment:<segment_id>"),
+        Column("breakdown_label", "text", description="the breakdown in words (segment name, tier label)"),
+        Column("value", "double", nullable=True),
     ],
 }
 

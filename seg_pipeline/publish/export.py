@@ -63,3 +63,41 @@ def write_csv(frame: pd.DataFrame, path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     neutralize_formulas(frame).to_csv(path, index=False, date_format=DATE_FORMAT)
     return len(frame)
+
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+EXPORT_SUFFIXES = (".csv", *PARQUET_SUFFIXES)
+
+
+def write_export(frame: pd.DataFrame, path: Path) -> int:
+    """Write ``frame`` as CSV (``write_csv``: spreadsheet-safe) or Parquet, by the file's suffix."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return write_csv(frame, path)
+    if suffix in PARQUET_SUFFIXES:  # typed columns, read by tools, not spreadsheets: values stay raw
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(path, index=False)
+        return len(frame)
+    raise ValueError(
+        f"{path}: unknown export format {suffix or '(no suffix)'!r}; use one of {', '.join(EXPORT_SUFFIXES)}"
+    )
+
+
+def erased_customer_ids(
+    customer_ids: pd.Series, erased_keys: set[str], key: bytes, id_map: pd.DataFrame | None
+) -> pd.Series:
+    """Which of ``customer_ids`` (published, surviving CRM ids) belong to a customer with a recorded erasure
+    request: their own id, or any record merged into them (``id_map``: clean.customer_id_map's
+    customer_id and surviving_customer_id), pseudonymized with ``key`` as `seg-pipeline forget` stores it.
+
+    A request recorded after the last run is applied by the next run; until then the published tables
+    still hold the customer, and an export must not hand them to a CRM or e-mail tool."""
+    from seg_pipeline.cleaning.privacy import pseudonymize
+
+    if not erased_keys:
+        return pd.Series(False, index=customer_ids.index)
+    erased = pseudonymize(customer_ids, key).isin(erased_keys).to_numpy(dtype=bool)
+    if id_map is not None and len(id_map):
+        merged = id_map[pseudonymize(id_map["customer_id"], key).isin(erased_keys).to_numpy(dtype=bool)]
+        erased |= customer_ids.isin(set(merged["surviving_customer_id"])).to_numpy(dtype=bool)
+    return pd.Series(erased, index=customer_ids.index)

@@ -13,7 +13,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from seg_pipeline.churn.scores import TIERS
+from seg_pipeline.churn.actions import ACTION_TIERS, RETENTION_TIERS, TIER_LABELS, TIERS
 from seg_pipeline.publish.contract import column_names
 from seg_pipeline.segmentation.profiles import migration
 
@@ -41,56 +41,64 @@ class KeyedRows:
         return table[columns].reset_index(drop=True).reindex(row).reset_index(drop=True)
 
 
-def customer_segments(
+def scored_customers(
     ids: pd.DataFrame,
     scores: pd.DataFrame,
+    tiers: pd.DataFrame,
     clusters: pd.DataFrame,
     lifecycle: pd.DataFrame,
-    retention: pd.DataFrame,
-    as_of: dt.date,
-    run_id: str,
 ) -> pd.DataFrame:
-    """One row per scored customer: segment, lifecycle stage, micro-segment, risk and retention flag."""
-    table = scores[["customer_key", "churn_risk_score", "risk_tier"]].reset_index(drop=True)
+    """One row per scored customer with everything the published tables take from the internal ones: CRM id,
+    scores, action tier and expected loss, segment and lifecycle stage (each joined once)."""
+    table = scores.reset_index(drop=True)
     rows = KeyedRows(table["customer_key"])
-    table = pd.concat(
+    return pd.concat(
         [table, rows.pick(ids, ["customer_id"], "customer ids"),
+         rows.pick(tiers, ["risk_tier", "action_rank", "value_365d", "expected_loss", "suggested_action"],
+                   "action_tiers"),
          rows.pick(clusters, ["segment_id", "segment_name", "micro_segment_id"], "customer_clusters"),
          rows.pick(lifecycle, ["lifecycle_stage"], "lifecycle_stage")], axis=1,
     )  # fmt: skip
-    table["in_retention_segment"] = table["customer_key"].isin(retention["customer_key"])
-    table["as_of"] = pd.Timestamp(as_of)
-    table["run_id"] = run_id
-    return table[column_names("customer_segments")].sort_values("customer_id", ignore_index=True)
 
 
-def churn_scores(ids: pd.DataFrame, scores: pd.DataFrame, as_of: dt.date, run_id: str) -> pd.DataFrame:
-    table = scores.reset_index(drop=True)
-    table["customer_id"] = KeyedRows(table["customer_key"]).pick(ids, ["customer_id"], "customer ids")[
-        "customer_id"
-    ]
-    table["as_of"] = pd.Timestamp(as_of)
-    table["run_id"] = run_id
-    return table[column_names("churn_scores")].sort_values("customer_id", ignore_index=True)
+def _stamped(table: pd.DataFrame, name: str, as_of: dt.date, run_id: str) -> pd.DataFrame:
+    return table.assign(as_of=pd.Timestamp(as_of), run_id=run_id)[column_names(name)]
+
+
+def customer_segments(customers: pd.DataFrame, as_of: dt.date, run_id: str) -> pd.DataFrame:
+    """One row per scored customer: segment, lifecycle stage, micro-segment, risk, tier and retention flag
+    (``customers``: scored_customers)."""
+    table = customers.assign(in_retention_segment=customers["risk_tier"].isin(RETENTION_TIERS))
+    return _stamped(table, "customer_segments", as_of, run_id).sort_values("customer_id", ignore_index=True)
+
+
+def churn_scores(customers: pd.DataFrame, as_of: dt.date, run_id: str) -> pd.DataFrame:
+    return _stamped(customers, "churn_scores", as_of, run_id).sort_values("customer_id", ignore_index=True)
+
+
+def retention_actions(customers: pd.DataFrame, as_of: dt.date, run_id: str) -> pd.DataFrame:
+    """The customers of the three action tiers, in rank order: the lists the CRM and e-mail tools act on.
+    Customers without marketing consent are in no action tier, so never here."""
+    acted = customers[customers["risk_tier"].isin(ACTION_TIERS)]
+    return _stamped(acted, "retention_actions", as_of, run_id).sort_values("action_rank", ignore_index=True)
 
 
 def segment_profiles(
-    profiles: pd.DataFrame, segments: pd.DataFrame, scores: pd.DataFrame, as_of: dt.date, run_id: str
+    profiles: pd.DataFrame, customers: pd.DataFrame, as_of: dt.date, run_id: str
 ) -> pd.DataFrame:
-    """The segmentation's profile per segment with this run's churn risk: counts and shares come from
-    ``segments`` (the published customer_segments) so the two tables always agree."""
-    joined = segments[["segment_id", "risk_tier", "in_retention_segment", "churn_risk_score"]].assign(
-        churn_probability=scores.set_index("customer_id")["churn_probability"]
-        .reindex(segments["customer_id"])
-        .to_numpy()
+    """The segmentation's profile per segment with this run's churn risk, action tiers and expected loss;
+    counts and shares come from ``customers`` (scored_customers, as published in customer_segments) so the
+    tables always agree."""
+    assigned = customers[customers["segment_id"].notna()].assign(
+        in_retention_segment=lambda f: f["risk_tier"].isin(RETENTION_TIERS)
     )
-    assigned = joined[joined["segment_id"].notna()]
     grouped = assigned.groupby("segment_id")
     risk = pd.DataFrame(
         {
             "customers": grouped.size(),
             "mean_churn_probability": grouped["churn_probability"].mean(),
             "mean_churn_risk_score": grouped["churn_risk_score"].mean(),
+            "expected_loss": grouped["expected_loss"].sum(min_count=1),
             "customers_in_retention_segment": grouped["in_retention_segment"].sum(),
         }
     )
@@ -98,15 +106,15 @@ def segment_profiles(
         columns=list(TIERS), fill_value=0
     )
     risk = risk.join(tiers.add_prefix("customers_"))
-    risk["share"] = risk["customers"] / max(len(segments), 1)
-    base = profiles.drop(columns=["customers", "share"]).rename(columns={"top_deviations": "top_traits"})
+    risk["share"] = risk["customers"] / max(len(customers), 1)
+    base = profiles.drop(columns=["customers", "share"]).rename(
+        columns={"top_deviations": "trait_deviations"}
+    )
     table = base.merge(risk.reset_index(), on="segment_id", how="left")
     counts = ["customers", "customers_in_retention_segment", *[f"customers_{t}" for t in TIERS]]
     table[counts] = table[counts].fillna(0).astype("int64")
     table["share"] = table["share"].fillna(0.0)
-    table["as_of"] = pd.Timestamp(as_of)
-    table["run_id"] = run_id
-    return table[column_names("segment_profiles")].sort_values("segment_id", ignore_index=True)
+    return _stamped(table, "segment_profiles", as_of, run_id).sort_values("segment_id", ignore_index=True)
 
 
 def migration_since(previous_segments: pd.DataFrame | None, segments: pd.DataFrame) -> pd.DataFrame:
@@ -153,6 +161,43 @@ def segment_history(
         earlier = previous_history[previous_history["run_id"] != run_id][column_names("segment_history")]
         rows = pd.concat([earlier, rows], ignore_index=True)
     return rows.sort_values(["as_of", "run_id", "segment_id"], ignore_index=True)
+
+
+def kpi_history(
+    previous_history: pd.DataFrame | None,
+    customers: pd.DataFrame,
+    profiles: pd.DataFrame,
+    as_of: dt.date,
+    run_id: str,
+) -> pd.DataFrame:
+    """The previous publish's KPI history plus this run's headline numbers, one row per (measure, breakdown):
+    what the report's trend charts draw, kept in a table so a BI tool can draw them too."""
+    tier = customers["risk_tier"]
+    listed = tier.isin(RETENTION_TIERS)
+    rows = [
+        ("customers", "all", "All customers", len(customers)),
+        ("mean_churn_probability", "all", "All customers", customers["churn_probability"].mean()),
+        ("revenue_365d", "all", "All customers", customers["value_365d"].sum(min_count=1)),
+        ("expected_loss", "all", "All customers", customers["expected_loss"].sum(min_count=1)),
+        ("retention_list_customers", "all", "Retention list", int(listed.sum())),
+        ("retention_list_expected_loss", "all", "Retention list",
+         customers.loc[listed, "expected_loss"].sum(min_count=1)),
+    ]  # fmt: skip
+    for name in TIERS:
+        members = customers[tier == name]
+        rows.append(("tier_customers", name, TIER_LABELS[name], len(members)))
+        rows.append(("mean_churn_probability", name, TIER_LABELS[name], members["churn_probability"].mean()))
+    for profile in profiles.itertuples():
+        rows.append(
+            ("segment_customers", f"segment:{profile.segment_id}", profile.segment_name, profile.customers)
+        )
+    table = pd.DataFrame(rows, columns=["measure", "breakdown", "breakdown_label", "value"])
+    table = _stamped(table.astype({"value": "float64"}), "kpi_history", as_of, run_id)
+    if previous_history is not None and len(previous_history):
+        earlier = previous_history[previous_history["run_id"] != run_id][column_names("kpi_history")]
+        table = pd.concat([earlier, table], ignore_index=True)
+    # publish order within a day: earlier rows first as they were, this run last
+    return table.sort_values("as_of", kind="stable", ignore_index=True)
 
 
 def drift_frame(features: pd.DataFrame, scores: pd.DataFrame, wanted: list[str]) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import psycopg
 import pytest
 
@@ -207,6 +208,44 @@ def test_export_and_explain_work_on_a_read_only_home(company):
     assert "Wrote " in exported.stdout and out.exists()
     assert explained.returncode == 0, explained.stderr
     assert json.loads(explained.stdout)["found"] is True
+
+
+def test_export_actions_by_tier_as_csv_and_parquet_leaves_out_pending_erasures(company):
+    with duckdb.connect(str(company.warehouse), read_only=True) as con:
+        table = con.execute("select * from published.retention_actions order by action_rank").df()
+        consent = con.execute("select customer_id, consent_marketing from clean.clean_customers").df()
+    assert len(table) and set(table["risk_tier"]) <= {"personal_outreach", "semi_automated", "automated"}
+    # nobody on an action list without marketing consent
+    assert consent.set_index("customer_id")["consent_marketing"].reindex(table["customer_id"]).all()
+
+    out = company.cwd / "out" / "retention.csv"
+    exported = company.cli("export", "actions", "--tier", "retention", "--out", str(out))
+    assert exported.returncode == 0, exported.stderr
+    header, rows = read_csv_cells(out)
+    wanted = table[table["risk_tier"].isin(["personal_outreach", "semi_automated"])]
+    assert header == list(table.columns) and len(rows) == len(wanted) > 0
+    ranks = [int(row[header.index("action_rank")]) for row in rows]
+    assert ranks == wanted["action_rank"].tolist() == sorted(ranks)
+    assert f"Wrote {len(wanted):,} rows of retention_actions (retention)" in exported.stdout
+
+    parquet = company.cwd / "out" / "actions.parquet"
+    exported = company.cli("export", "actions", "--out", str(parquet))
+    assert exported.returncode == 0, exported.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(parquet), table, check_dtype=False)
+
+    # an erasure requested since the run: the customer is still published, but no list hands them out
+    erased = next(i for i in wanted["customer_id"] if not starts_a_formula(i) and i != company.plain_id)
+    assert company.cli("forget", erased).returncode == 0
+    again = company.cli("export", "actions", "--tier", "retention", "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    header, rows = read_csv_cells(out)
+    assert erased not in {row[header.index("customer_id")] for row in rows} and len(rows) == len(wanted) - 1
+    assert "Left out 1 customers with an erasure request" in again.stdout
+
+    wrong = company.cli("export", "churn_scores", "--tier", "automated", "--out", str(out))
+    assert wrong.returncode != 0 and "--tier selects rows of `export actions`" in wrong.stderr
+    wrong = company.cli("export", "actions", "--out", str(company.cwd / "out" / "x.xlsx"))
+    assert wrong.returncode != 0 and "write a .csv or .parquet or .pq file" in wrong.stderr
 
 
 def test_forget_after_a_run_is_pending_then_applied_by_the_next_run(company):

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from seg_pipeline.churn.actions import ACTION_TIERS, RETENTION_TIERS
 from seg_pipeline.churn.registry import CHALLENGER, CHAMPION, MODEL_NAME, alias_version
-from seg_pipeline.churn.scores import TIERS
 from seg_pipeline.definitions import build_definitions
 from seg_pipeline.explain import explain
 from tests.conftest import TEST_KEY
@@ -195,17 +195,38 @@ def test_every_profiled_customer_is_scored_consistently(full):
     assert sorted(scores["customer_key"]) == sorted(features["customer_key"])
     assert scores["churn_probability"].between(0, 1).all()
     assert (scores["churn_risk_score"] == np.rint(scores["churn_probability"] * 100)).all()
-    tiers = settings.churn.tiers
-    expected = np.select([scores["churn_risk_score"] <= tiers.automated_max,
-                          scores["churn_risk_score"] <= tiers.semi_automated_max], [TIERS[0], TIERS[1]], TIERS[2])  # fmt: skip
-    assert (scores["risk_tier"] == expected).all()
-    assert scores["top_drivers"].str.contains(r", [+-]\d\.\d\d").mean() > 0.9
+    assert scores["top_drivers"].str.contains(r"[+-]\d+(\.\d)? points").mean() > 0.9
     assert (scores["model_version"] == 1).all()
-    retention = read(settings, "retention_segment", "churn")
-    assert (retention["churn_risk_score"] >= settings.churn.retention_min_risk_score).all()
     risk = read(settings, "segment_churn_risk", "churn")
     assert risk["customers"].sum() == len(scores)
     assert risk["mean_churn_probability"].between(0, 1).all()
+
+
+def test_action_tiers_take_the_contactable_customers_with_most_to_lose_up_to_each_capacity(full):
+    settings = full["settings"]
+    scores = read(settings, "churn_scores", "churn").set_index("customer_key")
+    tiers = read(settings, "action_tiers", "churn").set_index("customer_key")
+    spend = read(settings, "customer_features", "features").set_index("customer_key")["monetary_365d"]
+    consent = read(settings, "clean_customers", "clean").set_index("customer_key")["consent_marketing"]
+    assert sorted(tiers.index) == sorted(scores.index)
+    # computed again here: probability x 365-day spend, contactable customers with something to lose, largest first
+    loss = (scores["churn_probability"] * spend.reindex(scores.index).fillna(0)).rename("loss")
+    eligible = loss[consent.reindex(loss.index).fillna(False).astype(bool) & (loss > 0)]
+    ranked = eligible.sort_values(ascending=False, kind="stable")
+    sizes = [tier.size(len(scores)) for tier in settings.actions.tiers().values()]
+    expected = pd.Series("no_action", index=scores.index)
+    expected[~consent.reindex(scores.index).fillna(False).astype(bool)] = "no_consent"
+    start = 0
+    for name, size in zip(ACTION_TIERS, sizes, strict=True):
+        expected[ranked.index[start : start + size]] = name
+        start += size
+    assert (tiers["risk_tier"] == expected.reindex(tiers.index)).mean() > 0.99  # ties may order differently
+    assert tiers.loc[tiers["risk_tier"] == "personal_outreach", "expected_loss"].min() >= tiers.loc[
+        tiers["risk_tier"] == "semi_automated", "expected_loss"].max()  # fmt: skip
+    assert tiers["risk_tier"].value_counts()["personal_outreach"] == sizes[0]
+    retention = read(settings, "retention_segment", "churn")
+    assert set(retention["customer_key"]) == set(tiers.index[tiers["risk_tier"].isin(RETENTION_TIERS)])
+    assert retention["action_rank"].is_monotonic_increasing
 
 
 def test_explain_answers_for_a_known_customer(full):

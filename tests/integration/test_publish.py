@@ -11,6 +11,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from seg_pipeline.churn.actions import ACTION_TIERS
 from seg_pipeline.definitions import build_definitions
 from seg_pipeline.publish.contract import PUBLISHED_TABLES, column_names
 from seg_pipeline.publish.report import SECTIONS
@@ -78,6 +79,18 @@ def test_full_refresh_publishes_the_contract_to_both_stores(published):
     assert profiles["customers_in_retention_segment"].sum() == segments["in_retention_segment"].sum()
     history = stores["warehouse"]["segment_history"]
     assert history["customers_joined"].sum() == len(segments) and history["customers_stayed"].sum() == 0
+    # the action list: the three action tiers in rank order, never a customer without marketing consent
+    actions = stores["postgres"]["retention_actions"]
+    tiers = segments.set_index("customer_id")["risk_tier"]
+    assert set(actions["customer_id"]) == set(tiers.index[tiers.isin(ACTION_TIERS)])
+    assert actions["action_rank"].tolist() == list(range(1, len(actions) + 1))
+    cleaned = read_warehouse_table(settings.warehouse_path, "clean_customers", "clean")
+    consent = cleaned.set_index("customer_id")["consent_marketing"]
+    assert consent.reindex(actions["customer_id"]).fillna(False).astype(bool).all()
+    assert (tiers[consent.reindex(tiers.index).fillna(False).astype(bool).eq(False)] == "no_consent").all()
+    kpis = stores["warehouse"]["kpi_history"].set_index(["measure", "breakdown"])["value"]
+    assert kpis["customers", "all"] == len(segments)
+    assert kpis["retention_list_customers", "all"] == segments["in_retention_segment"].sum()
     # no identifying values anywhere (the CRM has names, emails and phones)
     text = pd.concat([f.astype(str) for f in stores["warehouse"].values()], axis=1).to_string()
     for column in ("email", "phone"):
@@ -145,6 +158,10 @@ def test_failed_gate_keeps_the_last_good_publish_then_rescore_publishes_history_
     assert set(history["run_id"]) == {published["run_id"], rescored.run_id}
     latest = history[history["run_id"] == rescored.run_id]
     assert latest["customers_stayed"].sum() == latest["customers"].sum()  # same data, same segments
+    kpis = read_warehouse_table(settings.warehouse_path, "kpi_history")
+    assert kpis["run_id"].drop_duplicates().tolist() == [published["run_id"], rescored.run_id]
+    customers = kpis[kpis["measure"] == "customers"]["value"]
+    assert customers.nunique() == 1  # the same data scored twice
     drift = read_warehouse_table(settings.warehouse_path, "population_drift", "monitoring")
     assert "churn_probability" in set(drift["feature"]) and "monetary_365d" in set(drift["feature"])
     assert (drift["psi"] < 0.05).all() and set(drift["reference_run_id"]) == {published["run_id"]}

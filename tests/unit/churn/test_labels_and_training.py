@@ -14,9 +14,7 @@ from seg_pipeline.churn.scores import (
     driver_texts,
     drivers,
     effect_model,
-    retention_segment,
     risk_score,
-    risk_tier,
     typical_values,
 )
 from seg_pipeline.churn.train import (
@@ -26,7 +24,7 @@ from seg_pipeline.churn.train import (
     top_decile_lift,
     train_churn_model,
 )
-from seg_pipeline.config import ChurnConfig, RiskTiers
+from seg_pipeline.config import ChurnConfig
 from seg_pipeline.errors import SegPipelineError
 from seg_pipeline.features.build import as_of_end
 from seg_pipeline.features.labels import KEY_COLUMNS, activity_training_set, explicit_training_set
@@ -378,15 +376,9 @@ def test_the_champion_rule():
     assert not decide({"brier": 0.11}, champion, "brier", 0.0)[0]
 
 
-def test_risk_scores_and_tiers_follow_the_configured_thresholds():
+def test_risk_scores_are_the_probability_in_hundredths():
     scores = risk_score(np.array([0.0, 0.404, 0.405, 0.70, 0.7049, 0.706, 1.0]))
     assert scores.tolist() == [0, 40, 40, 70, 70, 71, 100]
-    tiers = risk_tier(np.array([0, 40, 41, 70, 71, 100]), RiskTiers())
-    assert tiers.tolist() == ["automated", "automated", "semi_automated", "semi_automated", "personal_outreach",
-                              "personal_outreach"]  # fmt: skip
-    assert risk_tier(np.array([30]), RiskTiers(automated_max=20, semi_automated_max=25)).tolist() == [
-        "personal_outreach"
-    ]
 
 
 def test_drivers_say_which_feature_raises_the_risk():
@@ -469,17 +461,6 @@ def test_drivers_predict_again_only_customers_away_from_the_typical_value():
     assert (effects[at_zero, 0] == 0).all() and (effects[~at_zero, 0] != 0).any()
     assert (effects[(X["plan"] == "basic").to_numpy(), 1] == 0).all()
     assert (effects[:, 2] == 0).all()
-
-
-def test_retention_segment_is_high_risk_and_high_value():
-    scores = pd.DataFrame({"churn_risk_score": [80, 45, 10, 90, 40]}, index=list("abcde"))
-    value = pd.Series([1000.0, 4000.0, 5000.0, 0.0, 3000.0], index=list("abcde"))
-    chosen = retention_segment(scores, value, ChurnConfig(high_value_quantile=0.5))
-    assert chosen.tolist() == [False, True, False, False, False]  # the top half of buyers spent >= 3500
-    chosen = retention_segment(
-        scores, value, ChurnConfig(high_value_quantile=0.25, retention_min_risk_score=40)
-    )
-    assert chosen.tolist() == [False, True, False, False, True]  # the top three quarters spent >= 2500
 
 
 def test_large_training_splits_are_sampled_down_stratified():

@@ -9,12 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from seg_pipeline.cleaning.privacy import pseudonymize
 from seg_pipeline.publish.export import (
     FORMULA_PREFIX,
+    erased_customer_ids,
     neutralize_cell,
     neutralize_formulas,
     starts_a_formula,
     write_csv,
+    write_export,
 )
 
 HOSTILE = [
@@ -98,3 +101,27 @@ def test_csv_round_trip_keeps_quotes_commas_and_line_breaks(tmp_path):
     assert [r[1] for r in body] == ["-0.5", "0.0", "1.0", "0.125", "-2.0"]  # numbers: no quote
     assert {r[2] for r in body} == {"2024-06-30"}
     assert not [r[0] for r in body if starts_a_formula(r[0])]  # no text cell, as read back, starts a formula
+
+
+def test_parquet_exports_keep_raw_values_and_types(tmp_path):
+    frame = pd.DataFrame({"customer_id": ["=1+1", "C2"], "action_rank": pd.array([1, 2], dtype="Int64"),
+                          "expected_loss": [12.5, None]})  # fmt: skip
+    assert write_export(frame, tmp_path / "a.parquet") == 2
+    back = pd.read_parquet(tmp_path / "a.parquet")
+    pd.testing.assert_frame_equal(back, frame)  # no quote added: Parquet is read by tools, not spreadsheets
+    assert write_export(frame, tmp_path / "a.csv") == 2
+    assert "'=1+1" in (tmp_path / "a.csv").read_text(encoding="utf-8")
+    with pytest.raises(ValueError, match=r"a\.xlsx: unknown export format '\.xlsx'"):
+        write_export(frame, tmp_path / "a.xlsx")
+
+
+def test_erased_customers_are_found_by_their_own_id_or_a_merged_record():
+    key = b"k" * 32
+    ids = pd.Series(["C1", "C2", "C3"])
+    # C5 was merged into C3; a request for C5 erases the customer published as C3
+    id_map = pd.DataFrame({"customer_id": ["C1", "C2", "C3", "C5"],
+                           "surviving_customer_id": ["C1", "C2", "C3", "C3"]})  # fmt: skip
+    requested = set(pseudonymize(pd.Series(["C2", "C5"]), key))
+    assert erased_customer_ids(ids, requested, key, id_map).tolist() == [False, True, True]
+    assert erased_customer_ids(ids, requested, key, None).tolist() == [False, True, False]
+    assert erased_customer_ids(ids, set(), key, id_map).tolist() == [False, False, False]

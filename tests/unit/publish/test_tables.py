@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -20,61 +21,78 @@ def internal():
     ids = pd.DataFrame({"customer_key": keys, "customer_id": ["C1", "C2", "C3", "C4"], "name_hash": "x"})
     scores = pd.DataFrame({
         "customer_key": keys, "churn_probability": [0.1, 0.5, 0.8, 0.3], "churn_risk_score": [10, 50, 80, 30],
-        "risk_tier": ["automated", "semi_automated", "personal_outreach", "automated"],
         "top_drivers": ["a", "b", "c", "d"], "model_version": 3, "scored_by": "hist_gradient_boosting",
         "as_of": pd.Timestamp(AS_OF),
+    })  # fmt: skip
+    tiers = pd.DataFrame({
+        "customer_key": keys, "risk_tier": ["automated", "semi_automated", "personal_outreach", "no_consent"],
+        "action_rank": pd.array([3, 2, 1, None], dtype="Int64"), "value_365d": [100.0, 80.0, 50.0, 10.0],
+        "expected_loss": [10.0, 40.0, 40.0, 3.0], "suggested_action": ["mail", "e-mail", "call", ""],
     })  # fmt: skip
     # k4 joined after the last segmentation (a rescore): no segment yet
     clusters = pd.DataFrame({"customer_key": keys[:3], "segment_id": [1, 1, 2], "segment_name": ["A", "A", "B"],
                              "micro_segment_id": [101, 102, 201]})  # fmt: skip
     lifecycle = pd.DataFrame({"customer_key": keys, "lifecycle_stage": ["new", "steady", "at_risk", "new"]})
-    retention = pd.DataFrame({"customer_key": ["k3"]})
     profiles = pd.DataFrame({
         "segment_id": [1, 2], "segment_name": ["A", "B"], "customers": [2, 1], "share": [0.66, 0.33],
         "revenue_365d": [100.0, 50.0], "revenue_share": [0.66, 0.33], "mean_revenue_365d": [50.0, 50.0],
         "observed_churn_rate": [0.1, float("nan")], "top_deviations": ["x +1.0", "y -1.0"],
+        "top_traits": ["orders 2.0× as often as the average customer", "spends less"],
     })  # fmt: skip
-    return ids, scores, clusters, lifecycle, retention, profiles
+    customers = tables.scored_customers(ids, scores, tiers, clusters, lifecycle)
+    return customers, profiles
 
 
 def test_customer_segments_carry_crm_ids_and_exact_contract_columns(internal):
-    ids, scores, clusters, lifecycle, retention, _ = internal
-    out = tables.customer_segments(ids, scores, clusters, lifecycle, retention, AS_OF, "run-1")
+    customers, _ = internal
+    out = tables.customer_segments(customers, AS_OF, "run-1")
     assert list(out.columns) == column_names("customer_segments")
     assert out["customer_id"].tolist() == ["C1", "C2", "C3", "C4"]
     assert out.set_index("customer_id")["in_retention_segment"].to_dict() == {
-        "C1": False,
-        "C2": False,
+        "C1": False,  # automated campaign: not on the retention list
+        "C2": True,
         "C3": True,
         "C4": False,
     }
     new = out.set_index("customer_id").loc["C4"]
-    assert pd.isna(new["segment_id"]) and new["lifecycle_stage"] == "new"
+    assert pd.isna(new["segment_id"]) and new["lifecycle_stage"] == "new" and new["risk_tier"] == "no_consent"
     conformed = conform("customer_segments", out)
     assert str(conformed["segment_id"].dtype) == "Int64" and conformed["as_of"].iloc[0] == pd.Timestamp(AS_OF)
+    scores = conform("churn_scores", tables.churn_scores(customers, AS_OF, "run-1"))
+    assert scores.set_index("customer_id")["risk_tier"].to_dict()["C3"] == "personal_outreach"
+
+
+def test_retention_actions_hold_the_action_tiers_in_rank_order_and_nobody_without_consent(internal):
+    customers, _ = internal
+    out = conform("retention_actions", tables.retention_actions(customers, AS_OF, "run-1"))
+    assert out["customer_id"].tolist() == ["C3", "C2", "C1"]  # C4 has no marketing consent
+    assert out["action_rank"].tolist() == [1, 2, 3]
+    assert out["suggested_action"].tolist() == ["call", "e-mail", "mail"]
+    assert out.loc[0, "segment_name"] == "B" and out.loc[0, "expected_loss"] == 40.0
 
 
 def test_profiles_count_from_the_published_assignments(internal):
-    ids, scores, clusters, lifecycle, retention, profiles = internal
-    segments = tables.customer_segments(ids, scores, clusters, lifecycle, retention, AS_OF, "run-1")
-    published = tables.churn_scores(ids, scores, AS_OF, "run-1")
-    out = tables.segment_profiles(profiles, segments, published, AS_OF, "run-1").set_index("segment_id")
+    customers, profiles = internal
+    out = tables.segment_profiles(profiles, customers, AS_OF, "run-1").set_index("segment_id")
     assert list(out.reset_index().columns) == column_names("segment_profiles")
     assert out.loc[1, "customers"] == 2 and out.loc[2, "customers"] == 1
     assert out.loc[1, "share"] == pytest.approx(0.5)  # of all 4 published customers, one unassigned
     assert out.loc[1, "mean_churn_probability"] == pytest.approx(0.3)
+    assert out.loc[1, "expected_loss"] == pytest.approx(50.0)
     assert (out.loc[1, "customers_automated"], out.loc[1, "customers_semi_automated"]) == (1, 1)
+    assert out.loc[1, "customers_no_consent"] == 0 and out.loc[1, "customers_no_action"] == 0
+    assert out.loc[1, "customers_in_retention_segment"] == 1  # the semi-automated one
     assert (
         out.loc[2, "customers_personal_outreach"] == 1 and out.loc[2, "customers_in_retention_segment"] == 1
     )
-    assert out.loc[1, "top_traits"] == "x +1.0"
+    assert out.loc[1, "trait_deviations"] == "x +1.0"
+    assert out.loc[1, "top_traits"] == "orders 2.0× as often as the average customer"
 
 
 def test_history_counts_stayed_joined_left_and_keeps_earlier_runs(internal):
-    ids, scores, clusters, lifecycle, retention, profiles = internal
-    segments = tables.customer_segments(ids, scores, clusters, lifecycle, retention, AS_OF, "run-2")
-    published = tables.churn_scores(ids, scores, AS_OF, "run-2")
-    current = tables.segment_profiles(profiles, segments, published, AS_OF, "run-2")
+    customers, profiles = internal
+    segments = tables.customer_segments(customers, AS_OF, "run-2")
+    current = tables.segment_profiles(profiles, customers, AS_OF, "run-2")
     nothing = tables.migration_since(None, segments)
     assert nothing.empty
     first = tables.segment_history(None, nothing, True, segments, current, AS_OF, "run-1")
@@ -94,6 +112,30 @@ def test_history_counts_stayed_joined_left_and_keeps_earlier_runs(internal):
     assert (history["run_id"] == "run-1").sum() == 2  # earlier rows kept
     again = tables.segment_history(history, moved, False, segments, current, AS_OF, "run-2")
     assert len(again) == len(history)  # re-publishing a run replaces its rows
+
+
+def test_kpi_history_holds_each_runs_headline_numbers_in_publish_order(internal):
+    customers, profiles = internal
+    current = tables.segment_profiles(profiles, customers, AS_OF, "run-1")
+    first = conform("kpi_history", tables.kpi_history(None, customers, current, AS_OF, "run-1"))
+    value = first.set_index(["measure", "breakdown"])["value"]
+    assert value["customers", "all"] == 4
+    assert value["mean_churn_probability", "all"] == pytest.approx(0.425)
+    assert value["expected_loss", "all"] == pytest.approx(93.0)
+    assert value["revenue_365d", "all"] == pytest.approx(240.0)
+    assert value["retention_list_customers", "all"] == 2
+    assert value["retention_list_expected_loss", "all"] == pytest.approx(80.0)
+    assert value["tier_customers", "no_consent"] == 1 and value["tier_customers", "no_action"] == 0
+    assert value["mean_churn_probability", "personal_outreach"] == pytest.approx(0.8)
+    assert np.isnan(value["mean_churn_probability", "no_action"])  # an empty tier has no mean
+    assert value["segment_customers", "segment:1"] == 2
+    assert first.set_index("breakdown").loc["segment:2", "breakdown_label"] == "B"
+    assert not first.duplicated(["run_id", "measure", "breakdown"]).any()
+    # a second run on the same day comes after the first; publishing a run again replaces its rows
+    second = tables.kpi_history(first, customers, current, AS_OF, "run-0")
+    assert second["run_id"].drop_duplicates().tolist() == ["run-1", "run-0"]
+    again = tables.kpi_history(second, customers, current, AS_OF, "run-0")
+    assert len(again) == len(second) and again["run_id"].drop_duplicates().tolist() == ["run-1", "run-0"]
 
 
 def test_conform_names_the_breach():
