@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from seg_pipeline.publish.contract import PUBLISHED_TABLES
 from tests.integration.support import UP_TO_CLEAN, run_all, settings_for
 
 
@@ -26,8 +27,8 @@ def test_clean_extracts_pass_every_gate_with_data_docs(tmp_path, landing):
         for s in ("orders", "web_events", "support_tickets", "email_events")
     ]
     later = ["customer_features", "customer_clusters", "segment_profiles", "lifecycle_stage", "churn_model",
-             "churn_scores", "retention_segment"]  # fmt: skip
-    published = [f"published_{t}" for t in ("customer_segments", "churn_scores", "segment_profiles", "segment_history")]
+             "churn_scores", "action_tiers", "retention_segment"]  # fmt: skip
+    published = [f"published_{t}" for t in PUBLISHED_TABLES]
     gates = {f"{t}_quality" for t in [*tables, "raw_crm_customers", "clean_customers", *later, *published]}
     gates.add("churn_scores_cover_profiled_customers")
     warnings = {"population_drift_within_threshold", "churn_model_beats_baselines"}  # WARN, not gates
