@@ -225,6 +225,10 @@ def success_summary(outcome: RunOutcome, settings: Settings, dagster_home: Path,
     quarantined = next((s.rows for s in steps if s.step == "quarantine"), None)
     if quarantined is not None:
         lines.append(f"  quarantine:   {quarantined:,} rows with their reasons in clean.quarantine")
+    listed = next((s.rows for s in steps if s.step == "retention_segment"), None)
+    if listed is not None:
+        lines.append(f"  retention:    {listed:,} customers on the retention list; "
+                     "`seg-pipeline export actions --tier retention --out retention.csv` writes it")  # fmt: skip
     lines += [
         f"  warning:      {note}"
         for s in steps

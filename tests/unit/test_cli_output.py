@@ -217,9 +217,11 @@ def test_success_summary_lists_report_data_docs_mlflow_and_stores(settings, tmp_
         StepOutcome(step="published_tables", status="succeeded",
                     links={"published to": "PostgreSQL schema s, warehouse schema published"}),
         StepOutcome(step="segment_report", status="succeeded", links={"report": str(report)}),
+        StepOutcome(step="retention_segment", status="succeeded", rows=1234),
     ]  # fmt: skip
     text = "\n".join(success_summary(RunOutcome("r1", "full_refresh", True, steps), settings, tmp_path, 12.0))
-    assert text.startswith("Run r1 succeeded in 12.0s: 3 steps, 2/2 checks passed.")
+    assert text.startswith("Run r1 succeeded in 12.0s: 4 steps, 2/2 checks passed.")
+    assert "retention:    1,234 customers on the retention list; `seg-pipeline export actions --tier retention" in text
     # links on the docs server `make dev` starts, each with its file on the next line
     assert f"report:       http://127.0.0.1:3001/reports/{report.name}\n                {report}\n" in text
     assert (
@@ -428,9 +430,11 @@ def published_warehouse(tmp_path) -> Path:
 
 
 def test_file_errors_name_the_path(tmp_path, capsys, restore_environ, published_warehouse):
-    code, _, err = run_main(capsys, "export", "customer_segments", "--out", str(tmp_path), "--home",
+    folder = tmp_path / "segments.csv"
+    folder.mkdir()
+    code, _, err = run_main(capsys, "export", "customer_segments", "--out", str(folder), "--home",
                             str(published_warehouse))  # fmt: skip
-    assert code == EXIT_USAGE and err.startswith(f"error: Is a directory: {tmp_path}\n")
+    assert code == EXIT_USAGE and err.startswith(f"error: Is a directory: {folder}\n")
     assert "what to do: check the path" in err and "Traceback" not in err
     with pytest.raises(FileNotFoundError) as missing:
         open(tmp_path / "absent.csv", encoding="utf-8")  # noqa: SIM115
