@@ -728,7 +728,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     rows = write_export(frame, out)  # CSV spreadsheet-safe: formula-like text cells start with '
     print(f"Wrote {rows:,} rows of {what} from {where} to {out}")
     if withheld:
-        print(f"Left out {withheld:,} customers with an erasure request the next run applies (seg-pipeline forget)")
+        print(f"Left out {withheld:,} customers with an erasure request the next run applies (forget)")
     return 0
 
 
@@ -756,7 +756,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     settings = _resolve_settings(args)
     key = resolve_key(settings.privacy.pseudonymization_key_env, settings.home)
-    result = explain(settings.warehouse_path, args.customer_id, ErasureRegister.read(settings.home, key))
+    result = explain(settings.warehouse_path, args.customer_id, ErasureRegister.read(settings.home, key),
+                     currency=settings.report.currency, locale=settings.report.locale)  # fmt: skip
     print(json.dumps(result.as_json(), indent=2) if args.json else result.text())
     # an erasure request (pending or applied) is an answer, not an unknown customer
     return 0 if result.found or result.erasure else 1

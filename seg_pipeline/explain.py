@@ -1,6 +1,7 @@
 """`seg-pipeline explain CUSTOMER_ID`: everything the pipeline concluded about one customer and why, in words
-(segment and its traits, lifecycle stage, churn risk with drivers, consent), from the last run's tables.
-Written so it can be handed to the customer as part of an answer to a data-subject access request.
+(segment and its traits, lifecycle stage, churn risk with drivers, action tier and suggested action,
+consent), from the last run's tables. Written so it can be handed to the customer as part of an answer to
+a data-subject access request, and read by a marketing manager without a data scientist.
 
 An erasure request (`seg-pipeline forget`) is applied by the next run. Until then the tables still hold
 the customer, and `explain` says so ("pending") and shows what is held rather than claiming nothing is;
@@ -17,6 +18,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from seg_pipeline import wording
+from seg_pipeline.churn.actions import NO_ACTION, NO_CONSENT, RETENTION_TIERS, TIER_LABELS
 from seg_pipeline.cleaning.privacy import erasure_file, pseudonymize
 from seg_pipeline.errors import SegPipelineError
 
@@ -107,13 +110,28 @@ def _one(con, sql: str, params: list) -> dict | None:
     return frame.iloc[0].to_dict() if len(frame) else None
 
 
+def _table_exists(con, name: str) -> bool:
+    schema, table = name.split(".")
+    found = con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [schema, table],
+    ).fetchone()
+    return bool(found and found[0])
+
+
 def _yes_no(value) -> str:
     return "unknown" if value is None or pd.isna(value) else ("yes" if bool(value) else "no")
 
 
-def explain(warehouse: Path, customer_id: str, erasures: ErasureRegister | None = None) -> Explanation:
+def _absent(value) -> bool:
+    return value is None or (not isinstance(value, str) and pd.isna(value))
+
+
+def explain(warehouse: Path, customer_id: str, erasures: ErasureRegister | None = None, *, currency: str = "EUR",
+            locale: str = "en") -> Explanation:  # fmt: skip
     """What the last run's tables hold about ``customer_id``, led by the status of an erasure request for
-    them (or anyone merged with them) in ``erasures``."""
+    them (or anyone merged with them) in ``erasures``; money in ``currency``, numbers as ``locale`` writes
+    them (report.currency, report.locale)."""
     if not warehouse.exists():
         raise SegPipelineError(f"no warehouse at {warehouse}: run `seg-pipeline run` first")
     out = Explanation(customer_id=customer_id, found=False)
@@ -124,7 +142,7 @@ def explain(warehouse: Path, customer_id: str, erasures: ErasureRegister | None 
             out.sections["Records"] = [f"No customer with id {customer_id} in the last run's cleaned data."]
         else:
             out.found = True
-            out.sections.update(_held(con, customer_id, ids))
+            out.sections.update(_held(con, customer_id, ids, currency, locale))
         requested_at = erasures.first_request(identity) if erasures else None
         if requested_at is not None:
             published = [] if out.found else _published_rows(con, identity)
@@ -169,7 +187,7 @@ def _plain(value) -> str:
     return "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
 
 
-def _held(con, customer_id: str, ids: dict) -> dict[str, list[str]]:
+def _held(con, customer_id: str, ids: dict, currency: str, locale: str) -> dict[str, list[str]]:
     """Records, consent, segment, lifecycle stage and churn risk of a customer of the cleaned data."""
     sections: dict[str, list[str]] = {}
     key = ids["customer_key"]
@@ -192,26 +210,80 @@ def _held(con, customer_id: str, ids: dict) -> dict[str, list[str]]:
         profile = _one(con, "select * from segmentation.segment_profiles where segment_id = ?",
                        [int(cluster["segment_id"])]) or {}  # fmt: skip
         sections["Segment"] = [
-            f"segment {cluster['segment_id']} \"{cluster['segment_name']}\", micro-segment "
+            f'segment {cluster["segment_id"]} "{cluster["segment_name"]}", micro-segment '
             f"{cluster['micro_segment_id']}",
-            f"{profile.get('customers', '?')} customers share it ({profile.get('share', 0):.1%} of all); what sets "
-            f"the segment apart, in standard deviations from all customers: {profile.get('top_deviations', '')}",
-        ]  # fmt: skip
+            _segment_traits(profile, locale),
+        ]
     stage = _one(con, "select * from segmentation.lifecycle_stage where customer_key = ?", [key])
     if stage is not None:
         sections["Lifecycle stage"] = [f"{stage['lifecycle_stage']}: {stage['lifecycle_reason']}"]
     score = _one(con, "select * from churn.churn_scores where customer_key = ?", [key])
     if score is not None:
-        retained = _one(con, "select customer_key from churn.retention_segment where customer_key = ?", [key])
-        sections["Churn risk"] = [
-            f"probability of leaving within the horizon: {score['churn_probability']:.1%} "
-            f"(risk score {score['churn_risk_score']} of 100, tier {score['risk_tier'].replace('_', ' ')})",
-            "what moves it most (feature value, effect on the probability): " + score["top_drivers"],
-            f"model: seg_pipeline_churn version {score['model_version']}"
-            + (f" ({score['scored_by']})" if score.get("scored_by") else "")
-            + f", scored as of {pd.Timestamp(score['as_of']).date()}",
-            "in the retention segment (high risk, high value): " + ("yes" if retained else "no"),
-        ]  # fmt: skip
+        sections["Churn risk"] = _churn_risk(con, key, score, currency, locale)
     if customer and not customer.get("profiling_allowed"):
         sections.setdefault("Segment", ["none: not profiled"])
     return sections
+
+
+def _segment_traits(profile: dict, locale: str) -> str:
+    """The segment's size and what sets it apart: its traits in words, or, from a warehouse written
+    before traits were worded, its deviations in standard deviations."""
+    customers = profile.get("customers")
+    size = "?" if _absent(customers) else wording.count(customers, locale)
+    shared = f"{size} customers share it ({wording.percent(profile.get('share', 0), locale)} of all)"
+    if not _absent(profile.get("top_traits")):
+        return f"{shared}; what sets the segment apart from the average customer: {profile['top_traits']}"
+    return (f"{shared}; what sets the segment apart, in standard deviations from all customers: "
+            f"{profile.get('top_deviations', '')}")  # fmt: skip
+
+
+def _churn_risk(con, key: str, score: dict, currency: str, locale: str) -> list[str]:
+    """Probability, drivers and model, then what is done about it: the action tier, expected loss and
+    suggested action from churn.action_tiers, or the risk tier and retention segment of a warehouse
+    written before action tiers."""
+    tiers = _table_exists(con, "churn.action_tiers")
+    tier = f", tier {score['risk_tier'].replace('_', ' ')}" if not tiers and score.get("risk_tier") else ""
+    lines = [
+        f"probability of leaving within the horizon: {wording.percent(score['churn_probability'], locale, 1)} "
+        f"(risk score {score['churn_risk_score']} of 100{tier})",
+        "what moves it most (each feature's effect on the probability): " + score["top_drivers"],
+        f"model: seg_pipeline_churn version {score['model_version']}"
+        + (f" ({score['scored_by']})" if score.get("scored_by") else "")
+        + f", scored as of {pd.Timestamp(score['as_of']).date()}",
+    ]
+    if tiers:
+        action = _one(con, "select * from churn.action_tiers where customer_key = ?", [key])
+        return lines + _action(action, score["churn_probability"], currency, locale)
+    retained = _one(con, "select customer_key from churn.retention_segment where customer_key = ?", [key])
+    return [*lines, "in the retention segment (high risk, high value): " + ("yes" if retained else "no")]
+
+
+def _action(action: dict | None, probability: float, currency: str, locale: str) -> list[str]:
+    """The customer's action tier in words, why, the expected loss in money and the suggested action."""
+    if action is None:
+        return ["action tier: none recorded for this customer"]
+    tier, rank = action["risk_tier"], action.get("action_rank")
+    ranked = (
+        "" if _absent(rank) else f", rank {wording.count(rank, locale)} by expected loss (1 = the largest)"
+    )
+    if tier == NO_CONSENT:
+        lines = ["action tier: none; without marketing consent the customer is not contacted"]
+    elif tier == NO_ACTION and _absent(rank):
+        lines = [
+            "action tier: none; nothing to lose (no spend in the last 365 days or below actions.min_expected_loss)"
+        ]
+    elif tier == NO_ACTION:
+        lines = [f"action tier: none; the tiers are filled by customers with a larger expected loss{ranked}"]
+    else:
+        lines = [f"action tier: {TIER_LABELS.get(tier, tier).lower()}{ranked}"]
+    if not _absent(action.get("expected_loss")) and not _absent(action.get("value_365d")):
+        lines.append(
+            f"expected loss: {wording.money(action['expected_loss'], currency, locale)} (churn probability "
+            f"{wording.percent(probability, locale, 1)} × {wording.money(action['value_365d'], currency, locale)} "
+            "spent in the last 365 days)"
+        )
+    if action.get("suggested_action"):
+        lines.append(f"suggested action: {action['suggested_action']}")
+    in_list = "yes" if tier in RETENTION_TIERS else "no"
+    lines.append(f"in the retention list (the personal-outreach and semi-automated tiers): {in_list}")
+    return lines

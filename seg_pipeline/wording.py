@@ -58,8 +58,8 @@ def points(probability_change) -> str:
     if _missing(probability_change):
         return MISSING
     pp = float(probability_change) * 100
-    shown = f"{pp:+.0f}" if abs(pp) >= 1 else f"{pp:+.1f}"
-    return f"{shown} points"
+    shown = f"{pp:+.0f}" if abs(round(pp, 1)) >= 1 else f"{pp:+.1f}"  # 0.96 is "+1", not "+1.0"
+    return f"{shown} point" if shown in ("+1", "-1") else f"{shown} points"
 
 
 @lru_cache(maxsize=32)
@@ -85,20 +85,23 @@ def _number(value: float, locale: str, digits: int) -> str:
 @lru_cache(maxsize=32)
 def _percent_pattern(locale: str, digits: int) -> str:
     """The locale's percent pattern ("#,##0%" in en, "#,##0 %" in de) with up to ``digits`` decimals."""
+    import re
+
     from babel import Locale
 
     pattern = Locale.parse(locale).percent_formats[None].pattern.split(";")[0]
-    integer, sign, rest = pattern.partition("%")
-    return integer + ("." + "#" * digits if digits else "") + sign + rest
+    decimals = "." + "#" * digits if digits else ""
+    return re.sub(r"[#0,.]*0", lambda number: number.group(0).split(".")[0] + decimals, pattern, count=1)
 
 
-def percent(fraction, locale: str = "en") -> str:
-    """A share as a percentage: whole percent from 1 % up, one decimal below ("0.4%"), so small shares do
-    not read as 0; "—" when missing."""
+def percent(fraction, locale: str = "en", digits: int | None = None) -> str:
+    """A share as a percentage with ``digits`` decimals; by default whole percent from 1 % up and one
+    decimal below ("0.4%"), so small shares do not read as 0; "—" when missing."""
     if _missing(fraction):
         return MISSING
     value = float(fraction)
-    digits = 0 if abs(value) >= 0.01 or value == 0 else 1
+    if digits is None:
+        digits = 0 if abs(value) >= 0.01 or value == 0 else 1
     return _percent(round(value, digits + 2), locale, digits)
 
 

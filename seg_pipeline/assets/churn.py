@@ -256,7 +256,9 @@ def churn_scores(
     X = feature_frame(customer_features, numeric, categorical)
     probability = model.predict_proba(X)[:, 1]
     driver_columns = [c for c in json.loads(tags.get("driver_features", "[]")) if c in X.columns]
-    texts, _ = drivers(model, X, driver_columns, typical_values(X))
+    texts, _ = drivers(
+        model, X, driver_columns, typical_values(X), currency=cfg.report.currency, locale=cfg.report.locale
+    )
     scores = pd.DataFrame(
         {
             "customer_key": customer_features["customer_key"].to_numpy(),

@@ -71,6 +71,8 @@ def segmentation(
                 churned=observed_churn(customer_features, clean_customers, cfg.churn),
                 previous_deviations=previous_devs,
                 previous_assignments=previous_clusters,
+                currency=cfg.report.currency,
+                locale=cfg.report.locale,
             )
         except SegPipelineError as exc:  # the data or config, not the machine: a rerun fails the same
             raise dg.Failure(description=str(exc), allow_retries=False) from None

@@ -111,7 +111,7 @@ def action_plan(tiers: pd.DataFrame, probability: pd.Series, config: ActionsConf
             "mean_churn_probability": members["churn_probability"].mean() if len(members) else np.nan,
             "value_365d": members["value_365d"].sum(min_count=1),
             "expected_loss": loss.sum(min_count=1),
-            "lowest_expected_loss": loss.min() if len(members) else np.nan,
+            "lowest_expected_loss": loss.min() if capacity and len(members) else np.nan,  # an action tier's cut-off
             "save_rate": save,
             "expected_customers_saved": float(members["churn_probability"].sum() * save) if capacity else np.nan,
             "expected_revenue_saved": loss.sum(min_count=1) * save if capacity else np.nan,

@@ -153,6 +153,11 @@ TABLES: dict[str, list[Column]] = {
     "kpi_history": [
         *_RUN,
         Column(
+            "publish_sequence",
+            "bigint",
+            description="1 for the first publish, then one more per publish: orders runs that share an as_of",
+        ),
+        Column(
             "measure",
             "text",
             description="customers, segment_customers, tier_customers, mean_churn_probability, revenue_365d, "

@@ -1,38 +1,41 @@
 """The segment report: one self-contained HTML page per run for marketing and customer success.
 
 The page has to open from a shared drive, an e-mail attachment or an air-gapped laptop, so everything is
-inside the one file: inline CSS, plots as base64 PNG data URIs, no scripts, fonts or network requests.
-Every string that comes from data (segment names, traits, drivers, ids) is HTML-escaped. Plots are drawn
-with ``matplotlib.figure.Figure`` (no pyplot: no GUI backend, no global state). ``summary_markdown`` is the
-short version for the Dagster asset metadata.
+inside the one file: the CSS inlined, plots as base64 PNG data URIs, no scripts, fonts or network requests.
+
+The page's structure and wording live in one Jinja2 template (``templates/segment_report.html.j2``, its CSS
+in ``templates/segment_report.css``). This module only prepares plain data for it: per section a dict of
+already formatted strings, tables as headers and rows, charts as data URIs. The template environment
+autoescapes every value (segment names, traits, drivers and ids come from data) and is strict: a value the
+template asks for and this module did not provide is an error, not an empty cell. Plots are drawn with
+``matplotlib.figure.Figure`` (no pyplot: no GUI backend, no global state). ``summary_markdown`` is the short
+version for the Dagster asset metadata.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import html
 import inspect
 import io
+import math
 import os
 import re
 import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from seg_pipeline.churn.scores import TIERS
+from seg_pipeline import wording
+from seg_pipeline.churn.actions import ACTION_TIERS, RETENTION_TIERS, TIER_LABELS, TIERS
 
-TIER_LABELS = {
-    "automated": "Automated",
-    "semi_automated": "Semi-automated",
-    "personal_outreach": "Personal outreach",
-}
-TIER_COLORS = {"automated": "#56B4E9", "semi_automated": "#E69F00", "personal_outreach": "#D55E00"}
+TIER_COLORS = {"personal_outreach": "#D55E00", "semi_automated": "#E69F00", "automated": "#56B4E9",
+               "no_action": "#B0B7BF", "no_consent": "#6B7280"}  # fmt: skip
 # Reading order of lifecycle stages, from the start of a relationship to its end; unknown stages go last.
 STAGE_ORDER = ("new", "growing", "champion", "steady", "at_risk", "dormant")
 STAGE_COLORS = {"new": "#56B4E9", "growing": "#009E73", "champion": "#0072B2", "steady": "#B0B7BF",
@@ -45,25 +48,38 @@ LEFT = "left"
 RETENTION_ROWS = 25  # rows of the retention list shown in the report; the full list is the published table
 DRIFT_CHART_FEATURES = 30  # bars in the PSI chart; the table lists every feature
 MARKDOWN_SEGMENTS = 15  # segment rows in the markdown summary, to keep it short
+IDENTITY_REVIEW_ROWS = 15  # pairs of the review list shown; the full list is clean.identity_review
+# A from x to matrix stays readable up to this many destination columns; with more segments each origin
+# becomes one row listing where its customers went (a 13-column matrix does not fit a page).
+MATRIX_MAX_COLUMNS = 6
+TREND_TABLE_RUNS = 6  # runs in the trends section's table of headline numbers; the charts show trend_runs
 DPI = 100
 MISSING = "—"
+TEMPLATE = "segment_report.html.j2"
+TEMPLATES = Path(__file__).with_name("templates")
 
 SECTIONS = (
     ("summary", "Summary"),
     ("segments", "Segments"),
     ("lifecycle", "Lifecycle stages"),
     ("churn-risk", "Churn risk"),
-    ("retention", "Retention segment"),
+    ("retention", "Retention list"),
+    ("trends", "Trends"),
     ("migration", "Segment migration"),
     ("model", "Churn model"),
     ("drift", "Data drift"),
     ("identity", "Duplicate customers"),
+    ("analysts", "For analysts"),
 )
-IDENTITY_REVIEW_ROWS = 15  # pairs of the review list shown; the full list is clean.identity_review
 
 JOB_DESCRIPTIONS = {
     "full_refresh": "full refresh: segments refitted and the churn model retrained",
     "rescore": "rescore: existing segments and the champion churn model applied to fresh data",
+}
+BASELINE_NAMES = {
+    "recency": "Sorting by days since the last activity (orders only: last purchase)",
+    "rfm": "RFM: recency, frequency and spend in a logistic regression",
+    "btyd": "BG/NBD buy-till-you-die model alone",
 }
 
 
@@ -76,7 +92,7 @@ class ReportInputs:
     as_of: dt.date
     segment_profiles: pd.DataFrame
     customer_segments: pd.DataFrame
-    retention: pd.DataFrame
+    retention: pd.DataFrame  # the retention list (the RETENTION_TIERS), one row per customer
     migration: pd.DataFrame
     first_run: bool
     model: dict
@@ -89,13 +105,18 @@ class ReportInputs:
     identity_review: pd.DataFrame = field(default_factory=pd.DataFrame)
     # label of a link -> the file it serves, shown beside it for readers without the docs server
     link_files: dict[str, str] = field(default_factory=dict)
+    # one row per tier in TIERS order: size, capacity, what is at stake, what a contact is expected to save
+    action_plan: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # long format (as_of, run_id, measure, breakdown, breakdown_label, value), this run included
+    kpi_history: pd.DataFrame = field(default_factory=pd.DataFrame)
+    currency: str = "EUR"
+    locale: str = "en"
+    # "probability" when there was no order revenue to weigh the probability by (no money columns then)
+    ranked_by: str = "expected_loss"
+    trend_runs: int = 12
 
 
 # --------------------------------------------------------------------------------------------- formatting
-
-
-class _Html(str):
-    """A table cell that is already safe HTML (built from escaped parts), so it is not escaped again."""
 
 
 def _missing(value: Any) -> bool:
@@ -112,21 +133,12 @@ def _truthy(value: Any) -> bool:
     return not _missing(value) and bool(value)
 
 
-def _esc(value: Any) -> str:
-    return MISSING if _missing(value) else html.escape(str(value), quote=True)
-
-
-def _int(value: Any) -> str:
-    return MISSING if _missing(value) else f"{int(round(float(value))):,}"
+def _text(value: Any) -> str:
+    return MISSING if _missing(value) else str(value)
 
 
 def _pct(value: Any, digits: int = 1) -> str:
     return MISSING if _missing(value) else f"{float(value) * 100:.{digits}f}%"
-
-
-def _money(value: Any, digits: int = 0) -> str:
-    """Thousands separators, no currency symbol: the report does not know the company's currency."""
-    return MISSING if _missing(value) else f"{float(value):,.{digits}f}"
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -140,26 +152,60 @@ def _date(value: Any) -> str:
     return pd.Timestamp(value).date().isoformat()
 
 
-def _safe_href(url: str) -> str | None:
+def _readable(code: Any) -> str:
+    return str(code).replace("_", " ")
+
+
+def _tier_label(tier: Any) -> str:
+    return MISSING if _missing(tier) else TIER_LABELS.get(str(tier), _readable(tier))
+
+
+@dataclass(frozen=True)
+class _Numbers:
+    """Money and counts in the reader's currency and locale (seg_pipeline.wording), one place for both."""
+
+    currency: str = "EUR"
+    locale: str = "en"
+
+    def money(self, value: Any, digits: int = 0) -> str:
+        return MISSING if _missing(value) else wording.money(value, self.currency, self.locale, digits)
+
+    def count(self, value: Any) -> str:
+        return MISSING if _missing(value) else wording.count(value, self.locale)
+
+    def saved(self, value: Any) -> str:
+        """Expected customers saved is a sum of probabilities: one decimal while it is small."""
+        if _missing(value) or abs(float(value)) >= 10:
+            return self.count(value)
+        from babel.numbers import format_decimal
+
+        return format_decimal(round(float(value), 1), format="#,##0.0", locale=self.locale)
+
+
+def _safe_href(url: Any) -> str | None:
     """Links come from configuration; still, never emit a scriptable or inline-data href."""
     scheme = re.sub(r"\s", "", str(url)).lower().split(":", 1)[0]
-    return None if scheme in {"javascript", "vbscript", "data"} else html.escape(str(url), quote=True)
+    return None if scheme in {"javascript", "vbscript", "data"} else str(url)
 
 
-def _link(label: str, url: Any) -> str:
+def _link(label: Any, url: Any) -> dict:
+    """A link for the template: ``href`` when safe; an unsafe URL is shown as text (``raw``), never linked."""
     if _missing(url) or not str(url).strip():
-        return _esc(label)
-    href = _safe_href(str(url))
-    if href is None:
-        return f"{_esc(label)} ({_esc(url)})"
-    return f'<a href="{href}">{_esc(label)}</a>'
+        return {"label": _text(label), "href": None, "raw": None}
+    href = _safe_href(url)
+    return {"label": _text(label), "href": href, "raw": None if href else str(url)}
 
 
-def _file_note(path: str | None) -> str:
-    """`` (file: <path>)``, the path a link to the docs server serves, linked for a page opened as a file."""
-    if not path:
-        return ""
-    return f' <span class="note">(file: {_link(path, Path(path).absolute().as_uri())})</span>'
+def _file_link(path: str | None) -> dict | None:
+    """The file a docs-server link serves, linked for a page opened as a file."""
+    return _link(path, Path(path).absolute().as_uri()) if path else None
+
+
+def _cell(value: Any) -> Any:
+    """A table cell: a string, a list of lines, or a link dict; missing values show as a dash."""
+    if isinstance(value, list | dict):
+        return value
+    return _text(value)
 
 
 def _table(
@@ -167,37 +213,35 @@ def _table(
     rows: Iterable[Sequence[Any]],
     *,
     numeric: Iterable[int] = (),
-    row_classes: Sequence[str | None] | None = None,
     css: str = "data",
-) -> str:
-    """A plain HTML table; every cell is escaped unless it is ``_Html``. Numeric columns align right."""
+    row_classes: Sequence[str | None] | None = None,
+) -> dict:
+    """A table for the template's ``table`` macro. ``css`` names the table so the stylesheet can give its
+    columns widths; numeric columns align right."""
     numeric = set(numeric)
-
-    def cell(tag: str, i: int, value: Any) -> str:
-        text = value if isinstance(value, _Html) else _esc(value)
-        cls = ' class="num"' if i in numeric else ""
-        return f"<{tag}{cls}>{text}</{tag}>"
-
-    head = "".join(cell("th", i, h) for i, h in enumerate(headers))
     body = []
     for r, row in enumerate(rows):
-        cls = row_classes[r] if row_classes is not None else None
-        attr = f' class="{html.escape(cls)}"' if cls else ""
-        body.append(f"<tr{attr}>" + "".join(cell("td", i, v) for i, v in enumerate(row)) + "</tr>")
-    return (
-        f'<div class="table-wrap"><table class="{css}"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table></div>"
-    )
+        cells = [{"value": _cell(v), "num": i in numeric} for i, v in enumerate(row)]
+        body.append({"cls": row_classes[r] if row_classes is not None else None, "cells": cells})
+    return {"css": css, "headers": [{"text": h, "num": i in numeric} for i, h in enumerate(headers)],
+            "rows": body}  # fmt: skip
 
 
-def _section(section_id: str, body: str, intro: str = "") -> str:
-    title = dict(SECTIONS)[section_id]
-    note = f'<p class="note">{intro}</p>' if intro else ""
-    return f'<section id="{section_id}">\n<h2>{html.escape(title)}</h2>\n{note}\n{body}\n</section>'
+def _card(label: str, value: str, detail: str | None = None) -> dict:
+    return {"label": label, "value": value, "detail": detail}
 
 
-def _empty(message: str) -> str:
-    return f'<p class="empty">{html.escape(message)}</p>'
+def _split_traits(text: Any) -> list[str]:
+    """Traits are separated by "; " (business phrases may hold commas inside numbers); older runs used ", "."""
+    if _missing(text):
+        return []
+    text = str(text)
+    return [t.strip() for t in text.split("; " if "; " in text else ", ") if t.strip()]
+
+
+def _drivers(text: Any) -> list[str] | str:
+    lines = [t.strip() for t in str(text).split("; ") if t.strip()] if not _missing(text) else []
+    return lines or MISSING
 
 
 def _md(text: Any) -> str:
@@ -205,6 +249,17 @@ def _md(text: Any) -> str:
     if _missing(text):
         return MISSING
     return re.sub(r"([\\|*_`\[\]<>])", r"\\\1", str(text)).replace("\n", " ")
+
+
+def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A column as numbers; all-NaN when the frame does not have it (older runs, first runs)."""
+    if column in frame:
+        return pd.to_numeric(frame[column], errors="coerce")
+    return pd.Series(np.nan, index=frame.index, dtype="float64")
+
+
+def _sum(values: pd.Series) -> float:
+    return float(values.sum(min_count=1)) if len(values) else float("nan")
 
 
 # ------------------------------------------------------------------------------------------------- data
@@ -225,8 +280,7 @@ def _segment_names(profiles: pd.DataFrame) -> dict[int, str]:
 
 def _label_segments(ids: pd.Series, given_names: pd.Series | None, names: dict[int, str]) -> pd.Series:
     """A display label per row: the profile's name, else the row's own name, else the id; <NA> -> unassigned."""
-    sid = pd.array(ids, dtype="Int64")
-    sid = pd.Series(sid, index=ids.index)
+    sid = pd.Series(pd.array(ids, dtype="Int64"), index=ids.index)
     label = sid.map(names).astype(object)
     if given_names is not None:
         label = label.where(label.notna(), given_names.where(given_names.notna() & (given_names != "")))
@@ -248,21 +302,30 @@ def _stage_order(stages: Iterable[str]) -> list[str]:
     return [s for s in STAGE_ORDER if s in present] + sorted(present - set(STAGE_ORDER))
 
 
-def _readable(code: Any) -> str:
-    return str(code).replace("_", " ")
-
-
 @dataclass
-class _Prepared:
-    """Derived views used by several sections (computed once)."""
+class _Run:
+    """One run's inputs with the views several sections share (computed once)."""
 
+    inputs: ReportInputs
+    n: _Numbers
     names: dict[int, str]
     customers: pd.DataFrame  # customer_segments plus a "segment" display label
     order: list[str]
-    retention: pd.DataFrame  # retention plus a "segment" display label
+    retention: pd.DataFrame  # the retention list plus a "segment" display label
+    plan: pd.DataFrame  # the action plan indexed by tier (empty for runs before it existed)
+
+    @property
+    def has_money(self) -> bool:
+        """Whether the list was ranked by expected loss (there was order revenue to weigh it by)."""
+        return self.inputs.ranked_by != "probability"
+
+    def plan_total(self, column: str, tiers: Sequence[str]) -> float:
+        if self.plan.empty or column not in self.plan:
+            return float("nan")
+        return _sum(pd.to_numeric(self.plan.reindex(list(tiers))[column], errors="coerce"))
 
 
-def _prepare(inputs: ReportInputs) -> _Prepared:
+def _prepare(inputs: ReportInputs) -> _Run:
     names = _segment_names(inputs.segment_profiles)
     cs = inputs.customer_segments.copy()
     if len(cs) and "segment_id" in cs:
@@ -278,7 +341,10 @@ def _prepare(inputs: ReportInputs) -> _Prepared:
         ret["segment"] = given.where(given.notna() & (given != ""), UNASSIGNED).astype(object)
     else:
         ret["segment"] = pd.Series(dtype=object)
-    return _Prepared(names=names, customers=cs, order=order, retention=ret)
+    plan = inputs.action_plan
+    plan = plan.set_index("tier") if not plan.empty and "tier" in plan else pd.DataFrame()
+    return _Run(inputs=inputs, n=_Numbers(inputs.currency, inputs.locale), names=names, customers=cs,
+                order=order, retention=ret, plan=plan)  # fmt: skip
 
 
 def _migration_totals(migration: pd.DataFrame) -> dict[str, int]:
@@ -298,10 +364,8 @@ def _migration_totals(migration: pd.DataFrame) -> dict[str, int]:
     }
 
 
-def _revenue_at_risk(retention: pd.DataFrame) -> float:
-    if retention.empty or "monetary_365d" not in retention:
-        return float("nan")
-    return float(pd.to_numeric(retention["monetary_365d"], errors="coerce").sum(min_count=1))
+def _list_expected_loss(run: _Run) -> float:
+    return _sum(_numeric(run.retention, "expected_loss")) if run.has_money else float("nan")
 
 
 def _flagged_drift(inputs: ReportInputs) -> pd.DataFrame:
@@ -334,18 +398,15 @@ def _style(ax) -> None:
 
 
 def _plain(label: Any, width: int = 28) -> str:
-    """Axis text from data: wrapped, and with ``$`` escaped so matplotlib never parses it as math."""
+    """Chart text from data (names, money): wrapped, with ``$`` escaped so matplotlib never reads math."""
     return "\n".join(textwrap.wrap(str(label), width) or [""]).replace("$", r"\$")
 
 
-def _img(fig, alt: str, caption: str = "") -> str:
+def _img(fig, alt: str, caption: str = "") -> dict:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", facecolor="white")
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
-    return (
-        f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(alt, quote=True)}">{cap}</figure>'
-    )
+    return {"uri": f"data:image/png;base64,{data}", "alt": alt, "caption": caption}
 
 
 def _colors(labels: Sequence[str], fixed: dict[str, str]) -> list[str]:
@@ -353,20 +414,19 @@ def _colors(labels: Sequence[str], fixed: dict[str, str]) -> list[str]:
     return [fixed.get(label) or next(spare) for label in labels]
 
 
-def _segment_size_chart(profiles: pd.DataFrame, names: dict[int, str]) -> str:
+def _segment_size_chart(profiles: pd.DataFrame, run: _Run) -> dict:
     from matplotlib.ticker import MaxNLocator
 
-    frame = profiles.dropna(subset=["segment_id"]).sort_values("segment_id")
-    labels = [names[int(s)] for s in frame["segment_id"]]
-    counts = pd.to_numeric(frame["customers"], errors="coerce").fillna(0).to_numpy()
-    shares = pd.to_numeric(frame["share"], errors="coerce").to_numpy()
+    labels = [run.names[int(s)] for s in profiles["segment_id"]]
+    counts = _numeric(profiles, "customers").fillna(0).to_numpy()
+    shares = _numeric(profiles, "share").to_numpy()
     fig, ax = _figure(8, 0.45 * len(labels) + 1.2)
     y = np.arange(len(labels))
     bars = ax.barh(y, counts, color=_colors(labels, {}))
     ax.set_yticks(y, [_plain(lbl) for lbl in labels])
     ax.invert_yaxis()
-    ax.bar_label(bars, labels=[f"{_int(c)} ({_pct(s)})" for c, s in zip(counts, shares, strict=True)],
-                 padding=3, fontsize=9)  # fmt: skip
+    labels = [_plain(f"{run.n.count(c)} ({_pct(s)})", 60) for c, s in zip(counts, shares, strict=True)]
+    ax.bar_label(bars, labels=labels, padding=3, fontsize=9)
     ax.set_xlabel("customers")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlim(0, max(float(counts.max(initial=0)), 1.0) * 1.25)
@@ -374,7 +434,7 @@ def _segment_size_chart(profiles: pd.DataFrame, names: dict[int, str]) -> str:
     return _img(fig, "Customers per segment", "Customers per segment (share of all segmented customers).")
 
 
-def _stacked_share_chart(table: pd.DataFrame, colors: dict[str, str], title: str, alt: str) -> str:
+def _stacked_share_chart(table: pd.DataFrame, colors: dict[str, str], title: str, alt: str) -> dict:
     """Rows of 100% bars, one colour per column: how each group splits into the column categories."""
     shares = table.div(table.sum(axis=1).replace(0, np.nan), axis=0).fillna(0.0)
     fig, ax = _figure(8.5, 0.45 * len(shares) + 1.6)
@@ -397,17 +457,16 @@ def _stacked_share_chart(table: pd.DataFrame, colors: dict[str, str], title: str
     return _img(fig, alt)
 
 
-def _risk_box_chart(customers: pd.DataFrame, order: list[str]) -> str:
-    scores = pd.to_numeric(customers["churn_risk_score"], errors="coerce")
+def _risk_box_chart(customers: pd.DataFrame, order: list[str]) -> dict:
+    scores = _numeric(customers, "churn_risk_score")
     groups = [(label, scores[customers["segment"] == label].dropna().to_numpy()) for label in order]
     groups = [(label, values) for label, values in groups if len(values)]
     fig, ax = _figure(8, 0.5 * len(groups) + 1.3)
-    data = [values for _, values in groups]
     horizontal = (
         {"orientation": "horizontal"} if "orientation" in inspect.signature(ax.boxplot).parameters
         else {"vert": False}
     )  # fmt: skip
-    parts = ax.boxplot(data, widths=0.6, patch_artist=True, showfliers=False, **horizontal)
+    parts = ax.boxplot([v for _, v in groups], widths=0.6, patch_artist=True, showfliers=False, **horizontal)
     for patch in parts["boxes"]:
         patch.set(facecolor="#D6E4F0", edgecolor="#0072B2")
     for median in parts["medians"]:
@@ -421,25 +480,25 @@ def _risk_box_chart(customers: pd.DataFrame, order: list[str]) -> str:
                 "Box: middle half of the segment's customers; orange line: median; whiskers: typical range.")  # fmt: skip
 
 
-def _retention_chart(by_segment: pd.DataFrame) -> str:
-    fig, ax = _figure(8, 0.45 * len(by_segment) + 1.2)
-    y = np.arange(len(by_segment))
+def _retention_chart(by_segment: pd.DataFrame, run: _Run) -> dict:
     from matplotlib.ticker import MaxNLocator
 
+    fig, ax = _figure(8, 0.45 * len(by_segment) + 1.2)
+    y = np.arange(len(by_segment))
     bars = ax.barh(y, by_segment["customers"].to_numpy(), color="#D55E00")
-    labels = [f"{_int(c)}" + ("" if _missing(r) else f" · {_money(r)} at risk")
-              for c, r in zip(by_segment["customers"], by_segment["revenue"], strict=True)]  # fmt: skip
-    ax.bar_label(bars, labels=labels, padding=3, fontsize=9)
+    labels = [run.n.count(c) + ("" if _missing(loss) else f" · {run.n.money(loss)} expected loss")
+              for c, loss in zip(by_segment["customers"], by_segment["expected_loss"], strict=True)]  # fmt: skip
+    ax.bar_label(bars, labels=[_plain(lbl, 80) for lbl in labels], padding=3, fontsize=9)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_yticks(y, [_plain(s) for s in by_segment.index])
     ax.invert_yaxis()
-    ax.set_xlim(0, max(float(by_segment["customers"].max()), 1.0) * 1.45)
-    ax.set_xlabel("customers in the retention segment")
+    ax.set_xlim(0, max(float(by_segment["customers"].max()), 1.0) * 1.6)
+    ax.set_xlabel("customers in the retention list")
     _style(ax)
-    return _img(fig, "Retention segment customers per segment")
+    return _img(fig, "Retention list customers per segment")
 
 
-def _drift_chart(drift: pd.DataFrame, threshold: float) -> str:
+def _drift_chart(drift: pd.DataFrame, threshold: float) -> dict:
     shown = drift.head(DRIFT_CHART_FEATURES)
     fig, ax = _figure(8, 0.3 * len(shown) + 1.3)
     y = np.arange(len(shown))
@@ -455,312 +514,472 @@ def _drift_chart(drift: pd.DataFrame, threshold: float) -> str:
     return _img(fig, "PSI per feature", "Orange: above the threshold." + more)
 
 
+def _line_chart(ticks: list[str], series: dict[str, np.ndarray], title: str, axis: str, tick_format,
+                colors: dict[str, str] | None = None) -> dict:  # fmt: skip
+    """One line per series over the runs (x = run order, labelled with the run's date: several runs may
+    share a date, so dates cannot be the x values)."""
+    fig, ax = _figure(5.6, 3.1 + (0.22 * math.ceil(len(series) / 2) if len(series) > 1 else 0))
+    x = np.arange(len(ticks))
+    for label, color in zip(series, _colors(list(series), colors or {}), strict=True):
+        ax.plot(
+            x, series[label], marker="o", markersize=3.5, linewidth=1.8, color=color, label=_plain(label, 34)
+        )
+    step = max(1, math.ceil(len(ticks) / 8))  # at most ~8 date labels, whatever trend_runs is
+    ax.set_xticks(x[::step], [ticks[i] for i in x[::step]], rotation=30, ha="right")
+    ax.yaxis.set_major_formatter(lambda v, _pos: _plain(tick_format(v), 40))
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel(axis, fontsize=9)
+    ax.set_title(title, fontsize=10, loc="left")
+    if len(series) > 1:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=2, fontsize=7.5, frameon=False)
+    _style(ax)
+    return _img(fig, title)
+
+
 # --------------------------------------------------------------------------------------------- sections
 
 
-def _cards(items: Sequence[tuple[str, str]]) -> str:
-    cards = "".join(
-        f'<div class="card"><div class="value">{html.escape(value)}</div>'
-        f'<div class="label">{html.escape(label)}</div></div>'
-        for label, value in items
-    )
-    return f'<div class="cards">{cards}</div>'
-
-
-def _summary_section(inputs: ReportInputs, prep: _Prepared) -> str:
-    cs = prep.customers
-    scores = (
-        pd.to_numeric(cs["churn_risk_score"], errors="coerce") if "churn_risk_score" in cs else pd.Series()
-    )
+def _summary(run: _Run) -> dict:
+    inputs, cs, n = run.inputs, run.customers, run.n
+    scores = _numeric(cs, "churn_risk_score")
     unassigned = int((cs["segment"] == UNASSIGNED).sum())
     flagged = _flagged_drift(inputs)
-    auc = inputs.model.get("holdout_roc_auc")
+    listed, scored = len(run.retention), len(cs)
     version = inputs.model.get("model_version")
     cards = [
-        ("customers scored", _int(len(cs))),
-        ("segments", _int(len(prep.names))),
-        ("mean churn risk score (0-100)", _num(scores.mean(), 0) if len(scores) else MISSING),
-        ("customers in retention segment", _int(len(inputs.retention))),
-        ("revenue at risk (365 d)", _money(_revenue_at_risk(inputs.retention))),
-        ("churn model", f"v{version}" if not _missing(version) else MISSING),
-        ("model ROC-AUC (holdout)", _num(auc)),
-        (
-            "drifted features",
-            "no reference" if inputs.drift.empty else f"{len(flagged)} of {len(inputs.drift)}",
-        ),
-    ]
-    meta = _table(
-        ["", ""],
-        [
-            ["Run", inputs.run_id],
-            ["Job", JOB_DESCRIPTIONS.get(inputs.job, inputs.job)],
-            ["Data as of", _date(inputs.as_of)],
-            ["Segmentation", inputs.segmentation.get("selected")],
-        ],
-        css="meta",
-    )
+        _card("customers scored", n.count(scored)),
+        _card("segments", n.count(len(run.names))),
+        _card("mean churn risk score (0-100)", _num(scores.mean(), 0) if len(scores) else MISSING),
+        _card("customers in the retention list", n.count(listed),
+              f"{_pct(listed / scored)} of scored customers" if scored else None),
+        _card("expected revenue at risk in the list", n.money(_list_expected_loss(run)),
+              "churn probability × spend in the last 365 days" if run.has_money else "no order revenue"),
+        _card("expected customers saved", n.saved(run.plan_total("expected_customers_saved", ACTION_TIERS)),
+              "all action tiers, at their save rates"),
+        _card("churn model", f"v{version}" if not _missing(version) else MISSING),
+        _card("model ROC-AUC (holdout)", _num(inputs.model.get("holdout_roc_auc"))),
+        _card("drifted features", "no reference" if inputs.drift.empty else f"{len(flagged)} of {len(inputs.drift)}"),
+    ]  # fmt: skip
+    meta = [("Run", _text(inputs.run_id)), ("Job", JOB_DESCRIPTIONS.get(inputs.job, _text(inputs.job))),
+            ("Data as of", _date(inputs.as_of)), ("Segmentation", _text(inputs.segmentation.get("selected")))]  # fmt: skip
     notes = []
     if inputs.segmentation.get("single_segment"):
-        notes.append(
-            "One segment: every customer has the same profile features, so all are in \u201cAll customers\u201d "
-            f"({inputs.segmentation.get('notes')})."
-        )
+        notes.append("One segment: every customer has the same profile features, so all are in \u201cAll "
+                     f"customers\u201d ({inputs.segmentation.get('notes')}).")  # fmt: skip
     if unassigned:
-        notes.append(
-            f"{unassigned:,} customers ({unassigned / max(len(cs), 1):.1%}) joined since the segments were "
-            "last fitted and are shown as \u201cunassigned\u201d until the next full refresh."
-        )
+        notes.append(f"{n.count(unassigned)} customers ({unassigned / max(scored, 1):.1%}) joined since the segments "
+                     "were last fitted and are shown as \u201cunassigned\u201d until the next full refresh.")  # fmt: skip
     if len(flagged):
-        notes.append(
-            "Drift: "
-            + ", ".join(
-                f"{f} (PSI {_num(p, 2)})" for f, p in zip(flagged["feature"], flagged["psi"], strict=True)
-            )  # fmt: skip
-            + " changed noticeably since the reference run; see Data drift."
+        changed = ", ".join(
+            f"{f} (PSI {_num(p, 2)})" for f, p in zip(flagged["feature"], flagged["psi"], strict=True)
         )
-    note_html = "".join(f'<p class="callout">{html.escape(n)}</p>' for n in notes)
-    if inputs.links:
-        items = "".join(
-            f"<li>{_link(label, url)}{_file_note(inputs.link_files.get(label))}</li>"
-            for label, url in inputs.links.items()
-        )
-        links = f'<h3>Links</h3><ul class="links">{items}</ul>'
-    else:
-        links = ""
-    return _section("summary", meta + _cards(cards) + note_html + links)
+        notes.append(f"Drift: {changed} changed noticeably since the reference run; see Data drift.")
+    links = [{"link": _link(label, url), "file": _file_link(inputs.link_files.get(label))}
+             for label, url in inputs.links.items()]  # fmt: skip
+    return {"meta": meta, "cards": cards, "notes": notes, "links": links}
 
 
-def _segments_section(inputs: ReportInputs, prep: _Prepared) -> str:
-    profiles = inputs.segment_profiles
-    intro = (
-        "Customers grouped by similar behaviour and value. <em>Traits</em> say how the segment differs from "
-        "the average customer, in standard deviations (+ above average, &minus; below). Revenue is the last "
-        "365 days; observed churn is the share of the segment's customers who churned in the last window."
-    )
+def _segment_row(p: pd.Series, run: _Run) -> list:
+    in_list = p.get("customers_in_retention_segment")
+    if _missing(in_list) and all(f"customers_{t}" in p.index for t in RETENTION_TIERS):
+        in_list = sum(p[f"customers_{t}"] for t in RETENTION_TIERS)
+    n = run.n
+    return [
+        run.names[int(p["segment_id"])], _with_share(n.count(p.get("customers")), p.get("share")),
+        _with_share(n.money(p.get("revenue_365d")), p.get("revenue_share")), n.money(p.get("mean_revenue_365d"), 2),
+        _pct(p.get("observed_churn_rate")), _pct(p.get("mean_churn_probability")), n.count(in_list),
+        _split_traits(p.get("top_traits")) or MISSING,
+    ]  # fmt: skip
+
+
+def _with_share(amount: str, share: Any) -> str:
+    """An amount and its share in one cell, "1,234 (28.5%)", so the table has room for the traits."""
+    return amount if _missing(share) or amount == MISSING else f"{amount} ({_pct(share)})"
+
+
+def _segments(run: _Run) -> dict:
+    profiles = run.inputs.segment_profiles
     if profiles.empty:
-        return _section("segments", _empty("No segment profiles in this run."), intro)
+        return {"empty": True, "chart": None, "table": None, "no_revenue": False}
     frame = profiles.dropna(subset=["segment_id"]).sort_values("segment_id")
-    rows = []
-    for _, p in frame.iterrows():
-        traits = [t.strip() for t in str(p.get("top_traits") or "").split(",") if t.strip()]
-        traits_html = _Html("<br>".join(html.escape(t) for t in traits)) if traits else MISSING
-        rows.append([
-            prep.names[int(p["segment_id"])], _int(p.get("customers")), _pct(p.get("share")),
-            _money(p.get("revenue_365d")), _pct(p.get("revenue_share")), _money(p.get("mean_revenue_365d"), 2),
-            _pct(p.get("observed_churn_rate")), _num(p.get("mean_churn_risk_score"), 0),
-            _int(p.get("customers_in_retention_segment")), traits_html,
-        ])  # fmt: skip
     table = _table(
-        ["Segment", "Customers", "Share", "Revenue (365 d)", "Revenue share", "Avg revenue per customer",
-         "Observed churn", "Avg churn risk (0-100)", "In retention segment", "Top traits"],
-        rows, numeric=range(1, 9),
+        ["Segment", "Customers (share)", "Revenue, 365 days (share)", "Avg revenue per customer", "Observed churn",
+         "Mean churn probability", "In retention list", "Top traits"],
+        [_segment_row(p, run) for _, p in frame.iterrows()], numeric=range(1, 7), css="data segments",
     )  # fmt: skip
-    seg = inputs.segmentation
-    facts = [f"Method: {_esc(seg.get('selected'))}", f"silhouette {_num(seg.get('silhouette'))}",
-             f"stability {_num(seg.get('stability'))}"]  # fmt: skip
-    if not _missing(seg.get("mlflow_run_url")):
-        facts.append(_link("segmentation run in MLflow", seg.get("mlflow_run_url")))
-    method = f'<p class="note">{" · ".join(facts)}</p>'
-    missing_revenue = frame["revenue_365d"].isna().all() if "revenue_365d" in frame else True
-    note = (
-        _empty("No order revenue in the source data: revenue columns show \u201c—\u201d.")
-        if missing_revenue
-        else ""
-    )
-    return _section("segments", _segment_size_chart(frame, prep.names) + table + method + note, intro)
+    no_revenue = bool(_numeric(frame, "revenue_365d").isna().all())
+    return {
+        "empty": False,
+        "chart": _segment_size_chart(frame, run),
+        "table": table,
+        "no_revenue": no_revenue,
+    }
 
 
-def _lifecycle_section(prep: _Prepared) -> str:
-    cs = prep.customers
-    intro = "Where customers are in their relationship with the company, overall and within each segment."
+def _lifecycle(run: _Run) -> dict:
+    cs, n = run.customers, run.n
     if cs.empty or "lifecycle_stage" not in cs:
-        return _section("lifecycle", _empty("No customers in this run."), intro)
+        return {"empty": True, "chart": None, "overall": None, "by_segment": None}
     stages = cs["lifecycle_stage"].fillna("unknown").astype(str)
     order = _stage_order(stages)
-    counts = pd.crosstab(cs["segment"], stages).reindex(index=prep.order, columns=order, fill_value=0)
+    counts = pd.crosstab(cs["segment"], stages).reindex(index=run.order, columns=order, fill_value=0)
     overall = stages.value_counts().reindex(order, fill_value=0)
-    chart_table = pd.concat([overall.rename("All customers").to_frame().T, counts])
-    chart = _stacked_share_chart(
-        chart_table, STAGE_COLORS, "Lifecycle stage mix", "Lifecycle stages by segment"
-    )
-    total = len(cs)
-    overall_table = _table(
-        ["Lifecycle stage", "Customers", "Share"],
-        [[_readable(s), _int(n), _pct(n / total)] for s, n in overall.items()],
-        numeric=(1, 2),
-    )
-    rows = []
-    for label, row in chart_table.iterrows():
-        n = int(row.sum())
-        rows.append([label, _int(n), *(f"{_int(v)} ({_pct(v / n, 0) if n else MISSING})" for v in row)])
+    mix = pd.concat([overall.rename("All customers").to_frame().T, counts])
+    overall_table = _table(["Lifecycle stage", "Customers", "Share"],
+                           [[_readable(s), n.count(c), _pct(c / len(cs))] for s, c in overall.items()],
+                           numeric=(1, 2), css="data narrow")  # fmt: skip
+    rows = [
+        [label, n.count(row.sum()), *(_count_share(v, row.sum(), n) for v in row)]
+        for label, row in mix.iterrows()
+    ]
     by_segment = _table(["Segment", "Customers", *(_readable(s) for s in order)], rows,
-                        numeric=range(1, len(order) + 2))  # fmt: skip
-    return _section("lifecycle", chart + "<h3>Overall</h3>" + overall_table + "<h3>By segment</h3>" + by_segment,
-                    intro)  # fmt: skip
+                        numeric=range(1, len(order) + 2), css="data stages")  # fmt: skip
+    chart = _stacked_share_chart(mix, STAGE_COLORS, "Lifecycle stage mix", "Lifecycle stages by segment")
+    return {"empty": False, "chart": chart, "overall": overall_table, "by_segment": by_segment}
 
 
-def _churn_section(prep: _Prepared) -> str:
-    cs = prep.customers
-    intro = (
-        "The churn risk score (0-100) comes from the churn model's calibrated probability. Each customer is in "
-        "one action tier: <em>automated</em> (campaigns), <em>semi-automated</em> (triggered offers, light "
-        "touch) or <em>personal outreach</em> (a person from customer success should call)."
-    )
+def _count_share(count: int, total: int, n: _Numbers) -> str:
+    return f"{n.count(count)} ({_pct(count / total, 0) if total else MISSING})"
+
+
+def _in_retention_list(cs: pd.DataFrame) -> pd.Series | None:
+    if "in_retention_segment" in cs:
+        return cs["in_retention_segment"].fillna(False).astype(bool)
+    return cs["risk_tier"].isin(RETENTION_TIERS) if "risk_tier" in cs else None
+
+
+def _churn_risk(run: _Run) -> dict:
+    cs, n = run.customers, run.n
     if cs.empty or "churn_risk_score" not in cs:
-        return _section("churn-risk", _empty("No churn scores in this run."), intro)
+        return {"empty": True, "chart": None, "table": None}
     tiers = cs["risk_tier"].astype(object).where(cs["risk_tier"].notna(), "unknown").astype(str)
-    tier_order = list(TIERS) + sorted(set(tiers) - set(TIERS))  # all three tiers, even when one is empty
-    counts = pd.crosstab(cs["segment"], tiers).reindex(index=prep.order, columns=tier_order, fill_value=0)
-    scores = pd.to_numeric(cs["churn_risk_score"], errors="coerce")
-    in_ret = cs["in_retention_segment"].fillna(False).astype(bool) if "in_retention_segment" in cs else None
-    rows = []
-    for label, row in counts.iterrows():
-        mask = cs["segment"] == label
-        rows.append([
-            label, _int(row.sum()), *(_int(v) for v in row), _num(scores[mask].mean(), 0),
-            _num(scores[mask].median(), 0), _int(in_ret[mask].sum()) if in_ret is not None else MISSING,
-        ])  # fmt: skip
-    rows.append([
-        "All customers", _int(len(cs)), *(_int(v) for v in counts.sum()), _num(scores.mean(), 0),
-        _num(scores.median(), 0), _int(in_ret.sum()) if in_ret is not None else MISSING,
-    ])  # fmt: skip
-    headers = ["Segment", "Customers", *(TIER_LABELS.get(t, _readable(t)) for t in tier_order),
-               "Mean score", "Median score", "In retention segment"]  # fmt: skip
-    table = _table(
-        headers, rows, numeric=range(1, len(headers)), row_classes=[None] * (len(rows) - 1) + ["total"]
-    )
-    chart = _risk_box_chart(cs, prep.order) if scores.notna().any() else ""
-    return _section("churn-risk", chart + "<h3>Action tiers per segment</h3>" + table, intro)
+    tier_order = list(TIERS) + sorted(set(tiers) - set(TIERS))  # all five tiers, even when one is empty
+    counts = pd.crosstab(cs["segment"], tiers).reindex(index=run.order, columns=tier_order, fill_value=0)
+    scores = _numeric(cs, "churn_risk_score")
+    listed = _in_retention_list(cs)
+
+    def row(label: str, mask: pd.Series, tier_counts: Iterable) -> list:
+        return [label, n.count(mask.sum()), *(n.count(v) for v in tier_counts), _num(scores[mask].mean(), 0),
+                _num(scores[mask].median(), 0), n.count(listed[mask].sum()) if listed is not None else MISSING]  # fmt: skip
+
+    rows = [row(label, cs["segment"] == label, counts.loc[label]) for label in counts.index]
+    rows.append(row("All customers", pd.Series(True, index=cs.index), counts.sum()))
+    headers = ["Segment", "Customers", *(_tier_label(t) for t in tier_order), "Mean risk score",
+               "Median risk score", "In retention list"]  # fmt: skip
+    table = _table(headers, rows, numeric=range(1, len(headers)), css="data tiers",
+                   row_classes=[None] * (len(rows) - 1) + ["total"])  # fmt: skip
+    chart = _risk_box_chart(cs, run.order) if scores.notna().any() else None
+    return {"empty": False, "chart": chart, "table": table}
 
 
-def _retention_section(inputs: ReportInputs, prep: _Prepared) -> str:
-    ret = prep.retention
-    intro = (
-        "High churn risk <em>and</em> high value: the customers most worth a retention effort. Revenue at risk "
-        "is their spend over the last 365 days."
-    )
-    if ret.empty:
-        return _section("retention", _empty("No customers are in the retention segment in this run."), intro)
-    money = pd.to_numeric(ret["monetary_365d"], errors="coerce") if "monetary_365d" in ret else pd.Series(
-        np.nan, index=ret.index)  # fmt: skip
-    scores = pd.to_numeric(ret["churn_risk_score"], errors="coerce")
-    at_risk = _revenue_at_risk(ret)
-    cards = _cards([
-        ("customers in retention segment", _int(len(ret))),
-        ("revenue at risk (365 d)", _money(at_risk)),
-        ("share of scored customers", _pct(len(ret) / len(prep.customers)) if len(prep.customers) else MISSING),
-    ])  # fmt: skip
-    grouped = pd.DataFrame({"segment": ret["segment"], "money": money, "score": scores})
-    by = grouped.groupby("segment", sort=False).agg(customers=("score", "size"),
-                                                    revenue=("money", lambda m: m.sum(min_count=1)),
-                                                    mean_score=("score", "mean"))  # fmt: skip
-    order = [s for s in prep.order if s in by.index] + sorted(set(by.index) - set(prep.order))
-    by = by.reindex(order)
-    breakdown = _table(
-        ["Segment", "Customers", "Revenue at risk", "Share of revenue at risk", "Mean risk score"],
-        [[s, _int(r.customers), _money(r.revenue),
-          _pct(r.revenue / at_risk) if not _missing(r.revenue) and at_risk else MISSING, _num(r.mean_score, 0)]
-         for s, r in by.iterrows()],
-        numeric=range(1, 5),
+def _plan_table(run: _Run) -> dict | None:
+    """The action plan, one column per tier (twelve measures side by side would not fit a page): each
+    tier's capacity, who is in it, what is at stake and what contacting them is expected to save."""
+    if run.plan.empty:
+        return None
+    n, money = run.n, run.has_money
+    measures = [
+        ("Capacity rule", True, lambda r: _text(r.get("capacity_rule"))),
+        ("Capacity", True, lambda r: n.count(r.get("capacity"))),
+        ("Customers", True, lambda r: n.count(r.get("customers"))),
+        ("Mean churn probability", True, lambda r: _pct(r.get("mean_churn_probability"))),
+        ("Value, 365 days", money, lambda r: n.money(r.get("value_365d"))),
+        ("Expected loss", money, lambda r: n.money(r.get("expected_loss"))),
+        ("Cut-off (lowest expected loss)", money, lambda r: n.money(r.get("lowest_expected_loss"), 2)),
+        ("Save rate", True, lambda r: _pct(r.get("save_rate"), 0)),
+        ("Expected customers saved", True, lambda r: n.saved(r.get("expected_customers_saved"))),
+        ("Expected revenue saved", money, lambda r: n.money(r.get("expected_revenue_saved"))),
+        ("Contact cost", True, lambda r: n.money(r.get("contact_cost"))),
+        ("Suggested action", True, lambda r: _text(r.get("suggested_action") or None)),
+    ]
+    shown = [(label, value) for label, keep, value in measures if keep]
+    tiers = [t for t in TIERS if t in run.plan.index] + [t for t in run.plan.index if t not in TIERS]
+    rows = [[label, *(value(run.plan.loc[t]) for t in tiers)] for label, value in shown]
+    # left-aligned throughout: a row mixes numbers and sentences, and is read along the row
+    return _table(["Per tier", *(_tier_label(t) for t in tiers)], rows, css="data plan")
+
+
+def _capacities(run: _Run) -> list[dict]:
+    """The action tiers' capacities, for the sentence on how the list is made."""
+    if run.plan.empty:
+        return []
+    return [{"tier": _tier_label(t), "rule": _text(run.plan.loc[t].get("capacity_rule")),
+             "capacity": run.n.count(run.plan.loc[t].get("capacity")),
+             "customers": run.n.count(run.plan.loc[t].get("customers")), "listed": t in RETENTION_TIERS}
+            for t in ACTION_TIERS if t in run.plan.index]  # fmt: skip
+
+
+def _retention_by_segment(run: _Run) -> tuple[pd.DataFrame, dict]:
+    ret = run.retention
+    frame = pd.DataFrame({"segment": ret["segment"], "value": _numeric(ret, "value_365d"),
+                          "loss": _numeric(ret, "expected_loss"), "p": _numeric(ret, "churn_probability")})  # fmt: skip
+    by = frame.groupby("segment", sort=False).agg(
+        customers=("p", "size"), value=("value", lambda v: v.sum(min_count=1)),
+        expected_loss=("loss", lambda v: v.sum(min_count=1)), probability=("p", "mean"),
     )  # fmt: skip
-    top = ret.assign(_score=scores, _money=money).sort_values(
-        ["_score", "_money", "customer_id"], ascending=[False, False, True], na_position="last"
-    ).head(RETENTION_ROWS)  # fmt: skip
-    top_rows = [
-        [r.get("customer_id"), r.get("segment"), _readable(r.get("lifecycle_stage")) if not _missing(
-            r.get("lifecycle_stage")) else MISSING, _int(r["_score"]),
-         TIER_LABELS.get(str(r.get("risk_tier")), r.get("risk_tier")), _money(r["_money"], 2), r.get("top_drivers")]
-        for _, r in top.iterrows()
+    by = by.reindex([s for s in run.order if s in by.index] + sorted(set(by.index) - set(run.order)))
+    total = _list_expected_loss(run)
+    n, money = run.n, run.has_money
+    money_headers = ["Value, 365 days", "Expected loss", "Share of expected loss"] if money else []
+    headers = ["Segment", "Customers", *money_headers, "Mean churn probability"]
+    rows = [[s, n.count(r.customers),
+             *([n.money(r.value), n.money(r.expected_loss), _pct(r.expected_loss / total) if total else MISSING]
+               if money else []),
+             _pct(r.probability)] for s, r in by.iterrows()]  # fmt: skip
+    return by, _table(headers, rows, numeric=range(1, len(headers)), css="data by-segment")
+
+
+def _retention_top(run: _Run) -> dict:
+    ret, n, money = run.retention, run.n, run.has_money
+    ranked = ret.assign(_rank=_numeric(ret, "action_rank"), _loss=_numeric(ret, "expected_loss"),
+                        _p=_numeric(ret, "churn_probability"))  # fmt: skip
+    top = ranked.sort_values(["_rank", "_loss", "_p", "customer_id"], ascending=[True, False, False, True],
+                             na_position="last").head(RETENTION_ROWS)  # fmt: skip
+    headers = ["Rank", "Customer id", "Tier", "Segment", "Lifecycle stage", "Churn probability",
+               *(["Value, 365 days", "Expected loss"] if money else []), "Why (top drivers)"]  # fmt: skip
+    rows = [[n.count(r["_rank"]), _text(r.get("customer_id")), _tier_label(r.get("risk_tier")), r["segment"],
+             _readable(r["lifecycle_stage"]) if not _missing(r.get("lifecycle_stage")) else MISSING, _pct(r["_p"]),
+             *([n.money(r.get("value_365d")), n.money(r["_loss"])] if money else []), _drivers(r.get("top_drivers"))]
+            for _, r in top.iterrows()]  # fmt: skip
+    numeric = [0, 5, 6, 7] if money else [0, 5]
+    return _table(headers, rows, numeric=numeric, css="data top" if money else "data top no-money")
+
+
+def _retention(run: _Run) -> dict:
+    ret, n, plan = run.retention, run.n, run.plan
+    scored = len(run.customers)
+    cards = [
+        _card("customers in the retention list", n.count(len(ret)),
+              f"{_pct(len(ret) / scored)} of scored customers" if scored else None),
+        _card("expected revenue at risk in the list", n.money(_list_expected_loss(run))),
+        _card("value of the list (365 days)", n.money(_sum(_numeric(ret, "value_365d")) if run.has_money else None)),
+        _card("expected customers saved (list)",
+              n.saved(run.plan_total("expected_customers_saved", RETENTION_TIERS))),
+        _card("expected revenue saved (list)",
+              n.money(run.plan_total("expected_revenue_saved", RETENTION_TIERS) if run.has_money else None)),
     ]  # fmt: skip
-    top_table = _table(
-        ["Customer id", "Segment", "Lifecycle stage", "Risk score", "Tier", "Revenue (365 d)", "Top drivers"],
-        top_rows, numeric=(3, 5),
-    )  # fmt: skip
-    shown = (
-        f"Top {len(top)} of {len(ret):,} by risk score, then revenue; the full list is the published table."
-    )
-    return _section(
-        "retention",
-        cards + _retention_chart(by) + "<h3>By segment</h3>" + breakdown + f"<h3>Highest risk</h3>"
-        f'<p class="note">{html.escape(shown)}</p>' + top_table,
-        intro,
-    )
+    not_listed = {t: (n.count(plan.loc[t].get("customers")) if t in plan.index else None)
+                  for t in ("no_action", "no_consent")}  # fmt: skip
+    # the smallest expected loss any action tier took: below it, no action
+    cut_off = run.plan.reindex(list(ACTION_TIERS)).get("lowest_expected_loss", pd.Series(dtype=float))
+    result = {"ranked_by_probability": not run.has_money, "capacities": _capacities(run), "cards": cards,
+              "plan": _plan_table(run), "no_action": not_listed["no_action"], "no_consent": not_listed["no_consent"],
+              "cut_off": n.money(pd.to_numeric(cut_off, errors="coerce").min(), 2),
+              "empty": ret.empty, "chart": None, "by_segment": None, "top": None, "shown": None}  # fmt: skip
+    if ret.empty:
+        return result
+    by, by_table = _retention_by_segment(run)
+    top = _retention_top(run)
+    result |= {"chart": _retention_chart(by, run), "by_segment": by_table, "top": top,
+               "shown": f"Top {len(top['rows'])} of {n.count(len(ret))}"}  # fmt: skip
+    return result
 
 
-def _migration_section(inputs: ReportInputs, prep: _Prepared) -> str:
-    intro = "How customers moved between segments since the previous run."
-    if inputs.first_run:
-        return _section("migration", _empty("This is the first run: there is no previous run to compare against."),
-                        intro)  # fmt: skip
-    mig = inputs.migration
-    if mig.empty:
-        return _section("migration", _empty("No segment migration was recorded for this run."), intro)
+# ------------------------------------------------------------------------------------------------ trends
+
+
+def _trend_runs(history: pd.DataFrame, last: int) -> pd.DataFrame:
+    """The last ``last`` runs, by as_of and then in publish order (several runs may share a date); one row
+    per run with its tick label."""
+    runs = history.assign(as_of=pd.to_datetime(history["as_of"])).drop_duplicates("run_id")
+    order = ["as_of", "publish_sequence"] if "publish_sequence" in runs else ["as_of"]
+    runs = (
+        runs.sort_values(order, kind="stable")[["run_id", "as_of"]]
+        .tail(max(int(last), 1))
+        .reset_index(drop=True)
+    )
+    runs["tick"] = [_date(a) for a in runs["as_of"]]
+    return runs
+
+
+def _series(history: pd.DataFrame, runs: pd.DataFrame, measure: str, breakdown: str = "all") -> np.ndarray:
+    rows = history[(history["measure"] == measure) & (history["breakdown"] == breakdown)]
+    values = pd.to_numeric(
+        rows.drop_duplicates("run_id", keep="last").set_index("run_id")["value"], errors="coerce"
+    )
+    return values.reindex(runs["run_id"]).to_numpy(dtype="float64")
+
+
+def _breakdowns(history: pd.DataFrame, measure: str) -> dict[str, str]:
+    """breakdown -> its latest label, in the order the breakdowns first appear."""
+    rows = history[history["measure"] == measure]
+    labels = rows.drop_duplicates("breakdown", keep="last").set_index("breakdown")["breakdown_label"]
+    return {
+        b: (str(labels[b]) if not _missing(labels[b]) else str(b))
+        for b in rows["breakdown"].drop_duplicates()
+    }
+
+
+def _trend_charts(history: pd.DataFrame, runs: pd.DataFrame, run: _Run) -> list[dict]:
+    ticks, n = list(runs["tick"]), run.n
+
+    def tiers() -> dict[str, np.ndarray]:
+        present = _breakdowns(history, "mean_churn_probability")
+        order = ["all", *TIERS, *sorted(set(present) - {"all", *TIERS})]
+        label = {b: "All scored customers" if b == "all" else _tier_label(b) for b in present}
+        return {label[b]: _series(history, runs, "mean_churn_probability", b) for b in order if b in present}
+
+    segments = {label: _series(history, runs, "segment_customers", b)
+                for b, label in _breakdowns(history, "segment_customers").items()}  # fmt: skip
+    tier_colors = {_tier_label(t): c for t, c in TIER_COLORS.items()} | {"All scored customers": "#1F2933"}
+    return [
+        _line_chart(ticks, {"Customers": _series(history, runs, "customers")}, "Customers scored", "customers",
+                    n.count),
+        _line_chart(ticks, segments, "Customers per segment", "customers", n.count),
+        _line_chart(ticks, tiers(), "Mean churn probability by tier", "churn probability",
+                    lambda v: f"{v:.0%}", tier_colors),
+        _line_chart(ticks, {"All scored customers": _series(history, runs, "expected_loss"),
+                            "Retention list": _series(history, runs, "retention_list_expected_loss")},
+                    "Expected revenue at risk", run.inputs.currency, n.money),
+        _line_chart(ticks, {"Retention list": _series(history, runs, "retention_list_customers")},
+                    "Customers in the retention list", "customers", n.count),
+    ]  # fmt: skip
+
+
+def _trend_table(history: pd.DataFrame, runs: pd.DataFrame, run: _Run) -> dict:
+    shown = runs.tail(TREND_TABLE_RUNS)
+    n = run.n
+
+    def column(measure: str, fmt) -> list[str]:
+        return [fmt(v) for v in _series(history, shown, measure)]
+
+    columns = [
+        ("As of", list(shown["tick"])), ("Run", [str(r)[:8] for r in shown["run_id"]]),
+        ("Customers", column("customers", n.count)),
+        ("Retention list", column("retention_list_customers", n.count)),
+        ("Expected loss in the list", column("retention_list_expected_loss", n.money)),
+        ("Revenue at risk (all scored)", column("expected_loss", n.money)),
+        ("Revenue, 365 days", column("revenue_365d", n.money)),
+        ("Mean churn probability", column("mean_churn_probability", _pct)),
+    ]  # fmt: skip
+    rows = [list(r) for r in zip(*(values for _, values in columns), strict=True)]
+    return _table([h for h, _ in columns], rows, numeric=range(2, len(columns)), css="data trend")
+
+
+def _trends(run: _Run) -> dict:
+    history = run.inputs.kpi_history
+    needed = {"as_of", "run_id", "measure", "breakdown", "value"}
+    if history.empty or not needed <= set(history.columns):
+        return {"runs": 0, "first": None, "last": None, "charts": [], "table": None}
+    if "breakdown_label" not in history:
+        history = history.assign(breakdown_label=history["breakdown"])
+    runs = _trend_runs(history, run.inputs.trend_runs)
+    charts = _trend_charts(history, runs, run) if len(runs) > 1 else []
+    return {"runs": len(runs), "first": runs["tick"].iloc[0], "last": runs["tick"].iloc[-1], "charts": charts,
+            "table": _trend_table(history, runs, run)}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ migration
+
+
+def _migration(run: _Run) -> dict:
+    inputs = run.inputs
+    result = {"first_run": inputs.first_run, "empty": inputs.migration.empty, "cards": [], "matrix": None,
+              "moves": None}  # fmt: skip
+    if inputs.first_run or inputs.migration.empty:
+        return result
+    mig, n = inputs.migration, run.n
     totals = _migration_totals(mig)
-    cards = _cards([("stayed in their segment", _int(totals["stayed"])),
-                    ("changed segment", _int(totals["changed"])),
-                    ("joined", _int(totals["joined"])), ("left", _int(totals["left"]))])  # fmt: skip
+    result["cards"] = [_card("stayed in their segment", n.count(totals["stayed"])),
+                       _card("changed segment", n.count(totals["changed"])),
+                       _card("joined", n.count(totals["joined"])), _card("left", n.count(totals["left"]))]  # fmt: skip
 
     def label(ids: pd.Series, none: str) -> pd.Series:
-        sid = pd.Series(pd.array(ids, dtype="Int64"), index=ids.index)
-        out = sid.map(lambda s: none if _missing(s) else prep.names.get(int(s), f"segment {int(s)}"))
-        return out.astype(object)
+        def name(sid: Any) -> str:
+            return none if _missing(sid) else run.names.get(int(sid), f"segment {int(sid)}")
 
-    frame = pd.DataFrame({
-        "from": label(mig["from_segment_id"], JOINED), "to": label(mig["to_segment_id"], LEFT),
-        "customers": pd.to_numeric(mig["customers"], errors="coerce").fillna(0).astype(int),
-    })  # fmt: skip
+        return pd.Series(pd.array(ids, dtype="Int64"), index=ids.index).map(name).astype(object)
+
+    frame = pd.DataFrame({"from": label(mig["from_segment_id"], JOINED), "to": label(mig["to_segment_id"], LEFT),
+                          "customers": pd.to_numeric(mig["customers"], errors="coerce").fillna(0).astype(int)})  # fmt: skip
     matrix = frame.pivot_table(index="from", columns="to", values="customers", aggfunc="sum", fill_value=0)
-    known = list(prep.names.values())
-    rows_order = [n for n in known if n in matrix.index] + sorted(set(matrix.index) - set(known) - {JOINED})
-    rows_order += [JOINED] if JOINED in matrix.index else []
-    cols_order = [n for n in known if n in matrix.columns] + sorted(set(matrix.columns) - set(known) - {LEFT})
-    cols_order += [LEFT] if LEFT in matrix.columns else []
-    matrix = matrix.reindex(index=rows_order, columns=cols_order, fill_value=0)
-    peak = max(int(matrix.to_numpy().max(initial=0)), 1)
-
-    def cell(src: str, dst: str, n: int) -> str:
-        strength = 0.08 + 0.55 * n / peak if n else 0.0
-        style = f' style="background: rgba(0, 114, 178, {strength:.2f})"' if n else ""
-        cls = "num diag" if src == dst else "num"
-        return f'<td class="{cls}"{style}>{_int(n)}</td>'
-
-    head = "".join(f'<th class="num">{html.escape(c)}</th>' for c in cols_order)
-    body = "".join(
-        f"<tr><th>{html.escape(src)}</th>" + "".join(cell(src, dst, int(row[dst])) for dst in cols_order)
-        + f'<td class="num total">{_int(row.sum())}</td></tr>'
-        for src, row in matrix.iterrows()
-    )  # fmt: skip
-    table = (
-        '<div class="table-wrap"><table class="data matrix"><thead><tr><th>from \u2193 / to \u2192</th>'
-        f'{head}<th class="num">total</th></tr></thead><tbody>{body}</tbody></table></div>'
-    )
-    note = ('<p class="note">Rows: segment in the previous run; columns: segment now. The diagonal (bold) is '
-            "customers who stayed; \u201cnew customer\u201d joined since the previous run, \u201cleft\u201d are "
-            "no longer in the customer base.</p>")  # fmt: skip
-    return _section("migration", cards + table + note, intro)
-
-
-def _model_section(inputs: ReportInputs) -> str:
-    m = inputs.model
-    intro = "The churn model that produced this run's scores, how well it did on customers it never saw, and "
-    intro += "whether it replaced the previous model."
-    version, champion = m.get("model_version"), m.get("champion_version")
-    reason = _esc(str(m.get("gate_reason")).rstrip(". ") if not _missing(m.get("gate_reason")) else None)
-    if inputs.job == "rescore":
-        shown = champion if not _missing(champion) else version
-        gate = (f"Not retrained in this run (rescore): customers were scored with the champion model, "
-                f"version {_esc(shown)}.")  # fmt: skip
-    elif _missing(version):
-        gate = "No churn model information for this run."
-    elif _truthy(m.get("promoted")):
-        gate = f"Version {_esc(version)} was <strong>promoted to champion</strong>: {reason}."
+    known = list(run.names.values())
+    rows = [s for s in known if s in matrix.index] + sorted(set(matrix.index) - set(known) - {JOINED})
+    rows += [JOINED] if JOINED in matrix.index else []
+    cols = [s for s in known if s in matrix.columns] + sorted(set(matrix.columns) - set(known) - {LEFT})
+    cols += [LEFT] if LEFT in matrix.columns else []
+    matrix = matrix.reindex(index=rows, columns=cols, fill_value=0)
+    if len(cols) <= MATRIX_MAX_COLUMNS:
+        result["matrix"] = _matrix(matrix, n)
     else:
-        gate = (f"Version {_esc(version)} was <strong>not promoted</strong>: {reason}. "
-                f"The champion stays version {_esc(champion)}.")  # fmt: skip
+        result["moves"] = _moves(matrix, n)
+    return result
+
+
+def _matrix(matrix: pd.DataFrame, n: _Numbers) -> dict:
+    """From x to counts, each cell shaded by its size (the diagonal, customers who stayed, in bold)."""
+    peak = max(int(matrix.to_numpy().max(initial=0)), 1)
+    rows = []
+    for src, row in matrix.iterrows():
+        cells = [{"text": n.count(row[dst]), "diag": src == dst,
+                  "shade": f"{0.08 + 0.55 * row[dst] / peak:.2f}" if row[dst] else None}
+                 for dst in matrix.columns]  # fmt: skip
+        rows.append({"label": src, "cells": cells, "total": n.count(row.sum())})
+    return {"columns": list(matrix.columns), "rows": rows}
+
+
+def _moves(matrix: pd.DataFrame, n: _Numbers) -> dict:
+    """The matrix as wrapped rows: per origin, who stayed, where the others went (largest first), who left."""
+    rows = []
+    for src, row in matrix.iterrows():
+        moved = row.drop([c for c in (src, LEFT) if c in row.index])
+        moved = moved[moved > 0].sort_values(ascending=False, kind="stable")
+        rows.append([src, n.count(row.sum()), n.count(row[src]) if src in row.index else MISSING,
+                     [f"{dst}: {n.count(c)}" for dst, c in moved.items()] or MISSING,
+                     n.count(row[LEFT]) if LEFT in row.index else MISSING])  # fmt: skip
+    return _table(["Previous segment", "Customers", "Stayed", "Moved to", "Left"], rows, numeric=(1, 2, 4),
+                  css="data moves")  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------ model, drift, identity
+
+
+def _gate(inputs: ReportInputs) -> dict:
+    """What happened to the model in this run; the template words it."""
+    m = inputs.model
+    version, champion = m.get("model_version"), m.get("champion_version")
+    reason = str(m.get("gate_reason")).rstrip(". ") if not _missing(m.get("gate_reason")) else MISSING
+    if inputs.job == "rescore":
+        kind = "rescore"
+    elif _missing(version):
+        kind = "none"
+    else:
+        kind = "promoted" if _truthy(m.get("promoted")) else "kept"
+    shown = champion if kind == "rescore" and not _missing(champion) else version
+    return {"kind": kind, "version": _text(shown), "champion": _text(champion), "reason": reason}
+
+
+def _baselines(m: dict) -> dict | None:
+    """Our model vs. the naive baselines on the same holdout: the comparison a sceptical reader asks for."""
+    names = [b for b in BASELINE_NAMES if not _missing(m.get(f"baseline_{b}_holdout_roc_auc"))]
+    if not names:
+        return None
+    published, kind = m.get("candidate"), m.get("model_kind")
+    model_name = m.get("selected_candidate") if not _missing(m.get("selected_candidate")) else published
+    own = (
+        "selected_candidate_holdout"
+        if not _missing(m.get("selected_candidate_holdout_roc_auc"))
+        else "holdout"
+    )
+    rows = [{"name": f"Our model ({_text(model_name)})", "ours": True, "used": kind != "baseline",
+             "roc": _num(m.get(f"{own}_roc_auc")), "pr": _num(m.get(f"{own}_pr_auc")),
+             "lift": _num(m.get(f"{own}_lift_top_decile"), 2)}]  # fmt: skip
+    for b in names:
+        rows.append({"name": BASELINE_NAMES[b], "ours": False, "used": published == f"baseline_{b}",
+                     "roc": _num(m.get(f"baseline_{b}_holdout_roc_auc")),
+                     "pr": _num(m.get(f"baseline_{b}_holdout_pr_auc")),
+                     "lift": _num(m.get(f"baseline_{b}_holdout_lift_top_decile"), 2)})  # fmt: skip
+    return {"lost": kind == "baseline", "model": _text(model_name), "published": _text(published),
+            "verdict": None if _missing(m.get("baseline_verdict")) else str(m.get("baseline_verdict")),
+            "rows": rows}  # fmt: skip
+
+
+def _model(inputs: ReportInputs) -> dict:
+    m = inputs.model
     metrics = [
-        ("Model version", _esc(version), "version in the MLflow model registry"),
-        ("Model type", _esc(m.get("candidate")), "the candidate algorithm chosen on validation data"),
-        ("Champion version", _esc(champion), "the model the pipeline scores with after this run"),
+        ("Model version", _text(m.get("model_version")), "version in the MLflow model registry"),
+        ("Model type", _text(m.get("candidate")), "the candidate algorithm chosen on validation data"),
+        ("Champion version", _text(m.get("champion_version")), "the model the pipeline scores with after this run"),
         ("ROC-AUC", _num(m.get("holdout_roc_auc")), "ranking quality: 0.5 = coin flip, 1 = perfect"),
         ("PR-AUC", _num(m.get("holdout_pr_auc")), "precision over all recall levels; compare with the churn rate"),
         ("Brier score", _num(m.get("holdout_brier")), "probability error; lower is better"),
@@ -769,228 +988,136 @@ def _model_section(inputs: ReportInputs) -> str:
         ("F1 at threshold", _num(m.get("holdout_f1")), "balance of precision and recall at the threshold"),
         ("Decision threshold", _num(m.get("threshold")), "probability above which a customer counts as a churner"),
     ]  # fmt: skip
-    table = _table(["Metric", "Value", "What it means"], [[_Html(a), _Html(b), c] for a, b, c in metrics])
-    link = ""
-    if not _missing(m.get("mlflow_run_url")):
-        link = f"<p>{_link('Model training run in MLflow', m.get('mlflow_run_url'))}</p>"
-    return _section("model", f'<p class="callout">{gate}</p>' + table
-                    + '<p class="note">Metrics are on the holdout: the latest labelled period, which the model '
-                    "was not fitted on (it is refitted on it afterwards for scoring).</p>"
-                    + _baselines_block(m) + link, intro)  # fmt: skip
+    url = m.get("mlflow_run_url")
+    return {"gate": _gate(inputs), "metrics": _table(["Metric", "Value", "What it means"], metrics, css="data metrics"),
+            "baselines": _baselines(m),
+            "link": None if _missing(url) else _link("Model training run in MLflow", url)}  # fmt: skip
 
 
-BASELINE_NAMES = {
-    "recency": "Sorting by days since the last activity (orders only: last purchase)",
-    "rfm": "RFM: recency, frequency and spend in a logistic regression",
-    "btyd": "BG/NBD buy-till-you-die model alone",
-}
-
-
-def _baselines_block(m: dict) -> str:
-    """Our model vs. the naive baselines on the same holdout: the comparison a sceptical reader asks for."""
-    names = [b for b in BASELINE_NAMES if not _missing(m.get(f"baseline_{b}_holdout_roc_auc"))]
-    if not names:
-        return ""
-    published = m.get("candidate")
-    kind = m.get("model_kind")
-    model_name = m.get("selected_candidate") if not _missing(m.get("selected_candidate")) else published
-    own = (
-        "selected_candidate_holdout"
-        if not _missing(m.get("selected_candidate_holdout_roc_auc"))
-        else "holdout"
-    )
-    rows = [[_Html(f"<strong>Our model</strong> ({_esc(model_name)})"
-                   + (" <strong>(used for the scores)</strong>" if kind != "baseline" else "")),
-             _Html(_num(m.get(f"{own}_roc_auc"))), _Html(_num(m.get(f"{own}_pr_auc"))),
-             _Html(_num(m.get(f"{own}_lift_top_decile"), 2))]]  # fmt: skip
-    for b in names:
-        label = _esc(BASELINE_NAMES[b]) + (
-            " <strong>(used for the scores)</strong>" if published == f"baseline_{b}" else ""
-        )
-        rows.append([_Html(label), _Html(_num(m.get(f"baseline_{b}_holdout_roc_auc"))),
-                     _Html(_num(m.get(f"baseline_{b}_holdout_pr_auc"))),
-                     _Html(_num(m.get(f"baseline_{b}_holdout_lift_top_decile"), 2))])  # fmt: skip
-    if kind == "baseline":
-        verdict = (f"Our model ({_esc(model_name)}) did <strong>not</strong> rank customers better than the "
-                   f"naive baselines on the holdout, so this run's scores come from the best baseline, "
-                   f"{_esc(published)}. {_esc(m.get('baseline_verdict'))}.")  # fmt: skip
-    elif _missing(m.get("baseline_verdict")):
-        verdict = ""
-    else:
-        verdict = (
-            f"Our model ranks customers better than every naive baseline: {_esc(m.get('baseline_verdict'))}."
-        )
-    table = _table(["Model", "ROC-AUC", "PR-AUC", "Lift, top decile"], rows)
-    return ("<h3>Our model vs. sorting by last activity</h3>"
-            f'<p class="{"callout" if kind == "baseline" else "note"}">{verdict}</p>' + table
-            + '<p class="note">Each baseline is fitted on the same training rows and scored on the same holdout. '
-            "A churn model earns its place only by ranking customers better than these.</p>")  # fmt: skip
-
-
-def _drift_section(inputs: ReportInputs) -> str:
+def _drift(inputs: ReportInputs) -> dict:
     threshold = inputs.drift_threshold
-    intro = (
-        "Whether this run's customers look different from the reference run's, per feature. PSI (population "
-        "stability index) is 0 for identical distributions; under 0.1 is usually noise, over 0.25 a large shift. "
-        f"Features above {threshold:g} are flagged: they can make segments and churn scores less reliable."
-    )
-    drift = inputs.drift
-    if drift.empty:
-        return _section(
-            "drift", _empty("No reference run yet: drift is measured against a previous run from the next run on."),
-            intro,
-        )  # fmt: skip
-    frame = drift.copy()
+    result = {"threshold": f"{threshold:g}", "empty": inputs.drift.empty, "references": [], "summary": None,
+              "flagged": 0, "model_output": False, "chart": None, "table": None}  # fmt: skip
+    if inputs.drift.empty:
+        return result
+    frame = inputs.drift.copy()
     frame["psi"] = pd.to_numeric(frame["psi"], errors="coerce")
-    frame["_flagged"] = (frame["flagged"].fillna(False).astype(bool) if "flagged" in frame
-                         else frame["psi"] > threshold)  # fmt: skip
+    frame["_flagged"] = (
+        frame["flagged"].fillna(False).astype(bool) if "flagged" in frame else frame["psi"] > threshold
+    )
     frame = frame.sort_values(["_flagged", "psi"], ascending=[False, False], na_position="last")
-    refs = []
     if {"reference_as_of", "reference_run_id"} <= set(frame.columns):
         pairs = zip(frame["reference_as_of"], frame["reference_run_id"], strict=True)
-        refs = sorted({(_date(a), _esc(r)) for a, r in pairs})
-    ref_text = "; ".join(f"as of {a}, run {r}" for a, r in refs)
-    ref = f'<p class="note">Reference: {ref_text}.</p>' if refs else ""
-    table = _table(
-        ["Feature", "PSI", "Flagged"],
-        [[f, _num(p), "yes" if fl else "no"] for f, p, fl in zip(frame["feature"], frame["psi"], frame["_flagged"],
-                                                                  strict=True)],
-        numeric=(1,), row_classes=["flagged" if fl else None for fl in frame["_flagged"]],
-    )  # fmt: skip
-    n = int(frame["_flagged"].sum())
-    summary = f"{n} of {len(frame)} features above the threshold {threshold:g}."
-    body = ref + f'<p class="{"callout" if n else "note"}">{html.escape(summary)}</p>'
-    if "churn_probability" in set(frame["feature"]):
-        body += ('<p class="note">&ldquo;churn_probability&rdquo; is the model\'s own output: when it drifts, the '
-                 "share of risky customers changed, through the customers or through the model.</p>")  # fmt: skip
-    return _section("drift", body + _drift_chart(frame, threshold) + table, intro)
+        result["references"] = [
+            f"as of {a}, run {r}" for a, r in sorted({(_date(a), _text(r)) for a, r in pairs})
+        ]
+    flagged = int(frame["_flagged"].sum())
+    table = _table(["Feature", "PSI", "Flagged"],
+                   [[f, _num(p), "yes" if fl else "no"] for f, p, fl in zip(frame["feature"], frame["psi"],
+                                                                             frame["_flagged"], strict=True)],
+                   numeric=(1,), css="data narrow",
+                   row_classes=["flagged" if fl else None for fl in frame["_flagged"]])  # fmt: skip
+    return result | {"summary": f"{flagged} of {len(frame)} features above the threshold {threshold:g}.",
+                     "flagged": flagged, "model_output": "churn_probability" in set(frame["feature"]),
+                     "chart": _drift_chart(frame, threshold), "table": table}  # fmt: skip
 
 
-STYLE = """
-*{box-sizing:border-box}
-body{margin:0;background:#f3f4f6;color:#1f2933;line-height:1.5;
- font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
-main{max-width:1120px;margin:0 auto;padding:28px 32px 64px;background:#fff;min-height:100vh}
-h1{font-size:1.75rem;margin:0 0 2px}
-h2{font-size:1.3rem;margin:44px 0 8px;padding-bottom:4px;border-bottom:2px solid #e4e7eb}
-h3{font-size:1.02rem;margin:22px 0 6px}
-.subtitle{color:#52606d;margin:0 0 18px}
-nav.toc{background:#f8fafc;border:1px solid #e4e7eb;border-radius:8px;padding:10px 16px;margin:0 0 8px}
-nav.toc ol{margin:0;padding-left:20px;columns:2}
-nav.toc a,section a{color:#0b5cad}
-.note{color:#52606d;font-size:.92rem;margin:6px 0}
-.callout{background:#fff7e6;border-left:4px solid #e69f00;padding:8px 12px;margin:10px 0}
-.empty{background:#f0f4f8;border-left:4px solid #9fb3c8;padding:10px 14px;margin:10px 0}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(180px,1fr));gap:12px;margin:14px 0}
-.card{border:1px solid #e4e7eb;border-radius:8px;padding:10px 14px;background:#fcfcfd}
-.card .value{font-size:1.35rem;font-weight:700;font-variant-numeric:tabular-nums}
-.card .label{color:#52606d;font-size:.85rem}
-.table-wrap{overflow-x:auto;margin:10px 0}
-table{border-collapse:collapse;width:100%;font-size:.88rem}
-th,td{padding:6px 10px;text-align:left;vertical-align:top;border-bottom:1px solid #e4e7eb}
-thead th{background:#eef1f4;font-weight:600;position:sticky;top:0}
-table.data tbody td:first-child{min-width:11em}
-tbody tr:nth-child(even){background:#f8f9fb}
-.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-table.meta{width:auto}
-table.meta thead{display:none}
-table.meta td:first-child{color:#52606d;padding-right:24px}
-tr.total td{font-weight:600;border-top:2px solid #cbd2d9}
-tr.flagged td{background:#fde8e1;font-weight:600}
-tr.flagged td:first-child{border-left:4px solid #c0392b}
-table.matrix td.diag{font-weight:700}
-table.matrix tbody th{background:#f8f9fb;font-weight:600}
-figure{margin:14px 0}
-figure img{max-width:100%;height:auto;display:block}
-figcaption{color:#52606d;font-size:.85rem}
-footer{color:#7b8794;font-size:.8rem;margin-top:48px}
-@media print{body{background:#fff}main{padding:0}h2{break-after:avoid}figure,tr{break-inside:avoid}}
-"""
-
-
-def _identity_section(inputs: ReportInputs) -> str:
-    intro = (
-        "CRM records merged into one customer, by the rule that matched (exact rules, or the probabilistic "
-        "matcher's probability at or above the merge threshold), and the pairs that looked alike but were not "
-        "merged: someone who knows the customers should decide them in the CRM. Only CRM ids and the names of "
-        "the fields that agreed are shown, never the contact data."
-    )
+def _identity(run: _Run) -> dict:
+    inputs, n = run.inputs, run.n
     rules = {k: v for k, v in inputs.merged_by_rule.items() if v}
-    merged = sum(rules.values())
-    table = (
-        _table(["Rule", "Records merged"], [[_readable(k), _int(v)] for k, v in sorted(rules.items())], numeric=(1,))
-        if rules else _empty("No duplicate records were found.")
-    )  # fmt: skip
     review = inputs.identity_review
-    if review.empty:
-        body = f"<p>{_int(merged)} CRM records were merged into other customers.</p>" + table
-        return _section("identity", body + _empty("No pair is waiting for review."), intro)
     shown = review.head(IDENTITY_REVIEW_ROWS)
     pairs = _table(
         ["CRM id", "CRM id", "Probability", "Agreed", "Similar", "Disagreed", "Not merged because"],
         [[r.customer_id_a, r.customer_id_b, _num(r.match_probability), r.fields_agreed, r.fields_similar,
           r.fields_disagreed, r.not_merged_because] for r in shown.itertuples()],
-        numeric=(2,),
+        numeric=(2,), css="data pairs",
     )  # fmt: skip
-    more = len(review) - len(shown)
-    note = f'<p class="note">{_int(more)} more pairs in clean.identity_review.</p>' if more > 0 else ""
-    body = (
-        f"<p>{_int(merged)} CRM records were merged into other customers; "
-        f"<strong>{_int(len(review))} pairs</strong> are waiting for review.</p>" + table + pairs + note
-    )
-    return _section("identity", body, intro)
+    return {
+        "merged": n.count(sum(rules.values())),
+        "rules": _table(["Rule", "Records merged"], [[_readable(k), n.count(v)] for k, v in sorted(rules.items())],
+                        numeric=(1,), css="data narrow") if rules else None,
+        "review": n.count(len(review)), "pairs": pairs if len(review) else None,
+        "more": n.count(len(review) - len(shown)) if len(review) > len(shown) else None,
+    }  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------ analysts
+
+
+def _analysts(run: _Run) -> dict:
+    """The data-science details the other sections leave out: std-unit trait deviations and the method."""
+    profiles = run.inputs.segment_profiles
+    deviations = None
+    if not profiles.empty and "segment_id" in profiles:
+        frame = profiles.dropna(subset=["segment_id"]).sort_values("segment_id")
+        column = "trait_deviations" if "trait_deviations" in frame else None
+        deviations = _table(
+            ["Segment", "Customers", "Deviations from the average customer (standard deviations)"],
+            [[run.names[int(p["segment_id"])], run.n.count(p.get("customers")),
+              _split_traits(p.get(column)) if column else MISSING] for _, p in frame.iterrows()],
+            numeric=(1,), css="data deviations",
+        )  # fmt: skip
+    seg = run.inputs.segmentation
+    url = seg.get("mlflow_run_url")
+    method = {"selected": _text(seg.get("selected")), "silhouette": _num(seg.get("silhouette")),
+              "stability": _num(seg.get("stability")),
+              "link": None if _missing(url) else _link("segmentation run in MLflow", url)}  # fmt: skip
+    return {"deviations": deviations, "method": method, "ranked_by_probability": not run.has_money}
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+
+
+@lru_cache(maxsize=1)
+def _environment():
+    """Autoescaping (every value from data is escaped) and strict (a missing value fails the render)."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
+                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)  # fmt: skip
+
+
+def _context(inputs: ReportInputs) -> dict:
+    """Everything the template shows, as plain data."""
+    run = _prepare(inputs)
+    as_of = _date(inputs.as_of)
+    return {
+        "title": f"Customer segment report · {as_of}",
+        "run_id": _text(inputs.run_id),
+        "job": JOB_DESCRIPTIONS.get(inputs.job, _text(inputs.job)),
+        "sections": [{"id": sid, "title": title} for sid, title in SECTIONS],
+        "titles": dict(SECTIONS),
+        "retention_rows": RETENTION_ROWS,
+        "summary": _summary(run),
+        "segments": _segments(run),
+        "lifecycle": _lifecycle(run),
+        "churn": _churn_risk(run),
+        "retention": _retention(run),
+        "trends": _trends(run),
+        "migration": _migration(run),
+        "model": _model(inputs),
+        "drift": _drift(inputs),
+        "identity": _identity(run),
+        "analysts": _analysts(run),
+    }
 
 
 def render_report(inputs: ReportInputs) -> str:
     """The complete HTML document: a single file with every plot embedded, nothing fetched when opened."""
-    prep = _prepare(inputs)
-    as_of = _date(inputs.as_of)
-    sections = [
-        _summary_section(inputs, prep),
-        _segments_section(inputs, prep),
-        _lifecycle_section(prep),
-        _churn_section(prep),
-        _retention_section(inputs, prep),
-        _migration_section(inputs, prep),
-        _model_section(inputs),
-        _drift_section(inputs),
-        _identity_section(inputs),
-    ]
-    toc = "".join(f'<li><a href="#{sid}">{html.escape(title)}</a></li>' for sid, title in SECTIONS)
-    title = f"Customer segment report · {as_of}"
-    return "\n".join([
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{html.escape(title)}</title>",
-        f"<style>{STYLE}</style>",
-        "</head>",
-        "<body>",
-        "<main>",
-        f"<h1>{html.escape(title)}</h1>",
-        f'<p class="subtitle">Run {_esc(inputs.run_id)} · {_esc(JOB_DESCRIPTIONS.get(inputs.job, inputs.job))}</p>',
-        f'<nav class="toc"><ol>{toc}</ol></nav>',
-        *sections,
-        f"<footer>Generated by seg_pipeline for run {_esc(inputs.run_id)}. Contains customer ids only: no "
-        "names, e-mail addresses or phone numbers.</footer>",
-        "</main>",
-        "</body>",
-        "</html>",
-    ])  # fmt: skip
+    return _environment().get_template(TEMPLATE).render(_context(inputs))
 
 
 def summary_markdown(inputs: ReportInputs) -> str:
     """A few lines for the Dagster asset metadata: the headline numbers, with the full page one click away."""
-    prep = _prepare(inputs)
-    cs = prep.customers
+    run = _prepare(inputs)
+    cs, n = run.customers, run.n
     unassigned = int((cs["segment"] == UNASSIGNED).sum())
     lines = [
         f"**Segment report** · run `{str(inputs.run_id)[:8].replace('`', '')}` · {_md(inputs.job)} · as of {_date(inputs.as_of)}",
         "",
-        f"{len(cs):,} customers in {len(prep.names)} segments"
-        + (f" ({unassigned:,} unassigned, new since the last segmentation)" if unassigned else ""),
+        f"{n.count(len(cs))} customers in {len(run.names)} segments"
+        + (f" ({n.count(unassigned)} unassigned, new since the last segmentation)" if unassigned else ""),
         "",
     ]
     profiles = inputs.segment_profiles
@@ -998,13 +1125,30 @@ def summary_markdown(inputs: ReportInputs) -> str:
         frame = profiles.dropna(subset=["segment_id"]).sort_values("segment_id")
         lines += ["| Segment | Customers | Share | Mean churn risk |", "|---|---:|---:|---:|"]
         for _, p in frame.head(MARKDOWN_SEGMENTS).iterrows():
-            lines.append(f"| {_md(prep.names[int(p['segment_id'])])} | {_int(p.get('customers'))} | "
+            lines.append(f"| {_md(run.names[int(p['segment_id'])])} | {n.count(p.get('customers'))} | "
                          f"{_pct(p.get('share'))} | {_num(p.get('mean_churn_risk_score'), 0)} |")  # fmt: skip
         if len(frame) > MARKDOWN_SEGMENTS:
             lines.append(f"| … and {len(frame) - MARKDOWN_SEGMENTS} more | | | |")
         lines.append("")
-    lines.append(f"- **Retention segment:** {len(inputs.retention):,} customers, revenue at risk "
-                 f"{_money(_revenue_at_risk(inputs.retention))}")  # fmt: skip
+    lines.append(_retention_line(run))
+    lines += _model_lines(inputs)
+    lines += [_migration_line(inputs), _drift_line(inputs)]
+    return "\n".join(lines)
+
+
+def _retention_line(run: _Run) -> str:
+    n, listed, scored = run.n, len(run.retention), len(run.customers)
+    share = f" ({_pct(listed / scored)} of scored)" if scored else ""
+    if run.has_money:
+        ranking = f"expected revenue at risk {_md(n.money(_list_expected_loss(run)))}"
+    else:
+        ranking = "ranked by churn probability (no order revenue)"
+    saved = run.plan_total("expected_customers_saved", ACTION_TIERS)
+    saved_text = "" if _missing(saved) else f"; expected customers saved {n.saved(saved)} (all action tiers)"
+    return f"- **Retention list:** {n.count(listed)} customers{share}, {ranking}{saved_text}"
+
+
+def _model_lines(inputs: ReportInputs) -> list[str]:
     m = inputs.model
     if inputs.job == "rescore":
         outcome = "not retrained (rescore)"
@@ -1016,33 +1160,34 @@ def summary_markdown(inputs: ReportInputs) -> str:
             if _truthy(m.get("promoted"))
             else f"not promoted, champion v{_md(m.get('champion_version'))}"
         )
-    lines.append(f"- **Churn model:** v{_md(m.get('model_version'))} ({_md(m.get('candidate'))}), ROC-AUC "
-                 f"{_num(m.get('holdout_roc_auc'))}, PR-AUC {_num(m.get('holdout_pr_auc'))}; {outcome}")  # fmt: skip
+    lines = [f"- **Churn model:** v{_md(m.get('model_version'))} ({_md(m.get('candidate'))}), ROC-AUC "
+             f"{_num(m.get('holdout_roc_auc'))}, PR-AUC {_num(m.get('holdout_pr_auc'))}; {outcome}"]  # fmt: skip
     if not _missing(m.get("baseline_verdict")):
         lines.append(f"- **Against baselines:** {_md(m.get('baseline_verdict'))}")
+    return lines
+
+
+def _migration_line(inputs: ReportInputs) -> str:
     if inputs.first_run:
-        lines.append("- **Migration:** first run, no previous run to compare against")
-    elif inputs.migration.empty:
-        lines.append("- **Migration:** none recorded")
-    else:
-        t = _migration_totals(inputs.migration)
-        lines.append(f"- **Migration:** {t['stayed']:,} stayed, {t['changed']:,} changed segment, "
-                     f"{t['joined']:,} joined, {t['left']:,} left")  # fmt: skip
+        return "- **Migration:** first run, no previous run to compare against"
+    if inputs.migration.empty:
+        return "- **Migration:** none recorded"
+    t = _migration_totals(inputs.migration)
+    return (f"- **Migration:** {t['stayed']:,} stayed, {t['changed']:,} changed segment, {t['joined']:,} joined, "
+            f"{t['left']:,} left")  # fmt: skip
+
+
+def _drift_line(inputs: ReportInputs) -> str:
     if inputs.drift.empty:
-        lines.append("- **Drift:** no reference run yet")
-    else:
-        flagged = _flagged_drift(inputs)
-        if flagged.empty:
-            lines.append(f"- **Drift:** no feature above PSI {inputs.drift_threshold:g}")
-        else:
-            names = ", ".join(
-                f"{_md(f)} ({_num(p, 2)})"
-                for f, p in zip(flagged["feature"].head(5), flagged["psi"].head(5), strict=True)
-            )
-            more = f" and {len(flagged) - 5} more" if len(flagged) > 5 else ""
-            lines.append(f"- **Drift:** ⚠ {len(flagged)} of {len(inputs.drift)} features above PSI "
-                         f"{inputs.drift_threshold:g}: {names}{more}")  # fmt: skip
-    return "\n".join(lines)
+        return "- **Drift:** no reference run yet"
+    flagged = _flagged_drift(inputs)
+    if flagged.empty:
+        return f"- **Drift:** no feature above PSI {inputs.drift_threshold:g}"
+    names = ", ".join(f"{_md(f)} ({_num(p, 2)})" for f, p in zip(flagged["feature"].head(5), flagged["psi"].head(5),
+                                                                  strict=True))  # fmt: skip
+    more = f" and {len(flagged) - 5} more" if len(flagged) > 5 else ""
+    return (f"- **Drift:** ⚠ {len(flagged)} of {len(inputs.drift)} features above PSI {inputs.drift_threshold:g}: "
+            f"{names}{more}")  # fmt: skip
 
 
 def write_report(inputs: ReportInputs, directory: Path) -> Path:

@@ -192,12 +192,16 @@ def kpi_history(
             ("segment_customers", f"segment:{profile.segment_id}", profile.segment_name, profile.customers)
         )
     table = pd.DataFrame(rows, columns=["measure", "breakdown", "breakdown_label", "value"])
-    table = _stamped(table.astype({"value": "float64"}), "kpi_history", as_of, run_id)
+    earlier = None
+    sequence = 1
     if previous_history is not None and len(previous_history):
         earlier = previous_history[previous_history["run_id"] != run_id][column_names("kpi_history")]
+        sequence = int(earlier["publish_sequence"].max()) + 1 if len(earlier) else 1
+    table = _stamped(table.astype({"value": "float64"}).assign(publish_sequence=sequence), "kpi_history", as_of,
+                     run_id)  # fmt: skip
+    if earlier is not None:
         table = pd.concat([earlier, table], ignore_index=True)
-    # publish order within a day: earlier rows first as they were, this run last
-    return table.sort_values("as_of", kind="stable", ignore_index=True)
+    return table.sort_values(["as_of", "publish_sequence"], kind="stable", ignore_index=True)
 
 
 def drift_frame(features: pd.DataFrame, scores: pd.DataFrame, wanted: list[str]) -> pd.DataFrame:

@@ -105,7 +105,9 @@ def _micro_table(features: pd.DataFrame, assignments: pd.DataFrame, columns: lis
 
 def fit_segmentation(features: pd.DataFrame, *, config: SegmentationConfig, categorical: list[str],
                      attributes: list[str], churned: pd.Series, previous_deviations: pd.DataFrame | None,
-                     previous_assignments: pd.DataFrame | None) -> SegmentationResult:  # fmt: skip
+                     previous_assignments: pd.DataFrame | None, currency: str = "EUR",
+                     locale: str = "en") -> SegmentationResult:  # fmt: skip
+    """Segments and micro-segments of ``features``; ``currency`` and ``locale`` word the profiles' traits."""
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     features = features.reset_index(drop=True)
@@ -141,7 +143,8 @@ def fit_segmentation(features: pd.DataFrame, *, config: SegmentationConfig, cate
             "segment_name": pd.Series(segment).map(names).to_numpy(),
         }
     )
-    profiles = pf.profile_table(features, pd.Series(segment), names, devs, churned.reset_index(drop=True))
+    profiles = pf.profile_table(features, pd.Series(segment), names, devs, churned.reset_index(drop=True),
+                                currency=currency, locale=locale)  # fmt: skip
     seconds["profiles"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

@@ -18,6 +18,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from seg_pipeline.churn.actions import TIER_LABELS
 from seg_pipeline.cleaning.privacy import pseudonymize
 from seg_pipeline.publish.contract import column_names
 from tests.integration.support import QUICK_ENV
@@ -230,14 +231,15 @@ def test_explain_and_rescore(project):
     """After a full refresh: `explain` answers for a customer, `run --job rescore` scores without training."""
     with duckdb.connect(str(project / ".seg" / "warehouse.duckdb"), read_only=True) as con:
         customer_id, tier = con.execute(
-            "select m.customer_id, s.risk_tier from clean.customer_id_map m join churn.churn_scores s "
-            "using (customer_key) where m.customer_id = m.surviving_customer_id limit 1"
+            "select m.customer_id, s.risk_tier from clean.customer_id_map m join churn.action_tiers s "
+            "using (customer_key) where m.customer_id = m.surviving_customer_id "
+            "and s.risk_tier in ('personal_outreach', 'semi_automated', 'automated') order by s.action_rank limit 1"
         ).fetchone()
     explained = cli("explain", customer_id, cwd=project)
     assert explained.returncode == 0, explained.stderr
     for section in ("Consent:", "Segment:", "Lifecycle stage:", "Churn risk:"):
         assert section in explained.stdout
-    assert tier.replace("_", " ") in explained.stdout
+    assert f"action tier: {TIER_LABELS[tier].lower()}, rank 1 by expected loss" in explained.stdout
     unknown = cli("explain", "NOBODY", cwd=project)
     assert unknown.returncode == 1 and "No customer with id NOBODY" in unknown.stdout
     rescored = cli("run", "--job", "rescore", "--as-of", "2024-06-30", cwd=project)

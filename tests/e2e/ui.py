@@ -265,3 +265,79 @@ def close_mlflow_assistant(driver) -> None:
                 button.click()
                 time.sleep(0.5)
                 return
+
+
+# ------------------------------------------------------------------------------------- page layout, print
+
+# Per table matching a selector: its wrapper's box and overflow, the viewport's width, each header cell's box,
+# the header cells whose words had to be split to fit (measured with wrapping at spaces only, then restored)
+# and the cells whose content is wider than the cell (clipped or spilling into the next column).
+_TABLE_LAYOUT = """
+const viewport = document.documentElement.clientWidth;
+return Array.from(document.querySelectorAll(arguments[0])).map(table => {
+  const wrap = table.closest('.table-wrap') || table.parentElement;
+  const box = wrap.getBoundingClientRect();
+  const headers = Array.from(table.querySelectorAll('thead th')).map(th => {
+    const rect = th.getBoundingClientRect();
+    const wrapping = [th.style.overflowWrap, th.style.wordBreak];
+    th.style.overflowWrap = 'normal'; th.style.wordBreak = 'normal';
+    const split = th.scrollWidth > th.clientWidth;
+    [th.style.overflowWrap, th.style.wordBreak] = wrapping;
+    return {text: th.textContent.trim(), left: rect.left, right: rect.right, split: split};
+  });
+  const spilling = Array.from(table.querySelectorAll('th, td'))
+    .filter(cell => cell.scrollWidth > cell.clientWidth + 1).map(cell => cell.textContent.trim());
+  return {css: table.className, left: box.left, right: box.right, scroll_width: wrap.scrollWidth,
+          client_width: wrap.clientWidth, viewport: viewport, headers: headers, spilling: spilling};
+});
+"""
+
+
+def table_layout(driver, selector: str) -> list[dict]:
+    """How the tables matching ``selector`` sit in the current page (see _TABLE_LAYOUT)."""
+    return driver.execute_script(_TABLE_LAYOUT, selector)
+
+
+def emulate_print(driver, width: int, height: int = 1100) -> None:
+    """Lay the page out as it prints: print media rules on, a viewport as wide as the paper's printable area
+    (A4 less 10 mm margins is 718 CSS px)."""
+    driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+    )
+
+
+def print_pdf(driver, path: Path) -> Path:
+    """The current page printed to PDF on A4 portrait (WebDriver's print command), backgrounds included."""
+    import base64
+
+    from selenium.webdriver.common.print_page_options import PrintOptions
+
+    options = PrintOptions()
+    options.page_width, options.page_height = 21.0, 29.7  # cm
+    options.orientation = "portrait"
+    options.background = True
+    path.write_bytes(base64.b64decode(driver.print_page(options)))
+    return path
+
+
+def pdftotext_missing() -> str | None:
+    """Why a PDF's text cannot be read here, or None (poppler-utils installs pdftotext and pdfinfo)."""
+    missing = [tool for tool in ("pdftotext", "pdfinfo") if not shutil.which(tool)]
+    return f"{', '.join(missing)} missing: `apt-get install poppler-utils`" if missing else None
+
+
+def pdf_text(path: Path) -> str:
+    """The PDF's text in the order it was drawn (``pdftotext -raw``): Chromium draws a table cell by cell, so
+    a header wrapped over several lines stays together (reading order would interleave neighbouring cells)."""
+    done = subprocess.run(
+        ["pdftotext", "-raw", "-enc", "UTF-8", str(path), "-"], capture_output=True, check=True
+    )
+    return done.stdout.decode("utf-8")
+
+
+def pdf_info(path: Path) -> dict[str, str]:
+    """pdfinfo's fields (Pages, Page size, ...)."""
+    done = subprocess.run(["pdfinfo", str(path)], capture_output=True, check=True, text=True)
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in done.stdout.splitlines())}

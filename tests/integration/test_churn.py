@@ -195,7 +195,7 @@ def test_every_profiled_customer_is_scored_consistently(full):
     assert sorted(scores["customer_key"]) == sorted(features["customer_key"])
     assert scores["churn_probability"].between(0, 1).all()
     assert (scores["churn_risk_score"] == np.rint(scores["churn_probability"] * 100)).all()
-    assert scores["top_drivers"].str.contains(r"[+-]\d+(\.\d)? points").mean() > 0.9
+    assert scores["top_drivers"].str.contains(r"[+-]\d+(\.\d)? points?").mean() > 0.9
     assert (scores["model_version"] == 1).all()
     risk = read(settings, "segment_churn_risk", "churn")
     assert risk["customers"].sum() == len(scores)

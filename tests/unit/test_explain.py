@@ -24,9 +24,17 @@ def key_of(customer_id: str) -> str:
     return pseudonymize(pd.Series([customer_id]), KEY).iloc[0]
 
 
-def build_warehouse(path, *, clean: bool = True, published: bool = True) -> None:
+TRAITS = "orders 2.3× as often as the average customer; last purchase 12 days ago (typical customer 40 days)"
+DRIVERS = "Last purchase 12 days ago (typical: 40 days): -3 points"
+SUGGESTED = "Personal e-mail from the account team with a tailored offer; follow up on reply"
+
+
+def build_warehouse(path, *, clean: bool = True, published: bool = True, actions: bool = True,
+                    tier: str = "semi_automated", rank: int | None = 12) -> None:  # fmt: skip
     """The tables `explain` reads, as a run leaves them, for C1 (with a merged duplicate) and C2;
-    ``clean=False``: a later run removed C1 from its clean tables but failed before publishing."""
+    ``clean=False``: a later run removed C1 from its clean tables but failed before publishing;
+    ``actions=False``: a warehouse written before action tiers and worded traits (risk tiers by score,
+    deviations in standard deviations); ``tier`` and ``rank``: C1's action tier and rank."""
     c1, c2 = key_of(SURVIVOR), key_of(OTHER)
     in_clean = [SURVIVOR, DUPLICATE, OTHER] if clean else [OTHER]
     id_map = pd.DataFrame({
@@ -41,7 +49,7 @@ def build_warehouse(path, *, clean: bool = True, published: bool = True) -> None
                                                "consent_profiling": True, "profiling_allowed": True}),
         "segmentation.customer_clusters": pd.DataFrame({"customer_key": keys, "segment_id": 2,
                                                         "segment_name": "loyal buyers", "micro_segment_id": 21}),
-        "segmentation.segment_profiles": pd.DataFrame({"segment_id": [2], "customers": [40], "share": [0.4],
+        "segmentation.segment_profiles": pd.DataFrame({"segment_id": [2], "customers": [4000], "share": [0.4],
                                                        "top_deviations": ["orders_365d +1.2"]}),
         "segmentation.lifecycle_stage": pd.DataFrame({"customer_key": keys, "lifecycle_stage": "champion",
                                                       "lifecycle_reason": "orders often"}),
@@ -52,6 +60,20 @@ def build_warehouse(path, *, clean: bool = True, published: bool = True) -> None
         }),
         "churn.retention_segment": pd.DataFrame({"customer_key": pd.Series([], dtype=str)}),
     }  # fmt: skip
+    if actions:
+        tables["segmentation.segment_profiles"]["top_traits"] = TRAITS
+        tables["churn.churn_scores"] = (
+            tables["churn.churn_scores"].drop(columns="risk_tier").assign(top_drivers=DRIVERS)
+        )
+        tables["churn.action_tiers"] = pd.DataFrame({
+            "customer_key": keys, "risk_tier": [tier] + ["automated"] * (len(keys) - 1),
+            "action_rank": pd.array([rank] + [40] * (len(keys) - 1), dtype="Int64"),
+            "value_365d": 2720.0, "expected_loss": 340.0,
+            "suggested_action": [SUGGESTED if tier == "semi_automated" else ""] + [""] * (len(keys) - 1),
+        })  # fmt: skip
+        tables["churn.retention_segment"] = pd.DataFrame(
+            {"customer_key": keys[:1] if tier == "semi_automated" else []}
+        )
     if published:
         tables["published.customer_segments"] = pd.DataFrame({
             "customer_id": [SURVIVOR, OTHER], "segment_id": 2, "segment_name": "loyal buyers",
@@ -147,3 +169,65 @@ def test_explain_opens_the_warehouse_read_only(warehouse):
     with duckdb.connect(str(warehouse), read_only=True) as held:
         assert explain(warehouse, SURVIVOR).found
         assert held.execute("select count(*) from clean.customer_id_map").fetchone() == (3,)
+
+
+def test_segment_and_churn_risk_read_in_business_language(warehouse):
+    result = explain(warehouse, SURVIVOR, currency="EUR", locale="en")
+    segment = result.sections["Segment"]
+    assert segment[1] == (
+        "4,000 customers share it (40% of all); what sets the segment apart from the average customer: "
+        + TRAITS
+    )
+    risk = result.sections["Churn risk"]
+    assert risk[0] == "probability of leaving within the horizon: 12.5% (risk score 13 of 100)"
+    assert risk[1] == "what moves it most (each feature's effect on the probability): " + DRIVERS
+    assert risk[3:] == [
+        "action tier: semi-automated, rank 12 by expected loss (1 = the largest)",
+        "expected loss: €340 (churn probability 12.5% × €2,720 spent in the last 365 days)",
+        "suggested action: " + SUGGESTED,
+        "in the retention list (the personal-outreach and semi-automated tiers): yes",
+    ]
+    german = explain(warehouse, SURVIVOR, currency="EUR", locale="de_DE").sections["Churn risk"]
+    assert (
+        german[4]
+        == "expected loss: 340\xa0€ (churn probability 12,5\xa0% × 2.720\xa0€ spent in the last 365 days)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("tier", "rank", "line"),
+    [
+        ("no_consent", None, "action tier: none; without marketing consent the customer is not contacted"),
+        ("no_action", None, "action tier: none; nothing to lose (no spend in the last 365 days or below "
+                            "actions.min_expected_loss)"),
+        ("no_action", 5000, "action tier: none; the tiers are filled by customers with a larger expected loss, rank "
+                            "5,000 by expected loss (1 = the largest)"),
+        ("personal_outreach", 1, "action tier: personal outreach, rank 1 by expected loss (1 = the largest)"),
+    ],
+)  # fmt: skip
+def test_every_tier_is_said_in_words(tmp_path, tier, rank, line):
+    warehouse = tmp_path / "warehouse.duckdb"
+    build_warehouse(warehouse, tier=tier, rank=rank)
+    risk = explain(warehouse, SURVIVOR).sections["Churn risk"]
+    assert risk[3] == line
+    assert risk[-1].endswith(": yes" if tier == "personal_outreach" else ": no")
+    assert not any(
+        r.startswith("suggested action") for r in risk
+    )  # only the semi-automated tier has one here
+
+
+def test_a_warehouse_without_action_tiers_gets_the_earlier_lines(tmp_path):
+    warehouse = tmp_path / "warehouse.duckdb"
+    build_warehouse(warehouse, actions=False)
+    result = explain(warehouse, SURVIVOR)
+    assert result.sections["Segment"][1] == (
+        "4,000 customers share it (40% of all); what sets the segment apart, in standard deviations from all "
+        "customers: orders_365d +1.2"
+    )
+    risk = result.sections["Churn risk"]
+    assert (
+        risk[0] == "probability of leaving within the horizon: 12.5% (risk score 13 of 100, tier automated)"
+    )
+    assert risk[1].endswith("recency_days (12, -0.03)")
+    assert risk[-1] == "in the retention segment (high risk, high value): no"
+    assert not any(r.startswith("action tier") for r in risk)

@@ -130,3 +130,4 @@ def test_the_action_plan_adds_up_per_tier():
     assert plan.loc["semi_automated", "lowest_expected_loss"] == pytest.approx(40)
     assert plan.loc[NO_CONSENT, "value_365d"] == pytest.approx(100)
     assert np.isnan(plan.loc[NO_ACTION, "save_rate"]) and plan.loc[NO_ACTION, "suggested_action"] == ""
+    assert np.isnan(plan.loc[NO_ACTION, "lowest_expected_loss"])  # a cut-off only where a capacity cuts

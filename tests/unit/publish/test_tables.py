@@ -134,8 +134,11 @@ def test_kpi_history_holds_each_runs_headline_numbers_in_publish_order(internal)
     # a second run on the same day comes after the first; publishing a run again replaces its rows
     second = tables.kpi_history(first, customers, current, AS_OF, "run-0")
     assert second["run_id"].drop_duplicates().tolist() == ["run-1", "run-0"]
-    again = tables.kpi_history(second, customers, current, AS_OF, "run-0")
+    assert second.groupby("run_id")["publish_sequence"].unique().to_dict() == {"run-0": [2], "run-1": [1]}
+    # read back in any order (DuckDB keeps none), the sequence still puts them in publish order
+    again = tables.kpi_history(second.iloc[::-1], customers, current, AS_OF, "run-0")
     assert len(again) == len(second) and again["run_id"].drop_duplicates().tolist() == ["run-1", "run-0"]
+    assert again["publish_sequence"].max() == 2  # publishing a run again keeps its place
 
 
 def test_conform_names_the_breach():

@@ -51,6 +51,7 @@ def test_customers_all_alike_make_one_segment_with_a_note():
     assert result.assignments["micro_segment_id"].nunique() == 1  # k-means cannot split them either
     profile = result.profiles.iloc[0]
     assert profile["customers"] == 300 and profile["share"] == 1.0 and profile["top_deviations"] == ""
+    assert profile["top_traits"] == ""  # the one segment is the average customer
     table = result.selection.table
     assert len(table) == 1 and table["selected"].all() and result.selection.chosen["k"] == 1
     assert result.selection.chosen["candidate"] == SINGLE_SEGMENT

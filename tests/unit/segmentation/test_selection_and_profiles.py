@@ -89,11 +89,113 @@ def test_names_are_readable_and_distinct():
         3: {"monetary_365d": 1.4, "frequency_365d": 1.1, "channel_share_web": 1.2},
     })  # fmt: skip
     names = pf.unique_names(devs)
-    assert names[1] == "High-value frequent buyers, via store"
-    assert names[2].startswith("Dormant, low-value occasional buyers")
-    assert names[3] == "High-value frequent buyers, via web"
+    assert names[1] == "High-value frequent in-store buyers"
+    assert names[2] == "Dormant low-value occasional buyers, low engagement"
+    assert names[3] == "High-value frequent web-shop buyers"
     same = pf.unique_names(devs_frame({1: {"monetary_365d": 1.0}, 2: {"monetary_365d": 1.0}}))
     assert len(set(same.values())) == 2
+
+
+# The demo's five segments (their strongest deviations) and the names they had before names were worded
+# as adjectives: "via store", "buying home" read as data, "home buyers" would be buying houses.
+DEMO = {
+    1: ({"channel_share_store": 1.7, "category_share_office": 1.6, "channel_share_web": -0.8}, "Mid-value customers, via store"),
+    2: ({"channel_share_app": 1.5, "category_share_apparel": 1.5, "monthly_charges": -1.1, "avg_order_value": -0.9,
+         "interpurchase_mean_days": -0.9}, "Low-paying frequent buyers, via app"),
+    3: ({"category_share_electronics": 1.6, "category_share_software": 1.5, "monthly_charges": 1.0,
+         "email_open_rate": 1.0, "interpurchase_mean_days": -0.6}, "High-paying frequent buyers, buying electronics"),
+    4: ({"category_share_home": 1.3, "channel_share_web": 1.2, "satisfaction_mean": -0.8, "monetary_365d": -0.8,
+         "frequency_365d": -0.7}, "Low-value occasional buyers, buying home"),
+    5: ({"category_share_services": 2.7, "channel_share_sales_rep": 2.5, "avg_order_value": 2.3, "monthly_charges": 2.0,
+         "interpurchase_mean_days": 0.6}, "Big-basket occasional buyers, buying services"),
+}  # fmt: skip
+
+
+def test_names_put_channel_and_category_before_the_noun_and_stay_short():
+    names = pf.unique_names(devs_frame({seg: devs for seg, (devs, _) in DEMO.items()}))
+    assert names == {
+        1: "Mid-value in-store customers",
+        2: "Low-paying frequent app buyers",
+        3: "High-paying frequent electronics buyers",
+        4: "Low-value occasional home-goods buyers",
+        5: "Big-basket occasional service buyers",
+    }
+    assert all(len(names[seg]) <= len(before) for seg, (_, before) in DEMO.items())
+    assert (
+        pf.unique_names(devs_frame({seg: devs for seg, (devs, _) in DEMO.items()})) == names
+    )  # deterministic
+
+
+def test_names_that_clash_grow_by_their_next_trait_and_skip_unrecorded_channels():
+    devs = devs_frame({
+        1: {"channel_share_app": 1.5, "category_share_office": 1.2, "channel_share_unknown": 3.0},
+        2: {"channel_share_app": 1.4, "tickets_365d": 0.9},
+        3: {"category_share_garden_tools": 1.1, "frequency_365d": 0.8},
+    })  # fmt: skip
+    names = pf.unique_names(devs)
+    assert names[1] == "Mid-value app customers, buying office supplies"  # not "unknown customers"
+    assert names[2] == "Mid-value app customers, support-heavy"
+    assert names[3] == "Mid-value frequent garden-tools buyers"
+
+
+def test_traits_compare_with_the_average_customer_in_each_features_unit():
+    features = pd.DataFrame({
+        "frequency_365d": [10.0, 8.0, 2.0, 2.0, 2.0, 2.0],  # segment 1 mean 9, all 4.33: a multiple
+        "avg_order_value": [50.0, 70.0, 55.0, 55.0, 55.0, 55.0],  # 60 vs 56.7: too close, both values
+        "days_since_last_purchase": [100.0, 200.0, 10.0, 20.0, 30.0, 5000.0],  # medians: 150 vs 65
+        "channel_share_app": [0.6, 0.7, 0.1, 0.1, 0.1, 0.1],  # shares: both percentages
+        "email_unsubscribed": [1.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # a flag: the share of customers with it
+        "monetary_365d": [0.0, 0.0, 500.0, 400.0, 300.0, 200.0],  # segment 0: no multiple of nothing
+    })  # fmt: skip
+    segment = pd.Series([1, 1, 2, 2, 2, 2])
+    devs = pf.deviations(features, segment, list(features.columns))
+    traits = dict(zip(devs.index, pf.traits(features, segment, devs, devs.index, 6), strict=True))
+    parts = traits[1].split("; ")
+    assert len(parts) == 6  # "; " separates traits only
+    assert "orders 2.1× as often as the average customer" in parts
+    assert "spends €60 per order (average €57)" in parts
+    assert "last purchase 150 days ago (typical customer 65 days)" in parts
+    assert "65% of orders via app (average 28%)" in parts
+    assert "50% have unsubscribed from e-mails (average 17%)" in parts
+    assert "nothing spent in the last 365 days (average €233)" in parts
+    assert "orders 0.5× as often as the average customer" in traits[2].split("; ")
+
+
+def test_trait_uses_a_multiple_only_between_the_bounds():
+    assert pf.trait("frequency_365d", 3.0, 2.0) == "orders 1.5× as often as the average customer"
+    assert pf.trait("frequency_365d", 2.8, 2.0) == "2.8 orders in the last 365 days (average 2)"  # 1.4×
+    assert pf.trait("frequency_365d", 1.3, 2.0) == "orders 0.7× as often as the average customer"  # 0.65×
+    assert (
+        pf.trait("frequency_365d", 0.1, 2.0) == "0.1 orders in the last 365 days (average 2)"
+    )  # below a tenth
+    assert (
+        pf.trait("monetary_365d", 2480.0, 1240.0, "EUR", "de_DE")
+        == "spends 2× as much as the average customer"
+    )
+    assert (
+        pf.trait("monetary_365d", 1300.0, 1240.0, "EUR", "de_DE")
+        == "1.300\xa0€ spent in the last 365 days (average 1.240\xa0€)"
+    )
+    assert (
+        pf.trait("monthly_charges", 325.0, 171.4) == "monthly charges 325 (average 171)"
+    )  # an attribute: as it is
+    assert pf.trait("avg_order_value", float("nan"), 50.0) == "no orders (average €50)"
+
+
+def test_profile_table_keeps_deviations_and_adds_traits():
+    features = pd.DataFrame(
+        {"monetary_365d": [900.0, 1100.0, 700.0, 700.0], "frequency_365d": [9.0, 11.0, 1.0, 1.0]}
+    )
+    segment = pd.Series([1, 1, 2, 2])
+    devs = pf.deviations(features, segment, list(features.columns))
+    table = pf.profile_table(features, segment, {1: "a", 2: "b"}, devs, None, currency="USD")
+    assert list(table.columns[-2:]) == ["top_traits", "top_deviations"]
+    deviations = table.loc[0, "top_deviations"].split(", ")
+    assert deviations[0].startswith("frequency_365d +") and deviations[1].startswith("monetary_365d +")
+    # the same features in the same order, in words
+    assert table.loc[0, "top_traits"].split("; ") == ["orders 1.8× as often as the average customer",
+                                                      "$1,000 spent in the last 365 days (average $850)"]  # fmt: skip
+    assert table.loc[1, "top_traits"].split("; ")[1] == "$700 spent in the last 365 days (average $850)"
 
 
 def test_migration_counts_moves_joins_and_leavers():
