@@ -258,8 +258,8 @@ def test_browser_shows_lineage_checks_mlflow_data_docs_and_report(
         ui.close_mlflow_assistant(browser)
         ui.screenshot(browser, shots / "mlflow-run.png")
 
-    # 5. the segment report, with its figures loaded
-    browser.set_window_size(1400, 2000)
+    # 5. the segment report at 1,280 px, with its figures loaded, and its retention list with the action plan
+    browser.set_window_size(1280, 2000)
     report = _metadata(assets["segment_report"]["assetMaterializations"][0]["metadataEntries"])["report"]
     browser.get(report)
     ui.wait_for_text(
@@ -269,13 +269,19 @@ def test_browser_shows_lineage_checks_mlflow_data_docs_and_report(
             "Segments",
             "Lifecycle stages",
             "Churn risk",
+            "Retention list",
+            "Trends",
             "Segment migration",
             "Churn model",
             "Data drift",
+            "For analysts",
         ],
     )
     assert ui.loaded_images(browser) >= 4
     ui.screenshot(browser, shots / "segment-report.png")
+    browser.get(report + "#retention")
+    ui.wait_for_text(browser, ["Retention list", "Personal outreach", "Expected loss"])
+    ui.screenshot(browser, shots / "segment-report-actions.png")
 
 
 def test_data_docs_index_lists_the_validations_with_the_network_cut_off(project, docs, tmp_path):
