@@ -15,10 +15,28 @@ churned = no activity in (as_of, as_of + horizon]. Two baselines computed here f
 get the same metrics: recency (days since the last order) and the BTYD models BG/NBD and Pareto/NBD
 (`lifetimes`, fitted in days on frequency/recency/T, scored with P(no purchase in the horizon)).
 
+Who to contact: the run's `published.customer_segments` (risk_tier, in_retention_segment) and
+`published.retention_actions` (expected loss per customer of the three action tiers) are measured too. Each
+customer's value is computed here, from the case's orders up to as_of (spend in the 365 days up to as_of,
+the window of the pipeline's monetary_365d, but on the amounts as the extract holds them: the pipeline's
+own value_365d is only compared, never used); the realized lost value of a customer is that value when they
+churned, else 0 (the revenue that walked away, measured as their last year's spend). Per tier (and for the
+retention list and all scored customers): customers, share, mean published probability, realized churn
+rate, value, realized lost value and the expected loss as published. Then the lost revenue caught: the
+realized lost value inside the retention list (and inside all three action tiers) over the realized lost
+value of every scored customer, beside lists of the same size drawn from the same customers (those with
+marketing consent) ranked by the published probability alone, by recency (days since the last order,
+longest first), by 365-day spend alone, and by the realized lost value itself (the oracle, the ceiling);
+with the realized churn rate inside each list. Customers tied at a list's cut count in proportion (the
+expectation over a random order among them).
+
 Datasets:
 - cdnow: the CDNOW master file shipped in the `lifetimes` wheel (23,570 customers who first bought in Q1
-  1997, every purchase to the end of June 1998). CRM = customer id and first purchase date (the cohort's
-  signup); orders-only, so realized churn is no order in the horizon.
+  1997, every purchase to the end of June 1998). CRM = customer id, first purchase date (the cohort's
+  signup) and consent_marketing true for everyone: CDNOW holds no consent, and a customer whose CRM record
+  says nothing about marketing consent is on no contact list (tier no_consent) unless
+  privacy.default_marketing_consent is true, a setting an older checkout run with --code does not know;
+  the column works for every version. Orders-only, so realized churn is no order in the horizon.
 - generated:demo: `seg-pipeline generate` as of as_of + horizon, every extract cut at as_of (rows with
   unparseable dates stay, the pipeline quarantines them); the cut-off rows are the truth window, realized
   churn = no order, web event, email open/click or ticket in it (events linked through the generator's
@@ -72,6 +90,21 @@ EVENT_DATES = {
     "email_events": "ts",
 }
 SCORERS = {"published": "published", "recency": "recency", "bgnbd": "BG/NBD", "paretonbd": "Pareto/NBD"}
+# the action tiers of seg_pipeline/churn/actions.py, in order (not imported: --code may be another checkout);
+# tiers a checkout names otherwise are shown after these
+TIERS = ("personal_outreach", "semi_automated", "automated", "no_action", "no_consent")
+ACTION_TIERS = TIERS[:3]
+NO_CONSENT = "no_consent"
+# how the lists of the same size as the pipeline's are ranked (all: largest first)
+RANKINGS = {
+    "expected_loss": "expected loss (the pipeline's list)",
+    "probability": "probability",
+    "recency": "recency",
+    "spend": "365-day spend",
+    "oracle": "oracle",
+}
+LISTS = {"retention_list": "retention list", "action_tiers": "all three action tiers"}
+VALUE_DAYS = 365
 STDERR_TAIL = 25
 
 
@@ -88,7 +121,8 @@ class Case:
     landing: Path
     sources: list[str]
     attributes: dict[str, list[str]]
-    orders: pd.DataFrame  # group, day: orders up to as_of (for the baselines)
+    # group, at (timestamp), day, amount: orders up to as_of (baselines, value); a missing amount is no spend
+    orders: pd.DataFrame
     birth: pd.Series  # group -> signup day, for customers without an order
     active: set  # groups with activity in (as_of, as_of + horizon]
     group_of: dict = field(default_factory=dict)  # CRM id -> identity group (identity when absent)
@@ -134,8 +168,9 @@ def prepare_cdnow(tx: pd.DataFrame, as_of: dt.date, horizon: int, landing: Path)
     signup = known.groupby("customer_id")["day"].min()
     landing.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(
-        {"customer_id": signup.index, "signup_date": signup.dt.strftime("%Y-%m-%d").to_numpy()}
-    ).to_csv(landing / "crm_customers.csv", index=False)
+        {"customer_id": signup.index, "signup_date": signup.dt.strftime("%Y-%m-%d").to_numpy(),
+         "consent_marketing": "true"}
+    ).to_csv(landing / "crm_customers.csv", index=False)  # fmt: skip
     known.assign(order_date=known["day"].dt.strftime("%Y-%m-%d"))[
         ["order_id", "customer_id", "order_date", "amount"]
     ].to_csv(landing / "orders.csv", index=False)
@@ -145,7 +180,8 @@ def prepare_cdnow(tx: pd.DataFrame, as_of: dt.date, horizon: int, landing: Path)
         notes.append(f"truth window ends {end.date()}, after the data's last day {tx['day'].max().date()}")
     return Case(
         dataset="cdnow", as_of=as_of, horizon=horizon, landing=landing, sources=["crm_customers", "orders"],
-        attributes={}, orders=known.rename(columns={"customer_id": "group"})[["group", "day"]], birth=signup,
+        attributes={}, orders=known.rename(columns={"customer_id": "group"}).assign(at=known["day"])[
+            ["group", "at", "day", "amount"]], birth=signup,
         active=set(window["customer_id"]), crm_customers=len(signup), notes=notes,
     )  # fmt: skip
 
@@ -268,7 +304,7 @@ def prepare_demo(generated: Path, as_of: dt.date, horizon: int, landing: Path) -
     crm_cut.to_csv(landing / "crm_customers.csv", index=False)
     counts["crm_signed_up_after_as_of_left_out"] = int(later.sum())
     active: set = set()
-    orders = pd.DataFrame(columns=["group", "day"])
+    orders = pd.DataFrame(columns=["group", "at", "day", "amount"])
     sources = ["crm_customers"]
     for source, column in EVENT_DATES.items():
         path = generated / f"{source}.csv"
@@ -285,8 +321,7 @@ def prepare_demo(generated: Path, as_of: dt.date, horizon: int, landing: Path) -
         active |= set(ids.of(frame[in_window])) - {""}
         if source == "orders":
             usable = ~after & (when >= pd.Timestamp("1990-01-01"))
-            orders = pd.DataFrame({"group": ids.of(frame[usable]), "day": when[usable].dt.normalize()})
-            orders = orders[orders["group"] != ""]
+            orders = _orders(frame[usable], when[usable], ids, generated / "truth")
     notes.append("landing cut at as_of: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
     crm_groups = crm_cut["customer_id"].map(lambda i: ids.group_of.get(i, i))
     birth = (
@@ -315,7 +350,7 @@ def prepare_cohort(generated: Path, as_of: dt.date, horizon: int, landing: Path)
     history = _read_text_csv(generated / "orders.csv")
     known = _dates(history["order_date"])
     usable = (known <= cut_end) & (known >= pd.Timestamp("1990-01-01"))
-    orders = pd.DataFrame({"group": ids.of(history[usable]), "day": known[usable].dt.normalize()})
+    orders = _orders(history[usable], known[usable], ids, generated / "truth")
     crm_groups = crm["customer_id"].map(lambda i: ids.group_of.get(i, i))
     signup = _dates(crm["signup_date"]) if "signup_date" in crm else pd.Series(pd.NaT, index=crm.index)
     birth = pd.Series(signup.dt.normalize().to_numpy(), index=crm_groups).groupby(level=0).min()
@@ -325,10 +360,26 @@ def prepare_cohort(generated: Path, as_of: dt.date, horizon: int, landing: Path)
         notes.append(f"truth/orders_after_as_of.csv ends {when.max()}, before the horizon's end")
     return Case(
         dataset="generated:cohort", as_of=as_of, horizon=horizon, landing=landing, sources=sources,
-        attributes=_attributes(crm), orders=orders[orders["group"] != ""], birth=birth,
+        attributes=_attributes(crm), orders=orders, birth=birth,
         active=set(ids.of(future[in_window])) - {""}, group_of=ids.group_of,
         crm_customers=int(crm_groups[crm["customer_id"] != ""].nunique()), notes=notes,
     )  # fmt: skip
+
+
+def _orders(frame: pd.DataFrame, when: pd.Series, ids: Identities, truth: Path) -> pd.DataFrame:
+    """A generated orders extract as the Case holds it: identity group, timestamp, day and the amount that
+    counts as spend. Negative and unparseable amounts and the generator's planted outliers (listed in
+    truth/anomalies.csv; their true amount is unknown, and at 50 to 500 times the real one a few of them
+    would outweigh everyone's spend) are missing: no spend."""
+    amount = pd.to_numeric(frame["amount"], errors="coerce")
+    anomalies = truth / "anomalies.csv"
+    if anomalies.exists() and "order_id" in frame:
+        listed = _read_text_csv(anomalies)
+        planted = listed.loc[(listed["source"] == "orders") & (listed["kind"] == "amount_outlier"), "key"]
+        amount = amount.mask(frame["order_id"].isin(set(planted)))
+    out = pd.DataFrame({"group": ids.of(frame), "at": when, "day": when.dt.normalize(),
+                        "amount": amount.where(amount >= 0)})  # fmt: skip
+    return out[out["group"] != ""]
 
 
 def _attributes(crm: pd.DataFrame) -> dict[str, list[str]]:
@@ -465,6 +516,32 @@ def read_warehouse(home: Path) -> tuple[pd.DataFrame, dict, dict]:
     return scores, model, counts
 
 
+def read_actions(home: Path) -> dict[str, pd.DataFrame] | None:
+    """The published action tiers: customer_segments (tier and retention flag of every scored customer),
+    retention_actions (the action tiers' value and expected loss as the pipeline computed them) and this
+    run's kpi_history rows; None when the code under test publishes no tiers."""
+    import duckdb
+
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as db:
+        tables = {t for (t,) in db.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'published'").fetchall()}  # fmt: skip
+        if "customer_segments" not in tables:
+            return None
+        out = {"customer_segments": db.execute(
+            "SELECT customer_id, risk_tier, in_retention_segment FROM published.customer_segments").df()}  # fmt: skip
+        if "retention_actions" in tables:
+            out["retention_actions"] = db.execute(
+                "SELECT customer_id, action_rank, risk_tier, churn_probability, value_365d, expected_loss "
+                "FROM published.retention_actions"
+            ).df()
+        if "kpi_history" in tables:
+            out["kpi_history"] = db.execute(
+                "SELECT measure, breakdown, value FROM published.kpi_history "
+                "WHERE run_id IN (SELECT DISTINCT run_id FROM published.customer_segments)"
+            ).df()
+    return out
+
+
 def model_summary(model: dict) -> dict:
     """The numeric holdout_* and baseline_* columns of the churn_model row, whatever they are now."""
     return {
@@ -483,7 +560,7 @@ def summary_rfm(case: Case, groups: pd.Index) -> pd.DataFrame:
     """Per group, in days as of as_of: frequency (repeat purchase days), recency (first to last purchase
     day), T (first purchase to as_of), days since the last order (since signup without orders)."""
     as_of = pd.Timestamp(case.as_of)
-    days = case.orders.drop_duplicates()
+    days = case.orders[["group", "day"]].drop_duplicates()
     per = days.groupby("group")["day"].agg(["min", "max", "nunique"])
     out = pd.DataFrame(index=groups)
     out["first"] = per["min"].reindex(groups)
@@ -547,15 +624,86 @@ def fit_btyd(rfm: pd.DataFrame, horizon: int) -> dict[str, dict]:
 # ------------------------------------------------------------------------------------------ the metrics
 
 
-def lift_top_decile(y: np.ndarray, score: np.ndarray) -> float:
-    """Churn rate of the top 10 % by score over the base rate; customers tied at the cut count in
-    proportion (isotonic calibration and day counts tie a lot; an arbitrary order would pick)."""
-    k = max(1, math.ceil(len(score) / 10))
-    cut = np.sort(score)[::-1][k - 1]
+def top_k_total(score: np.ndarray, values: np.ndarray, k: int) -> float:
+    """The sum of ``values`` over the k highest scores (missing scores last); customers tied at the cut
+    count in proportion, the expectation over a random order among them (isotonic calibration and day
+    counts tie a lot; an arbitrary order would pick)."""
+    score = np.where(np.isnan(score), -np.inf, np.asarray(score, float))
+    values = np.asarray(values, float)
+    if k <= 0 or len(score) == 0:
+        return 0.0
+    if k >= len(score):
+        return float(values.sum())
+    cut = np.partition(score, len(score) - k)[len(score) - k]  # the k-th highest
     above, tied = score > cut, score == cut
-    expected = y[above].sum() + (k - above.sum()) * y[tied].mean()
+    return float(values[above].sum() + (k - above.sum()) * values[tied].mean())
+
+
+def lift_top_decile(y: np.ndarray, score: np.ndarray) -> float:
+    """Churn rate of the top 10 % by score over the base rate (ties at the cut in proportion)."""
+    k = max(1, math.ceil(len(score) / 10))
     base = y.mean()
-    return float(expected / k / base) if base > 0 else float("nan")
+    return float(top_k_total(score, y, k) / k / base) if base > 0 else float("nan")
+
+
+def spend_before(orders: pd.DataFrame, as_of: dt.date, days: int = VALUE_DAYS) -> pd.Series:
+    """Per group, the sum of order amounts in the ``days`` days up to the end of as_of, the window of the
+    pipeline's monetary_365d (an order counts when at most ``days`` days before the end of as_of); missing
+    amounts count as nothing, groups without such an order are absent."""
+    end = pd.Timestamp(as_of) + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
+    recent = orders[(orders["at"] >= end - pd.Timedelta(days=days)) & (orders["at"] <= end)]
+    return recent.groupby("group")["amount"].sum()
+
+
+def tier_rows(book: pd.DataFrame, expected_loss: dict[str, float | None]) -> list[dict]:
+    """Per tier (TIERS order, then any other tier names), the retention list and all scored customers: size,
+    mean published probability, realized churn rate, value, realized lost value (and its share of all
+    lost value), and the expected loss as published (``expected_loss``: by the same names; None when the
+    published tables do not carry it). ``book``: one row per scored customer with risk_tier,
+    in_retention_list, probability, churned (0/1), value and lost."""
+    names = [*TIERS, *sorted(set(book["risk_tier"].dropna()) - set(TIERS))]
+    groups = [(name, book["risk_tier"] == name) for name in names]
+    groups += [("retention_list", book["in_retention_list"]), ("all", pd.Series(True, index=book.index))]
+    lost_all = book["lost"].sum()
+    rows = []
+    for name, member in groups:
+        part = book[member.to_numpy(bool)]
+        rows.append({
+            "tier": name, "customers": len(part), "share": len(part) / len(book) if len(book) else None,
+            "mean_probability": part["probability"].mean() if len(part) else None,
+            "realized_churn_rate": part["churned"].mean() if len(part) else None,
+            "value": float(part["value"].sum()), "realized_lost_value": float(part["lost"].sum()),
+            "share_of_lost_value": float(part["lost"].sum() / lost_all) if lost_all > 0 else None,
+            "expected_loss_published": expected_loss.get(name),
+        })  # fmt: skip
+    return rows
+
+
+def caught(book: pd.DataFrame, member: pd.Series) -> dict:
+    """How much of the revenue that walked away a list holds, beside lists of the same size drawn from the
+    customers with marketing consent and ranked otherwise: per ranking the realized lost value caught, its
+    share of the lost value of every scored customer, and the realized churn rate inside the list."""
+    k = int(member.sum())
+    pool = book[book["contactable"]]
+    lost_all = float(book["lost"].sum())
+    scores = {
+        "probability": pool["probability"], "recency": pool["days_since_last_order"], "spend": pool["value"],
+        "oracle": pool["lost"],
+    }  # fmt: skip
+    listed = book[member.to_numpy(bool)]
+    totals = {"expected_loss": (float(listed["lost"].sum()), float(listed["churned"].sum()))}
+    for name, score in scores.items():
+        score = score.to_numpy(float)
+        totals[name] = (top_k_total(score, pool["lost"].to_numpy(float), k),
+                        top_k_total(score, pool["churned"].to_numpy(float), k))  # fmt: skip
+    return {
+        "customers": k, "realized_lost_value_all": lost_all, "contactable_customers": len(pool),
+        "rankings": {
+            name: {"lost_value_caught": lost, "share_caught": lost / lost_all if lost_all > 0 else None,
+                   "realized_churn_rate": churners / k if k else None}
+            for name, (lost, churners) in totals.items()
+        },
+    }  # fmt: skip
 
 
 def metrics(y: np.ndarray, score: np.ndarray, probability: bool) -> dict:
@@ -577,11 +725,19 @@ def metrics(y: np.ndarray, score: np.ndarray, probability: bool) -> dict:
     return out
 
 
+def _ids(customer_ids: pd.Series) -> pd.Series:
+    return customer_ids.astype(str).str.strip()
+
+
+def realized(case: Case, customer_ids: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Each published customer's identity group and realized label (1 = churned: no activity in the horizon)."""
+    groups = case.group(_ids(customer_ids))
+    return groups, (~groups.isin(case.active)).to_numpy(int)
+
+
 def evaluate(case: Case, scores: pd.DataFrame) -> dict:
-    ids = scores["customer_id"].astype(str).str.strip()
-    groups = case.group(ids)
+    groups, y = realized(case, scores["customer_id"])
     duplicated = int(groups.duplicated().sum())
-    y = (~groups.isin(case.active)).to_numpy(int)
     population = pd.Index(case.birth.index.unique())  # the CRM as of as_of (orphan orders left out)
     rfm = summary_rfm(case, population)
     fits = fit_btyd(rfm, case.horizon)
@@ -614,6 +770,61 @@ def evaluate(case: Case, scores: pd.DataFrame) -> dict:
     return result
 
 
+def evaluate_actions(case: Case, scores: pd.DataFrame, published: dict[str, pd.DataFrame]) -> dict:
+    """The published tiers and retention list against what happened; the value of every customer computed
+    here from the case's orders (a value shared by several published customers of one identity group is
+    split among them, so totals count it once)."""
+    segments = published["customer_segments"].assign(customer_id=lambda f: _ids(f["customer_id"]))
+    book = scores[["customer_id", "churn_probability"]].assign(customer_id=lambda f: _ids(f["customer_id"]))
+    book = book.merge(segments, on="customer_id", how="left", validate="one_to_one")
+    groups, y = realized(case, book["customer_id"])
+    spend = spend_before(case.orders, case.as_of)
+    sharing = groups.map(groups.value_counts()).to_numpy(float)
+    rfm = summary_rfm(case, pd.Index(groups.unique()))
+    book = book.assign(
+        probability=book["churn_probability"].astype(float),
+        in_retention_list=book["in_retention_segment"].astype("boolean").fillna(False).astype(bool),
+        contactable=book["risk_tier"].notna() & (book["risk_tier"] != NO_CONSENT),
+        churned=y,
+        value=spend.reindex(groups).fillna(0).to_numpy(float) / sharing,
+        days_since_last_order=rfm["days_since_last_order"].reindex(groups).to_numpy(float),
+    )
+    book["lost"] = book["value"] * book["churned"]
+
+    expected: dict[str, float | None] = {}
+    value_check = None
+    actions = published.get("retention_actions")
+    if actions is not None:
+        actions = actions.assign(customer_id=_ids(actions["customer_id"]))
+        expected |= actions.groupby("risk_tier")["expected_loss"].sum().to_dict()
+        listed = actions["customer_id"].isin(book.loc[book["in_retention_list"], "customer_id"])
+        expected["retention_list"] = float(actions.loc[listed, "expected_loss"].sum())
+        both = actions.merge(book[["customer_id", "value"]], on="customer_id", how="left")
+        difference = (both["value_365d"] - both["value"]).abs()
+        differing = difference > 0.01
+        value_check = {
+            "customers": len(both), "differing_by_more_than_0.01": int(differing.sum()),
+            "differing_by_tier": both.loc[differing, "risk_tier"].value_counts().to_dict(),
+            "published_higher": int((both["value_365d"] - both["value"] > 0.01).sum()),
+            "max_abs_difference": float(difference.max()) if len(both) else None,
+            "published_value_365d": float(both["value_365d"].sum()), "value_here": float(both["value"].sum()),
+        }  # fmt: skip
+    kpi = published.get("kpi_history")
+    if kpi is not None:
+        total = kpi[(kpi["measure"] == "expected_loss") & (kpi["breakdown"] == "all")]["value"]
+        expected["all"] = float(total.iloc[-1]) if len(total) else None
+    return {
+        "value_definition": f"sum of order amounts in the {VALUE_DAYS} days up to as_of, from the case's orders",
+        "scored_without_tier": int(book["risk_tier"].isna().sum()),
+        "tiers": tier_rows(book, expected),
+        "lists": {
+            "retention_list": caught(book, book["in_retention_list"]),
+            "action_tiers": caught(book, book["risk_tier"].isin(ACTION_TIERS)),
+        },
+        "value_check": value_check,
+    }
+
+
 # -------------------------------------------------------------------------------------------- the cases
 
 
@@ -633,6 +844,12 @@ def run_case(case: Case, code: Path, env: dict, work: Path) -> dict:
     out["published_missing_crm_customers"] = case.crm_customers - scores["customer_id"].nunique()
     started = time.perf_counter()
     out |= evaluate(case, scores)
+    published = read_actions(home)
+    if published is not None:
+        try:
+            out["actions"] = evaluate_actions(case, scores, published)
+        except Exception as exc:  # noqa: BLE001 - recorded; the scores' metrics stand
+            out["actions"] = {"error": f"{type(exc).__name__}: {exc}"}
     out["evaluation_seconds"] = round(time.perf_counter() - started, 1)
     return out
 
@@ -697,6 +914,70 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
             *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows)]  # fmt: skip
 
 
+def _money(value) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _share(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
+TIER_NAMES = {"retention_list": "**retention list** (first two tiers)", "all": "all scored"}
+
+
+def action_lines(runs: list[dict]) -> list[str]:
+    """The tiers and the lost revenue caught, for the runs that measured them."""
+    measured = [c for c in runs if "tiers" in c.get("actions", {})]
+    errors = [f"- {c['as_of']}: action tiers not measured: {c['actions']['error']}"
+              for c in runs if "error" in c.get("actions", {})]  # fmt: skip
+    errors = ["", *errors] if errors else []
+    if not measured:
+        return errors
+    rows = [
+        [c["as_of"], TIER_NAMES.get(t["tier"], t["tier"]), f"{t['customers']:,}", _share(t["share"]),
+         _f(t["mean_probability"]), _f(t["realized_churn_rate"]), _money(t["value"]),
+         _money(t["realized_lost_value"]), _share(t["share_of_lost_value"]), _money(t["expected_loss_published"])]
+        for c in measured for t in c["actions"]["tiers"] if t["customers"] or t["tier"] in ACTION_TIERS
+    ]  # fmt: skip
+    lines = [
+        "", "Action tiers against what happened (value: 365-day spend before as_of, computed here from the orders; "
+        "realized lost value: the value of the tier's customers who churned; expected loss: probability x "
+        "value as the pipeline published it, in retention_actions and kpi_history):", "",
+        *_table(["as_of", "tier", "customers", "share", "mean probability", "realized churn rate", "value",
+                 "realized lost value", "share of all lost value", "expected loss (published)"], rows),
+    ]  # fmt: skip
+    for title, field_name, cell in (
+        ("Lost revenue caught: realized lost value inside the list over that of every scored customer; the "
+         "pipeline's list beside lists of the same size from the customers with marketing consent, ranked by "
+         "each column (largest first; recency: days since the last order)", "share_caught", _share),
+        ("Realized churn rate inside the same lists", "realized_churn_rate", _f),
+    ):  # fmt: skip
+        rows = []
+        for c in measured:
+            for name, label in LISTS.items():
+                found = c["actions"]["lists"][name]
+                ranked = found["rankings"]
+                rows.append([c["as_of"], label, f"{found['customers']:,}", _money(found["realized_lost_value_all"]),
+                             *(cell(ranked.get(r, {}).get(field_name)) for r in RANKINGS)])  # fmt: skip
+        lines += ["", f"{title}:", ""]
+        lines += _table(["as_of", "list", "customers", "lost revenue (all scored)", *RANKINGS.values()], rows)
+    checks = [(c["as_of"], c["actions"]["value_check"]) for c in measured if c["actions"].get("value_check")]
+    if checks:
+        lines += ["", "The pipeline's value_365d (retention_actions) against the value computed here:", ""]
+        for as_of, v in checks:
+            by_tier = ", ".join(f"{t} {v['differing_by_tier'][t]:,}" for t in ACTION_TIERS
+                                if v.get("differing_by_tier", {}).get(t))  # fmt: skip
+            higher = (
+                f", {v['published_higher']:,} of them higher as published" if "published_higher" in v else ""
+            )
+            lines.append(
+                f"- {as_of}: {v['differing_by_more_than_0.01']:,} of {v['customers']:,} customers differ by more than "
+                f"0.01{f' ({by_tier})' if by_tier else ''}{higher}; largest difference {_money(v['max_abs_difference'])}; "
+                f"sums {_money(v['published_value_365d'])} published, {_money(v['value_here'])} here"
+            )  # fmt: skip
+    return lines + errors
+
+
 def markdown(data: dict) -> str:
     lines = [
         "# Churn scores against realized churn", "",
@@ -711,6 +992,8 @@ def markdown(data: dict) -> str:
         by_dataset.setdefault(case["dataset"], []).append(case)
     for dataset, runs in sorted(by_dataset.items()):
         runs.sort(key=lambda c: c["as_of"])
+        if lines[-1]:
+            lines.append("")
         lines += [f"## {dataset}", "", f"Realized label: {runs[0]['realized_label']}.", ""]
         rows = []
         for c in runs:
@@ -757,6 +1040,7 @@ def markdown(data: dict) -> str:
                 table.append(row)
             lines += ["", f"{title}:", ""]
             lines += _table(["as_of", "customers", *(SCORERS[s] for s in scorers)], table)
+        lines += action_lines(good)
         for c in runs:
             if c["run"]["exit_code"] != 0:
                 lines += ["", f"Run as of {c['as_of']} failed (exit {c['run']['exit_code']}); last lines of stderr:",
@@ -796,6 +1080,24 @@ def markdown(data: dict) -> str:
         "across dates; Brier also measures calibration, which recency lacks. The last table restricts to the "
         "customers who ordered in the horizon before as_of: the pipeline labels its training rows only among "
         "such customers, so the whole-population numbers also show how it extrapolates to long-silent ones.",
+        "",
+        "Who to contact: the pipeline sizes its action tiers by capacity (personal outreach 1 % of scored "
+        "customers, semi-automated 4 %, automated 15 % by default), taking customers with marketing consent in "
+        "order of expected loss (churn probability x 365-day spend); the retention list is the first two tiers. "
+        "The tier table shows whether the tiers hold what they should: churners with money. Value is measured "
+        "here from the orders (the pipeline caps outlying amounts; the line under the tables says how far its "
+        "own value_365d is from this one), and realized lost value is the last year's spend of the customers "
+        "who then churned, a measure of the revenue that walked away, not of what a contact could save. "
+        "Comparing the tier's expected loss with its realized lost value shows whether the published "
+        "probabilities hold where the money is. 'Lost revenue caught' is the question a sceptical analyst asks "
+        "of the ranking: of all the revenue that walked away, how much sat on the list, against lists of the "
+        "same size ranked by probability alone, by silence (recency) or by spend alone, and against the oracle "
+        "(the lost value itself: the most any list of that size can catch; below 100 % when the churners with "
+        "spend outnumber the list, and customers without marketing consent, on no list, still count in the "
+        "denominator). The churn-rate table shows the other side of the trade: a list can hold many churners "
+        "and little of the lost revenue, or the reverse. On cdnow every customer is given marketing consent "
+        "(the data holds none, and without it the pipeline lists nobody); on generated:demo churned means no "
+        "activity of any kind, so a customer who stopped ordering but still opens e-mails is not counted as lost.",
     ]  # fmt: skip
     return "\n".join(lines) + "\n"
 
@@ -864,6 +1166,13 @@ def main() -> None:
             if "metrics" in result:
                 summary |= {s: round(m.get("roc_auc", float("nan")), 3) for s, m in result["metrics"].items()}
                 summary["pipeline_holdout_roc_auc"] = result["pipeline_reported"].get("holdout_roc_auc")
+            if "lists" in result.get("actions", {}):
+                listed = result["actions"]["lists"]["retention_list"]
+                summary["retention_list"] = listed["customers"]
+                summary["lost_revenue_caught"] = {
+                    name: None if r["share_caught"] is None else round(r["share_caught"], 3)
+                    for name, r in listed["rankings"].items()
+                }
             print(json.dumps(summary), flush=True)
     finally:
         if args.keep:

@@ -528,7 +528,12 @@ class OrchestrationConfig(_Model):
 class PrivacyConfig(_Model):
     pseudonymization_key_env: str = "SEG_PSEUDO_KEY"
     retention_days: int = Field(1095, ge=30)
-    default_consent: bool = True
+    default_consent: bool = Field(True, description="profiling consent where the CRM records none")
+    default_marketing_consent: bool = Field(
+        False,
+        description="marketing consent where the CRM records none (no consent_marketing column or an empty "
+        "cell); false: such customers are on no contact list (tier no_consent)",
+    )
 
 
 # Long forms and spellings cleanco (seg_pipeline/cleaning/normalize.py) does not strip on its own; a

@@ -310,13 +310,22 @@ def action_tiers(
     customer_features: pd.DataFrame,
     clean_customers: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
-    from seg_pipeline.churn.actions import ACTION_TIERS, TIER_LABELS, action_plan, assign_tiers, ranked_by
+    from seg_pipeline.churn.actions import (
+        ACTION_TIERS,
+        TIER_LABELS,
+        action_plan,
+        assign_tiers,
+        marketing_consent,
+        ranked_by,
+    )
     from seg_pipeline.segmentation.profiles import revenue_of
     from seg_pipeline.wording import money
 
     cfg = settings.get()
     value = revenue_of(customer_features).set_axis(customer_features["customer_key"])
-    contactable = clean_customers.set_index("customer_key")["consent_marketing"].astype("boolean")
+    contactable = marketing_consent(
+        clean_customers.set_index("customer_key")["consent_marketing"], cfg.privacy.default_marketing_consent
+    )
     tiers = assign_tiers(churn_scores, value, contactable, cfg.actions)
     plan = action_plan(tiers, churn_scores["churn_probability"], cfg.actions)
     shown = plan.assign(

@@ -36,6 +36,12 @@ TIER_LABELS = {
 TIER_COLUMNS = ["customer_key", "risk_tier", "action_rank", "value_365d", "expected_loss", "suggested_action"]
 
 
+def marketing_consent(recorded: pd.Series, default: bool) -> pd.Series:
+    """Who may be contacted: the CRM's consent_marketing where it records one, ``default``
+    (privacy.default_marketing_consent) where it records none."""
+    return recorded.astype("boolean").fillna(default).astype(bool)
+
+
 def assign_tiers(
     scores: pd.DataFrame, value: pd.Series, contactable: pd.Series, config: ActionsConfig
 ) -> pd.DataFrame:

@@ -7,7 +7,15 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from seg_pipeline.churn.actions import NO_ACTION, NO_CONSENT, TIERS, action_plan, assign_tiers, ranked_by
+from seg_pipeline.churn.actions import (
+    NO_ACTION,
+    NO_CONSENT,
+    TIERS,
+    action_plan,
+    assign_tiers,
+    marketing_consent,
+    ranked_by,
+)
 from seg_pipeline.config import ActionsConfig, Settings, TierCapacity
 
 
@@ -131,3 +139,11 @@ def test_the_action_plan_adds_up_per_tier():
     assert plan.loc[NO_CONSENT, "value_365d"] == pytest.approx(100)
     assert np.isnan(plan.loc[NO_ACTION, "save_rate"]) and plan.loc[NO_ACTION, "suggested_action"] == ""
     assert np.isnan(plan.loc[NO_ACTION, "lowest_expected_loss"])  # a cut-off only where a capacity cuts
+
+
+def test_marketing_consent_the_crm_does_not_record_follows_the_configured_default():
+    recorded = pd.Series([True, False, None, pd.NA], dtype="object")
+    assert marketing_consent(recorded, False).tolist() == [True, False, False, False]
+    assert marketing_consent(recorded, True).tolist() == [True, False, True, True]
+    absent = pd.Series([None, None], dtype="boolean")  # a CRM without the column: all missing
+    assert not marketing_consent(absent, False).any() and marketing_consent(absent, True).all()
