@@ -42,6 +42,18 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _strict_date(value: Any) -> Any:
+    # YAML turns 2024-06-30 into a date; strings must be exactly ISO so 06/30/2024 is not guessed at.
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"invalid date {value!r}, expected YYYY-MM-DD") from None
+    return value
+
+
 class SourceConfig(_Model):
     path: Path | None = Field(None, description="extract file; default: <landing>/<source>.csv|.parquet")
     columns: dict[str, str] = Field(
@@ -50,6 +62,14 @@ class SourceConfig(_Model):
     format: Literal["csv", "parquet"] | None = Field(None, description="default: from the file extension")
     delimiter: str | None = Field(None, description="CSV delimiter; default: sniffed")
     encoding: str = "utf-8"
+    exported_on: dt.date | None = Field(
+        None, description="the day the extract was exported; default: the file's modification date, UTC"
+    )
+
+    @field_validator("exported_on", mode="before")
+    @classmethod
+    def _iso_date(cls, value: Any) -> Any:
+        return _strict_date(value)
 
     @field_validator("columns", mode="before")
     @classmethod
@@ -622,15 +642,7 @@ class Settings(_Model):
     @field_validator("as_of", mode="before")
     @classmethod
     def _strict_date(cls, value: Any) -> Any:
-        # YAML turns 2024-06-30 into a date; strings must be exactly ISO so 06/30/2024 is not guessed at.
-        if isinstance(value, dt.datetime):
-            return value.date()
-        if isinstance(value, str):
-            try:
-                return dt.date.fromisoformat(value.strip())
-            except ValueError:
-                raise ValueError(f"invalid date {value!r}, expected YYYY-MM-DD") from None
-        return value
+        return _strict_date(value)
 
     @field_validator("sources", mode="before")
     @classmethod

@@ -75,6 +75,7 @@ def ingestion_fingerprint(
     a rescore can say what changed). ``key`` enters only as an HMAC of a constant."""
     from seg_pipeline.assets.raw import extra_columns
     from seg_pipeline.cleaning.privacy import erasure_file
+    from seg_pipeline.sources.window import exported_on
 
     parts = {
         "extract": (file_sha256 or "absent")[:16],
@@ -84,6 +85,8 @@ def ingestion_fingerprint(
             + ([cfg.identity.model_dump(mode="json")] if source == CRM else [])
         ),
         "as_of": as_of.isoformat(),
+        # with as_of it sets which rows are outside the run's window (sources/window.py)
+        "exported_on": str(exported_on(cfg, source)),
         "key": hmac.new(key, b"seg-pipeline ingestion fingerprint", hashlib.sha256).hexdigest()[:16],
         "erasure_requests": _file_digest(erasure_file(cfg.home)),
         "code": code_digest(cfg.expectations_dir),

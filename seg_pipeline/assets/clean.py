@@ -6,7 +6,13 @@ From here on customers are keyed by customer_key; name, email and phone stop at 
 import dagster as dg
 import pandas as pd
 
-from seg_pipeline.assets.common import current_run_id, latest_metadata, metadata_value, run_as_of
+from seg_pipeline.assets.common import (
+    current_run_id,
+    latest_metadata,
+    metadata_value,
+    run_as_of,
+    run_export_end,
+)
 from seg_pipeline.cleaning import events as ev
 from seg_pipeline.cleaning.customers import clean_customers as clean_customer_records
 from seg_pipeline.cleaning.privacy import erasure_keys, resolve_key
@@ -36,9 +42,14 @@ def accounting_metadata(accounting: dict[str, int], fixes: dict[str, int]) -> di
     }
 
 
-def fingerprint_metadata(context, cfg, source: str, as_of, key: bytes) -> dict:
+def outside_window_metadata(counts: dict[str, int]) -> dict:
+    """Rows (or dates) after as_of that this run left out or kept aside: a backfill's window, not errors."""
+    return {f"outside_window/{k}": v for k, v in counts.items()}
+
+
+def fingerprint_metadata(context, cfg, source: str, as_of, key: bytes, raw_metadata: dict) -> dict:
     """What this ingestion of ``source`` depended on (reuse.py), for a later rescore to compare with."""
-    raw_sha = metadata_value(latest_metadata(context, f"raw_{source}"), "file_sha256", "")
+    raw_sha = metadata_value(raw_metadata, "file_sha256", "")
     crm = None
     if source != CRM:  # events are re-keyed through the CRM ingestion of this run (or the one reused)
         crm = metadata_value(latest_metadata(context, "clean_customers"), FINGERPRINT_KEY)
@@ -69,6 +80,7 @@ def clean_customers(
     cfg = settings.get()
     key = resolve_key(cfg.privacy.pseudonymization_key_env, cfg.home)
     as_of = run_as_of(context, cfg)
+    raw_metadata = latest_metadata(context, "raw_crm_customers")
     result = clean_customer_records(
         raw_crm_customers,
         key=key,
@@ -79,6 +91,7 @@ def clean_customers(
         attributes=cfg.crm_kept_columns,
         run_id=current_run_id(context),
         identity=cfg.identity,
+        export_end=run_export_end(raw_metadata, cfg, CRM, as_of),
     )
     customers = result.customers
     excluded = int((~customers["profiling_allowed"]).sum())
@@ -89,10 +102,11 @@ def clean_customers(
         metadata={
             "dagster/row_count": len(customers),
             **accounting_metadata(result.accounting, result.fixes),
+            **outside_window_metadata(result.outside_window),
             "customers_without_profiling_consent": excluded,
             "stale_records": int(customers["is_stale"].sum()),
             "survivorship_rule": "earliest signup survives, then latest update, then smallest id; gaps filled newest first",
-            **fingerprint_metadata(context, cfg, CRM, as_of, key),
+            **fingerprint_metadata(context, cfg, CRM, as_of, key, raw_metadata),
         },
     )
     yield dg.Output(
@@ -159,17 +173,20 @@ def _event_stage(source: str, clean_fn) -> dg.AssetsDefinition:
         key = resolve_key(cfg.privacy.pseudonymization_key_env, cfg.home)
         as_of = run_as_of(context, cfg)
         identity = ev.Identity(id_map, contacts, erased, key)
+        raw_metadata = latest_metadata(context, raw_name)
         result = clean_fn(
             raw,
             identity,
             as_of=as_of,
             retention_days=cfg.privacy.retention_days,
             run_id=current_run_id(context),
+            export_end=run_export_end(raw_metadata, cfg, source, as_of),
         )
         metadata = {
             "dagster/row_count": len(result.table),
             **accounting_metadata(result.accounting, result.fixes),
-            **fingerprint_metadata(context, cfg, source, as_of, key),
+            **outside_window_metadata(result.outside_window),
+            **fingerprint_metadata(context, cfg, source, as_of, key, raw_metadata),
         }
         if source == "orders":
             metadata["outlier_rule"] = ev.OUTLIER_RULE

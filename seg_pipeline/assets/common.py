@@ -6,6 +6,7 @@ import dagster as dg
 from dagster._core.errors import DagsterInvalidPropertyError
 
 from seg_pipeline.config import Settings
+from seg_pipeline.sources.window import export_end, exported_on
 
 
 def _run_attribute(context, name: str) -> str:
@@ -45,8 +46,26 @@ def metadata_value(metadata: dict, name: str, default=None):
     return default if entry is None else entry.value
 
 
-def end_of_day(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(23, 59, 59, 999999))
+NO_EXPORT_DATE = "none (no extract)"
+
+
+def window_metadata(settings: Settings, source: str, as_of: dt.date) -> dict:
+    """The raw asset's record of the extract's export date and this run's export_end (sources/window.py)."""
+    exported = exported_on(settings, source)
+    return {
+        "exported_on": exported.isoformat() if exported else NO_EXPORT_DATE,
+        "export_end": export_end(as_of, exported).isoformat(),
+    }
+
+
+def run_export_end(raw_metadata: dict, settings: Settings, source: str, as_of: dt.date) -> dt.datetime:
+    """This run's export_end for ``source``, from the export date its raw asset recorded, so the gates and
+    the clean stage judge the rows of the file that was read by the same date. A raw table materialized
+    before that was recorded: worked out again from the config and the file."""
+    recorded = metadata_value(raw_metadata, "exported_on")
+    if recorded is None:
+        return export_end(as_of, exported_on(settings, source))
+    return export_end(as_of, None if recorded == NO_EXPORT_DATE else dt.date.fromisoformat(recorded))
 
 
 def latest_metadata(context, asset: str) -> dict:

@@ -8,23 +8,28 @@ import pandas as pd
 
 from seg_pipeline.assets.common import (
     current_run_id,
-    end_of_day,
     latest_metadata,
     previous_good_row_count,
     run_as_of,
+    run_export_end,
 )
 from seg_pipeline.assets.publish import published_key
 from seg_pipeline.publish.contract import PUBLISHED_TABLES
 from seg_pipeline.resources import PipelineSettings
+from seg_pipeline.sources.window import end_of_day
 
 EARLIEST_PLAUSIBLE = dt.datetime(1990, 1, 1)
 
 
-def suite_parameters(settings, as_of: dt.date, previous: int | None) -> dict:
+def suite_parameters(
+    settings, as_of: dt.date, previous: int | None, export_end: dt.datetime | None = None
+) -> dict:
+    """``export_end``: the source's (sources/window.py); tables of no source are bounded by as_of."""
     drop = settings.quality.max_row_count_drop
     return {
         "min_row_count": max(1, int(previous * (1 - drop))) if previous else 1,
         "as_of_end": end_of_day(as_of),
+        "export_end": export_end or end_of_day(as_of),
         "earliest_date": EARLIEST_PLAUSIBLE,
         "fresh_after": dt.datetime.combine(
             as_of - dt.timedelta(days=settings.quality.max_staleness_days), dt.time()
@@ -105,7 +110,13 @@ def gx_suite_check(
         if optional_columns:
             absent_columns |= suite_columns(suite_path) - set(frame.columns)
         previous = previous_good_row_count(context, table)
-        parameters = suite_parameters(cfg, run_as_of(context, cfg), previous)
+        as_of = run_as_of(context, cfg)
+        # the raw asset recorded the export date of the file it read (produced is its metadata)
+        raw_table = source_asset or (table if table.startswith("raw_") else None)
+        export_end = None
+        if raw_table:
+            export_end = run_export_end(produced, cfg, raw_table.removeprefix("raw_"), as_of)
+        parameters = suite_parameters(cfg, as_of, previous, export_end)
         outcome = validate(
             frame,
             suite_path,

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from seg_pipeline.assets.common import io_retry_policy
+from seg_pipeline.assets.common import io_retry_policy, run_as_of, window_metadata
 from seg_pipeline.config import Settings
 from seg_pipeline.errors import SegPipelineError
 from seg_pipeline.resources import PipelineSettings
@@ -136,7 +136,8 @@ def _raw_asset(source: str, retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition
             )
         if path is None:
             context.log.info(f"{source}: no extract configured or found in the landing folder; empty table")
-        return dg.Output(frame, metadata=ingest_metadata(frame, report, contract))
+        window = window_metadata(cfg, source, run_as_of(context, cfg))
+        return dg.Output(frame, metadata=ingest_metadata(frame, report, contract) | window)
 
     return raw_table
 

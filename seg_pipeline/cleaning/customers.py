@@ -32,6 +32,7 @@ from seg_pipeline.cleaning.privacy import profiling_allowed, pseudonymize, suppr
 from seg_pipeline.cleaning.quarantine import quarantine_rows
 from seg_pipeline.config import IdentityConfig
 from seg_pipeline.sources.contracts import SOURCE_ROW
+from seg_pipeline.sources.window import end_of_day
 
 MATCH_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("same_customer_id", ("customer_id",)),
@@ -67,6 +68,7 @@ class CleanCustomers:
     )
     review: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(REVIEW_COLUMNS)))
     identity: dict = field(default_factory=dict)  # how matching went: model, counts, fitted weights
+    outside_window: dict[str, int] = field(default_factory=dict)  # dates after as_of (sources/window.py)
 
 
 def normalized(raw: pd.DataFrame, identity: IdentityConfig | None = None) -> pd.DataFrame:
@@ -198,6 +200,31 @@ def review_pairs(
     )
 
 
+def _dates_after_as_of(
+    frame: pd.DataFrame, as_of: dt.date, export_end: dt.datetime | None
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Set impossible dates missing (in place) and count what lies outside the run's window.
+
+    After the export date a date cannot be true: set missing (``fixes``). Between as_of and the export
+    date (a backfill or backtest run) a signup is real and kept (the feature stage leaves those customers
+    out of the population); an update there is set missing, as the record's state at as_of is unknown.
+    """
+    as_of_end = pd.Timestamp(end_of_day(as_of))
+    export_end = pd.Timestamp(export_end) if export_end is not None else as_of_end
+    fixes = {}
+    for column in ("signup_date", "updated_at"):
+        future = frame[column] > export_end
+        fixes[f"{column}_after_as_of_set_missing"] = int(future.sum())
+        frame.loc[future, column] = pd.NaT
+    later_update = frame["updated_at"] > as_of_end
+    frame.loc[later_update, "updated_at"] = pd.NaT
+    outside_window = {
+        "signup_date_after_as_of": int((frame["signup_date"] > as_of_end).sum()),
+        "updated_at_after_as_of_set_missing": int(later_update.sum()),
+    }
+    return fixes, outside_window
+
+
 def _merge(resolved: pd.DataFrame, keep: list[str]) -> pd.DataFrame:
     """One row per cluster: survivor's values, gaps filled from the newest other record."""
     ordered = resolved.sort_values(["cluster", "is_survivor", "updated_at"], ascending=[True, False, False])
@@ -225,9 +252,9 @@ def clean_customers(
     attributes: list[str],
     run_id: str,
     identity: IdentityConfig | None = None,
+    export_end: dt.datetime | None = None,
 ) -> CleanCustomers:
     identity = identity or IdentityConfig()
-    as_of_end = pd.Timestamp(as_of) + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
     frame = normalized(raw, identity)
     missing_id = frame["customer_id"].isna()
     quarantine = quarantine_rows(
@@ -235,12 +262,7 @@ def clean_customers(
     )
     frame = frame[~missing_id].copy()
 
-    fixes = {}
-    for column in ("signup_date", "updated_at"):
-        future = frame[column] > as_of_end
-        fixes[f"{column}_after_as_of_set_missing"] = int(future.sum())
-        frame.loc[future, column] = pd.NaT
-
+    fixes, outside_window = _dates_after_as_of(frame, as_of, export_end)
     fixes["phones_invalid_left_out"] = int(frame["phone_status"].eq("invalid").sum())
     resolved, scores = resolve_identities(frame, identity)
     resolved["member_key"] = pseudonymize(resolved["customer_id"], key)
@@ -307,6 +329,7 @@ def clean_customers(
         erased_index(resolved[is_erased], key),
         review,
         summary,
+        outside_window,
     )
 
 

@@ -3,6 +3,8 @@
 Every event is re-keyed to the surviving customer's customer_key (by CRM id, else by a pseudonymous
 email or phone, else for web visitors by the identify event that tied their cookie to an email).
 Row-level failures go to quarantine; erased customers' and expired rows are dropped and counted.
+Rows dated after as_of but not after the extract's export date (a backfill or backtest run) are outside
+the run's window: left out and counted, not quarantined (sources/window.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from seg_pipeline.cleaning.normalize import normalize_email
 from seg_pipeline.cleaning.privacy import pseudonymize, suppression_hash
 from seg_pipeline.cleaning.quarantine import empty_quarantine, quarantine_rows
 from seg_pipeline.sources.contracts import SOURCE_ROW
+from seg_pipeline.sources.window import end_of_day
 
 EVENT_TIME = {
     "orders": "order_date",
@@ -39,6 +42,7 @@ class CleanEvents:
     quarantine: pd.DataFrame
     accounting: dict[str, int]
     fixes: dict[str, int] = field(default_factory=dict)
+    outside_window: dict[str, int] = field(default_factory=dict)  # rows after as_of, left out
 
 
 @dataclass
@@ -100,7 +104,8 @@ class _Rows:
         accounting = {"rows_in": self.rows_in, "rows_clean": len(table), "rows_quarantined": len(quarantine)}
         accounting |= {f"rows_{k}": v for k, v in self.dropped.items()}
         accounting |= extra or {}
-        return CleanEvents(table.reset_index(drop=True), quarantine, accounting, fixes)
+        outside = {"rows_after_as_of": self.dropped.get("after_as_of", 0)}
+        return CleanEvents(table.reset_index(drop=True), quarantine, accounting, fixes, outside)
 
 
 def lookup(values: pd.Series, mapping: pd.Series) -> pd.Series:
@@ -151,8 +156,11 @@ def _link(rows: _Rows, identity: Identity, contact_columns: tuple[str, ...]) -> 
     )
 
 
-def _times(rows: _Rows, column: str, as_of: dt.date, retention_days: int) -> None:
-    as_of_end = pd.Timestamp(as_of) + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
+def _times(
+    rows: _Rows, column: str, as_of: dt.date, retention_days: int, export_end: dt.datetime | None
+) -> None:
+    as_of_end = pd.Timestamp(end_of_day(as_of))
+    export_end = pd.Timestamp(export_end) if export_end is not None else as_of_end
     ts = rows.frame[column]
     rows.quarantine(ts.isna(), "missing_required", column, f"{column} is empty")
     ts = rows.frame[column]
@@ -160,13 +168,26 @@ def _times(rows: _Rows, column: str, as_of: dt.date, retention_days: int) -> Non
         ts < EARLIEST_PLAUSIBLE, "invalid_date", column, f"{column} before {EARLIEST_PLAUSIBLE.date()}"
     )
     ts = rows.frame[column]
-    rows.quarantine(ts > as_of_end, "future_date", column, f"{column} after as_of {as_of}")
+    # after the export date the row cannot have happened yet; before it, it is only later than this run
+    rows.quarantine(
+        ts > export_end,
+        "future_date",
+        column,
+        f"{column} after as_of {as_of} and after the extract's export date {export_end.date()}",
+    )
+    rows.drop(rows.frame[column] > as_of_end, "after_as_of")
     expired = rows.frame[column] < pd.Timestamp(as_of) - pd.Timedelta(days=retention_days)
     rows.drop(expired, "expired_retention")
 
 
 def clean_orders(
-    raw: pd.DataFrame, identity: Identity, *, as_of: dt.date, retention_days: int, run_id: str
+    raw: pd.DataFrame,
+    identity: Identity,
+    *,
+    as_of: dt.date,
+    retention_days: int,
+    run_id: str,
+    export_end: dt.datetime | None = None,
 ) -> CleanEvents:
     rows = _Rows(raw, "orders", run_id)
     rows.quarantine(
@@ -176,7 +197,7 @@ def clean_orders(
         "customer_id is empty",
     )
     _link(rows, identity, ())
-    _times(rows, "order_date", as_of, retention_days)
+    _times(rows, "order_date", as_of, retention_days, export_end)
     rows.quarantine(rows.frame["amount"].isna(), "missing_required", "amount", "amount is empty")
     rows.quarantine(rows.frame["amount"] < 0, "negative_amount", "amount", "amount is negative")
     # the same order twice is one order; the same order_id with another customer, date or amount is a
@@ -215,7 +236,13 @@ def clean_orders(
 
 
 def clean_web_events(
-    raw: pd.DataFrame, identity: Identity, *, as_of: dt.date, retention_days: int, run_id: str
+    raw: pd.DataFrame,
+    identity: Identity,
+    *,
+    as_of: dt.date,
+    retention_days: int,
+    run_id: str,
+    export_end: dt.datetime | None = None,
 ) -> CleanEvents:
     rows = _Rows(raw, "web_events", run_id)
     _link(rows, identity, ("email",))
@@ -240,14 +267,20 @@ def clean_web_events(
         "email",
         "identify event with an email no customer has",
     )
-    _times(rows, "ts", as_of, retention_days)
+    _times(rows, "ts", as_of, retention_days, export_end)
     table = rows.frame[["customer_key", "ts", "event_type", "page", "session_id", "linked_by", SOURCE_ROW]]
     unidentified = int(table["customer_key"].isna().sum())
     return rows.finish(table, {}, {"rows_clean_unidentified_visitors": unidentified})
 
 
 def clean_support_tickets(
-    raw: pd.DataFrame, identity: Identity, *, as_of: dt.date, retention_days: int, run_id: str
+    raw: pd.DataFrame,
+    identity: Identity,
+    *,
+    as_of: dt.date,
+    retention_days: int,
+    run_id: str,
+    export_end: dt.datetime | None = None,
 ) -> CleanEvents:
     rows = _Rows(raw, "support_tickets", run_id)
     _link(rows, identity, ("email", "phone"))
@@ -257,7 +290,7 @@ def clean_support_tickets(
         None,
         "no customer matches the ticket's id, email or phone",
     )
-    _times(rows, "created_at", as_of, retention_days)
+    _times(rows, "created_at", as_of, retention_days, export_end)
     frame = rows.frame.copy()
     before = frame["resolved_at"] < frame["created_at"]
     frame.loc[before, "resolved_at"] = pd.NaT
@@ -275,14 +308,20 @@ def clean_support_tickets(
 
 
 def clean_email_events(
-    raw: pd.DataFrame, identity: Identity, *, as_of: dt.date, retention_days: int, run_id: str
+    raw: pd.DataFrame,
+    identity: Identity,
+    *,
+    as_of: dt.date,
+    retention_days: int,
+    run_id: str,
+    export_end: dt.datetime | None = None,
 ) -> CleanEvents:
     rows = _Rows(raw, "email_events", run_id)
     _link(rows, identity, ("email",))
     rows.quarantine(
         rows.frame["customer_key"].isna(), "unknown_contact", None, "no customer matches the id or email"
     )
-    _times(rows, "ts", as_of, retention_days)
+    _times(rows, "ts", as_of, retention_days, export_end)
     frame = rows.frame.copy()
     normal = frame["event_type"].astype("string").str.strip().str.lower()
     respelled = int((normal != frame["event_type"]).fillna(False).sum())

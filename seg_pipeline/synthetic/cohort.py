@@ -67,6 +67,7 @@ from seg_pipeline.synthetic.generator import (
     _Sink,
     _timestamps,
     customer_id,
+    date_as_exported,
     write_table,
 )
 
@@ -498,4 +499,5 @@ def generate_cohort(
         "anomalies": summary.anomalies,
     }
     (truth_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    date_as_exported(files.values(), cfg.as_of)
     return summary

@@ -13,8 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
+import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -967,7 +969,22 @@ def generate(
         "anomalies": dict(sorted(anomaly_counts.items())),
     }
     (truth_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    date_as_exported(files.values(), cfg.as_of)
     return GenerationSummary(out, rows, manifest["anomalies"], counters["duplicates"], files)
+
+
+def date_as_exported(paths: Iterable[Path], as_of: dt.date) -> None:
+    """Give extracts of a past as_of the modification time of that day's end (UTC).
+
+    A company generated for an earlier date stands for extracts exported on that date: the pipeline takes
+    a file's modification date as its export date (sources/window.py), and only rows dated after it are
+    future-date errors, so the planted future dates must stay after it. A company for today keeps the
+    time it was written.
+    """
+    stamp = dt.datetime.combine(as_of, dt.time(23, 59, 59), tzinfo=dt.UTC).timestamp()
+    if stamp < time.time():
+        for path in paths:
+            os.utime(path, (stamp, stamp))
 
 
 _EMPTY_TRUTH_HEADERS = {

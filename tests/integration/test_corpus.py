@@ -26,7 +26,7 @@ import yaml
 from seg_pipeline.assets.raw import read_configured_source
 from seg_pipeline.errors import SegPipelineError
 from seg_pipeline.sources.contracts import CONTRACTS, SOURCE_ROW
-from tests.conftest import TEST_KEY
+from tests.conftest import AS_OF, TEST_KEY
 from tests.corpus.builders import BUILDERS
 from tests.integration.support import copy_extracts, run_all, settings_for
 
@@ -62,7 +62,9 @@ def place(case: dict, where: Path) -> Path:
 
 def case_settings(case: dict, tmp_path: Path, path: Path, landing: Path):
     source = case["source"]
-    overrides = {f"sources.{source}.path": str(path)}
+    # the corpus files stand for extracts exported on the corpus as_of; their modification times are when
+    # they were checked out, copied or built, which would move rows dated after as_of out of the window
+    overrides = {f"sources.{source}.path": str(path), f"sources.{source}.exported_on": AS_OF.isoformat()}
     overrides |= {f"sources.{source}.{key}": value for key, value in case.get("config", {}).items()}
     return settings_for(tmp_path, landing, **overrides, **case.get("settings", {}))
 
@@ -233,6 +235,7 @@ def check_clean_stage(case: dict, settings, produced: dict) -> None:
         kept = set(read_table(settings, f"clean.{clean}")[SOURCE_ROW])
         assert not kept & held_rows
         counted = sum(
-            accounting.get(f"rows_{k}", 0) for k in ("merged_duplicates", "erased", "expired_retention")
+            accounting.get(f"rows_{k}", 0)
+            for k in ("merged_duplicates", "erased", "expired_retention", "after_as_of")
         )
         assert len(set(raw_rows[SOURCE_ROW]) - kept - held_rows) == counted

@@ -26,8 +26,8 @@ def fingerprint(cfg, source="orders", as_of=AS_OF, sha="a" * 64, crm="crm1", key
 def test_same_inputs_same_fingerprint(settings):
     assert fingerprint(settings) == fingerprint(settings)
     digest, parts = fingerprint(settings)
-    assert set(parts) == {"extract", "reading", "settings", "as_of", "key", "erasure_requests", "code",
-                          "crm_ingestion"}  # fmt: skip
+    assert set(parts) == {"extract", "reading", "settings", "as_of", "exported_on", "key", "erasure_requests",
+                          "code", "crm_ingestion"}  # fmt: skip
     assert KEY.decode() not in str(parts)  # the key enters only through an HMAC
 
 

@@ -311,3 +311,15 @@ def test_pii_is_plausible(company):
         dt.date.fromisoformat(json.loads((company["dir"] / "truth" / "manifest.json").read_text())["as_of"])
         == AS_OF
     )
+
+
+def test_extracts_of_a_past_as_of_are_dated_as_exported_that_day(tmp_path):
+    # the pipeline takes an extract's modification date as its export date: planted future dates stay future
+    summary = generate(GeneratorConfig(customers=50, seed=1, as_of=AS_OF), tmp_path / "past")
+    for path in summary.files.values():
+        modified = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
+        assert modified == dt.datetime.combine(AS_OF, dt.time(23, 59, 59), tzinfo=dt.UTC), path
+    today = dt.datetime.now(dt.UTC).date()
+    summary = generate(GeneratorConfig(customers=50, seed=1, as_of=today), tmp_path / "today")
+    written = dt.datetime.now(dt.UTC).timestamp()
+    assert all(written - p.stat().st_mtime < 600 for p in summary.files.values())  # kept as written
