@@ -272,7 +272,10 @@ def test_rescore_ingests_only_what_changed(project):
 
     orders = project / ".seg" / "landing" / "orders.csv"
     lines = orders.read_text(encoding="utf-8").splitlines(keepends=True)
+    exported = orders.stat()
     orders.write_text("".join(lines[:-1]), encoding="utf-8")  # the newest export lost one order
+    # ... and was made on the same day (a later export date would be a second change, and named too)
+    os.utime(orders, ns=(exported.st_atime_ns, exported.st_mtime_ns))
     changed = cli("run", "--job", "rescore", "--as-of", "2024-06-30", cwd=project)
     assert changed.returncode == 0, changed.stdout + changed.stderr
     assert re.search(r"  ingesting orders: changed since run [0-9a-f]{8}: extract\n", changed.stdout)

@@ -3,6 +3,7 @@ segment report, history and drift across runs, and a failed gate that leaves the
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from pathlib import Path
@@ -131,13 +132,14 @@ def test_failed_gate_keeps_the_last_good_publish_then_rescore_publishes_history_
 
     # 1. a CRM extract that collapsed to a quarter of its rows fails the row-count gate
     crm = published["landing"] / "crm_customers.csv"
-    original = crm.read_text(encoding="utf-8")
+    original, exported = crm.read_text(encoding="utf-8"), crm.stat()
     lines = original.splitlines(keepends=True)
     crm.write_text("".join(lines[: len(lines) // 4]), encoding="utf-8")
     try:
         failed = run_job(settings, instance, "rescore")
-    finally:
+    finally:  # the same extract again, exported on the same day (its modification time is its export date)
         crm.write_text(original, encoding="utf-8")
+        os.utime(crm, ns=(exported.st_atime_ns, exported.st_mtime_ns))
     assert not failed.success
     gates = [
         e.event_specific_data
