@@ -681,7 +681,7 @@ ACTION_TIER_CHOICES = ("personal_outreach", "semi_automated", "automated", "rete
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from seg_pipeline.churn.actions import ACTION_TIERS, RETENTION_TIERS
+    from seg_pipeline.churn.actions import ACTION_TIERS, CONTROL, RETENTION_TIERS
     from seg_pipeline.cleaning.privacy import erasure_keys, resolve_key
     from seg_pipeline.publish.contract import PUBLISHED_TABLES
     from seg_pipeline.publish.export import EXPORT_SUFFIXES, erased_customer_ids, write_export
@@ -695,6 +695,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     if args.tier is not None and args.table != ACTIONS:
         raise SegPipelineError(f"--tier selects rows of `export {ACTIONS}`, not of {args.table}")
+    if args.include_controls and args.table != ACTIONS:
+        raise SegPipelineError(f"--include-controls keeps rows of `export {ACTIONS}`, not of {args.table}")
     out = Path(args.out)
     if out.suffix.lower() not in EXPORT_SUFFIXES:
         raise SegPipelineError(f"--out {out}: write a {' or '.join(EXPORT_SUFFIXES)} file")
@@ -717,6 +719,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         tiers = {"retention": RETENTION_TIERS, "all": ACTION_TIERS}.get(tier, (tier,))
         frame = frame[frame["risk_tier"].isin(tiers)].reset_index(drop=True)
         what = f"{table} ({tier})"
+        if not args.include_controls:  # a contact list: the control arm is measured by not being contacted
+            controls = frame["arm"].eq(CONTROL).to_numpy(dtype=bool)
+            frame = frame[~controls].reset_index(drop=True)
+            if controls.any():
+                print(f"Left out {int(controls.sum()):,} customers of the control arm (never contact them; "
+                      "--include-controls lists them)")  # fmt: skip
     withheld = 0
     erased = erasure_keys(settings.home)
     if erased and "customer_id" in frame:
@@ -912,6 +920,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--tier", choices=ACTION_TIER_CHOICES, default=None,
         help="with `export actions`: one action tier, retention (personal_outreach and semi_automated) or all",
+    )  # fmt: skip
+    export.add_argument(
+        "--include-controls", action="store_true",
+        help="with `export actions`: keep the control arm (held out, never to be contacted) for analysis",
     )  # fmt: skip
     export.add_argument(
         "--from", dest="source", choices=("warehouse", "postgres"), default="warehouse",

@@ -204,6 +204,26 @@ _DEFAULT_TIERS = {
 }  # fmt: skip
 
 
+class ControlGroupConfig(_Model):
+    """The hold-out that measures what contacting achieves: a share of every action tier is assigned to the
+    control arm by a keyed hash of the customer key, the campaign and the period, so a customer keeps their
+    arm for the whole period (every run of it agrees) and a new period draws again. Controls stay in their
+    tier (they count against its capacity) but are never on a contact list."""
+
+    share: float = Field(
+        0.1, ge=0, le=0.5, description="share of each action tier held out as the control arm (0: no control group)"
+    )
+    period: Literal["week", "month", "quarter"] = Field(
+        "month", description="how long an assignment holds: ISO week, calendar month or quarter of the run's as_of"
+    )
+    campaign: str = Field(
+        "retention",
+        min_length=1,
+        max_length=100,
+        description="name of the retention programme; part of the hash, so a new name draws new arms",
+    )
+
+
 class ActionsConfig(_Model):
     """Who to contact: the customers with marketing consent ranked by expected loss (churn probability x
     their 365-day spend), the first personal_outreach.size of them personal outreach, the next
@@ -219,6 +239,7 @@ class ActionsConfig(_Model):
         description="customers whose expected loss is at or below this are in no action tier "
         "(with the default 0: customers who spent nothing in 365 days are not retention work)",
     )
+    control: ControlGroupConfig = Field(default_factory=ControlGroupConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -454,6 +475,19 @@ class MonitoringConfig(_Model):
     )
     psi_threshold: float = Field(0.2, gt=0, description="PSI above this raises the drift check's warning")
     psi_bins: int = Field(10, ge=4, le=50, description="quantile bins of the reference distribution")
+    min_realized_roc_auc: float = Field(
+        0.6,
+        ge=0.5,
+        le=1,
+        description="the outcome check warns when an earlier run's scores ranked realized churn worse than this",
+    )
+    max_calibration_error: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="the outcome check warns when predicted and realized churn differ by more than this "
+        "(expected calibration error over probability deciles)",
+    )
 
 
 class OrchestrationConfig(_Model):

@@ -7,6 +7,7 @@ import dagster as dg
 from seg_pipeline.assets.churn import churn_assets, churn_checks
 from seg_pipeline.assets.clean import clean_assets
 from seg_pipeline.assets.features import customer_features
+from seg_pipeline.assets.outcomes import outcome_assets, outcome_checks
 from seg_pipeline.assets.publish import (
     population_drift,
     publish_checks,
@@ -37,6 +38,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         customer_features,
         *segmentation_assets,
         *churn_assets,
+        *outcome_assets,
         population_drift,
         published_tables_asset(settings),
         segment_report,
@@ -49,6 +51,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             *clean_quality_checks,
             *stage_quality_checks,
             *churn_checks,
+            *outcome_checks,
             *publish_checks,
             *published_quality_checks,
         ],  # fmt: skip

@@ -67,7 +67,7 @@ full_refresh_job = dg.define_asset_job(
 # champion's URI come from the last full refresh (loaded from the warehouse).
 rescore_job = dg.define_asset_job(
     RESCORE,
-    selection=dg.AssetSelection.groups("raw", "clean", "published")
+    selection=dg.AssetSelection.groups("raw", "clean", "outcomes", "published")
     | dg.AssetSelection.assets(
         "customer_features",
         "lifecycle_stage",

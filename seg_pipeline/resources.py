@@ -54,10 +54,9 @@ class PublishTarget(dg.ConfigurableResource):
     def postgres(self) -> tuple[str, str] | None:
         return (self.postgres_dsn, self.postgres_schema) if self.postgres_dsn else None
 
-    def publish(self, tables: dict, monitoring: dict, run_id: str):
+    def publish(self, tables: dict, monitoring: dict, run_id: str, erase_keys: list[str] = ()):
         """Both stores, or neither (writers.publish); returns a writers.PublishResult."""
         from seg_pipeline.publish.writers import publish
 
-        return publish(
-            Path(self.warehouse_path), tables, monitoring, self.postgres, self.lock_wait_seconds, run_id
-        )
+        return publish(Path(self.warehouse_path), tables, monitoring, self.postgres, self.lock_wait_seconds,
+                       run_id, erase_keys=list(erase_keys))  # fmt: skip

@@ -572,3 +572,34 @@ Segments: {sizes}. The model predicts cluster labels; segment_ids.json of its ru
 
 MLflow run: {run_url}
 """
+
+
+def log_realized_outcome(
+    mlflow, *, model_name: str, version: int, scored_as_of: dt.date, evaluated_as_of: dt.date, values: dict
+) -> int:
+    """How the scores a model version published on ``scored_as_of`` turned out, as metrics ``realized_*`` on
+    the version's training run (step = the scored date as YYYYMMDD, so the MLflow UI plots them over time)
+    and a tag on the version. Logged once per scored date: a rerun finds the step and logs nothing again.
+    Returns 1 when logged, 0 when the version is not in the registry (or was logged before)."""
+    from mlflow.entities import Metric
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    try:
+        run_id = client.get_model_version(model_name, str(version)).run_id
+    except MlflowException:
+        return 0
+    step = int(scored_as_of.strftime("%Y%m%d"))
+    if run_id is None or any(
+        m.step == step for m in client.get_metric_history(run_id, "realized_customers_evaluated")
+    ):
+        return 0
+    stamp = int(dt.datetime.combine(evaluated_as_of, dt.time(), tzinfo=dt.UTC).timestamp() * 1000)
+    metrics = [Metric(f"realized_{name}", float(value), stamp, step) for name, value in values.items()
+               if value is not None and np.isfinite(value)]  # fmt: skip
+    client.log_batch(run_id, metrics=metrics)
+    if np.isfinite(values.get("roc_auc", np.nan)):
+        client.set_model_version_tag(
+            model_name, str(version), f"realized_roc_auc_{scored_as_of}", f"{values['roc_auc']:.4f}"
+        )
+    return 1

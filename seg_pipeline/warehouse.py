@@ -462,6 +462,46 @@ def read_previous(database: str, schema: str, table: str) -> pd.DataFrame | None
         return fetch_frame(connection.execute(f'select * from "{schema}"."{table}"')) if found else None
 
 
+def read_previous_rows(database: str, schema: str, table: str, column: str, values: list) -> pd.DataFrame | None:
+    """The rows of ``table`` whose ``column`` is one of ``values`` (read_previous, filtered in DuckDB: the
+    score history holds every publish's customers, of which an outcome needs one run's)."""
+    import duckdb
+
+    wait_for_writes()
+    if not Path(database).exists():
+        return None
+    with duckdb.connect(database, read_only=True) as connection:
+        found = connection.execute(
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+            [schema, table],
+        ).fetchone()[0]
+        if not found:
+            return None
+        if not values:
+            return fetch_frame(connection.execute(f'select * from "{schema}"."{table}" limit 0'))
+        connection.register("seg_wanted", pd.DataFrame({"value": list(values)}))
+        return fetch_frame(connection.execute(
+            f'select * from "{schema}"."{table}" where "{column}" in (select value from seg_wanted)'))  # fmt: skip
+
+
+def distinct_values(database: str, schema: str, table: str, column: str) -> pd.Series:
+    """The distinct values of one column (empty when the table does not exist)."""
+    import duckdb
+
+    wait_for_writes()
+    if not Path(database).exists():
+        return pd.Series([], dtype="object")
+    with duckdb.connect(database, read_only=True) as connection:
+        found = connection.execute(
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+            [schema, table],
+        ).fetchone()[0]
+        if not found:
+            return pd.Series([], dtype="object")
+        rows = connection.execute(f'select distinct "{column}" from "{schema}"."{table}"').fetchall()
+    return pd.Series([value for (value,) in rows], dtype="object")
+
+
 def existing_tables(database: str) -> set[str]:
     """Every "schema.table" in the warehouse (empty when the file does not exist yet)."""
     import duckdb

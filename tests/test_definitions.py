@@ -35,6 +35,8 @@ EXPECTED_GROUPS = {
     "quarantine": "clean",
     "customer_features": "features",
     "churn_training_set": "features",
+    "realized_outcomes": "outcomes",
+    "realized_calibration": "outcomes",
     **{
         name: "churn"
         for name in ("churn_model", "churn_scores", "action_tiers", "retention_segment", "segment_churn_risk")

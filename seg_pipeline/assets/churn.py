@@ -301,10 +301,13 @@ def _population_metadata(features: pd.DataFrame, tags: dict[str, str]) -> dict[s
 @_churn_asset(
     "Every scored customer's action tier: customers with marketing consent ranked by expected loss (churn "
     "probability x 365-day spend), each tier (personal outreach, semi-automated, automated campaign) taking the "
-    "next customers up to its capacity (actions.*); the rest no_action, and no_consent without marketing consent.",
+    "next customers up to its capacity (actions.*); the rest no_action, and no_consent without marketing consent. "
+    "In the action tiers, arm: treatment, or control (actions.control.share, never contacted; a keyed hash per "
+    "period).",
     "pandas",
 )
 def action_tiers(
+    context: dg.AssetExecutionContext,
     settings: PipelineSettings,
     churn_scores: pd.DataFrame,
     customer_features: pd.DataFrame,
@@ -314,10 +317,12 @@ def action_tiers(
         ACTION_TIERS,
         TIER_LABELS,
         action_plan,
+        assign_arms,
         assign_tiers,
         marketing_consent,
         ranked_by,
     )
+    from seg_pipeline.cleaning.privacy import resolve_key
     from seg_pipeline.segmentation.profiles import revenue_of
     from seg_pipeline.wording import money
 
@@ -327,17 +332,22 @@ def action_tiers(
         clean_customers.set_index("customer_key")["consent_marketing"], cfg.privacy.default_marketing_consent
     )
     tiers = assign_tiers(churn_scores, value, contactable, cfg.actions)
+    key = resolve_key(cfg.privacy.pseudonymization_key_env, cfg.home)
+    tiers = assign_arms(tiers, key, cfg.actions.control, run_as_of(context, cfg))
     plan = action_plan(tiers, churn_scores["churn_probability"], cfg.actions)
     shown = plan.assign(
         tier=plan["tier"].map(TIER_LABELS),
         expected_loss=[money(v, cfg.report.currency, cfg.report.locale) for v in plan["expected_loss"]],
-    )[["tier", "customers", "capacity_rule", "mean_churn_probability", "expected_loss"]]
+    )[["tier", "customers", "control_customers", "contacts", "capacity_rule", "mean_churn_probability", "expected_loss"]]
     acted = plan[plan["tier"].isin(ACTION_TIERS)]
     return dg.Output(
         tiers,
         metadata={
             "dagster/row_count": len(tiers), "ranked_by": ranked_by(tiers),
             **{f"tier/{row.tier}": int(row.customers) for row in plan.itertuples()},
+            **{f"control/{row.tier}": int(row.control_customers) for row in acted.itertuples()},
+            "control_period": tiers["control_period"].iloc[0] if len(tiers) else "",
+            "control_share": cfg.actions.control.share,
             "expected_loss_in_action_tiers": float(acted["expected_loss"].sum()),
             "expected_customers_saved": float(acted["expected_customers_saved"].sum()),
             "action_plan": dg.MetadataValue.md(shown.to_markdown(index=False, floatfmt=".3f")),
@@ -347,7 +357,7 @@ def action_tiers(
 
 RETENTION_COLUMNS = [
     "customer_key", "action_rank", "risk_tier", "churn_probability", "churn_risk_score", "value_365d",
-    "expected_loss", "top_drivers", "suggested_action", "segment_id", "segment_name", "lifecycle_stage",
+    "expected_loss", "top_drivers", "suggested_action", "segment_id", "segment_name", "lifecycle_stage", "arm",
 ]  # fmt: skip
 
 

@@ -126,6 +126,10 @@ _LINEAGE = {
 }
 
 
+# what the publish appends to the score history and outcome tables of the monitoring schema (warehouse only);
+# shown in the lineage as inputs of published_churn_scores, whose rows the score history keeps
+_MONITORED = ["churn_model", "realized_outcomes", "realized_calibration", "erasure_index"]
+
 # the check that both stores hold the same run, on the table consumers read first
 STORES_AGREE, AGREE_ON = "stores_agree", "customer_segments"
 
@@ -137,7 +141,7 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
     """The four published tables as one step; built from the settings for the freshness windows."""
     specs = [
         dg.AssetSpec(published_key(t), group_name=GROUP, description=_DESCRIPTIONS[t], kinds={"duckdb", "postgres"},
-                     deps=_LINEAGE[t], metadata={"dagster/column_schema": _table_schema(t)},
+                     deps=[*_LINEAGE[t], *(_MONITORED if t == "churn_scores" else [])], metadata={"dagster/column_schema": _table_schema(t)},
                      freshness_policy=_freshness(settings))
         for t in PUBLISHED_TABLES
     ]  # fmt: skip
@@ -145,7 +149,8 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
     @dg.multi_asset(
         name="published_tables",
         specs=specs,
-        ins={name: dg.AssetIn(name) for name in dict.fromkeys(d for deps in _LINEAGE.values() for d in deps)},
+        ins={**{name: dg.AssetIn(name) for name in dict.fromkeys(d for deps in _LINEAGE.values() for d in deps)},
+             **{name: dg.AssetIn(name) for name in _MONITORED}},
         pool=PUBLISH_POOL,
         retry_policy=io_retry_policy(settings),
         check_specs=[dg.AssetCheckSpec(
@@ -180,13 +185,14 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
         reference = build_reference(
             drift_columns, list(drift_columns.columns), as_of, run_id, cfg.monitoring.psi_bins
         )
+        monitoring = {"drift_reference": reference, "publish_migration": moved,
+                      **_score_history(cfg, inputs, customers, as_of, run_id)}  # fmt: skip
+        erased = _erased_history_keys(cfg, inputs["erasure_index"])
         frames = {"customer_segments": segments, "churn_scores": tables.churn_scores(customers, as_of, run_id),
                   "segment_profiles": profiles, "segment_history": history,
                   "retention_actions": tables.retention_actions(customers, as_of, run_id), "kpi_history": kpis}  # fmt: skip
         try:
-            result = publish_target.publish(
-                frames, {"drift_reference": reference, "publish_migration": moved}, run_id
-            )
+            result = publish_target.publish(frames, monitoring, run_id, erase_keys=erased)
         except PublishUnavailable as exc:
             raise dg.Failure(str(exc), allow_retries=True) from None
         except StoresDisagree as exc:  # the check shows it in the UI until a publish brings them together
@@ -198,6 +204,8 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
         stores = result.stores
         if result.resolved_earlier:
             context.log.warning(f"before publishing: {result.resolved_earlier}")
+        if erased:
+            context.log.info(f"score history: the rows of {len(erased):,} erased customer(s) deleted")
         context.log.info(f"published {', '.join(f'{n} ({len(f):,} rows)' for n, f in frames.items())} "
                          f"to {' and '.join(stores)}")  # fmt: skip
         live = live_run_ids(cfg.warehouse_path, publish_target.postgres)
@@ -219,6 +227,44 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
             )  # fmt: skip
 
     return published_tables
+
+
+def _score_history(cfg, inputs: dict, customers: pd.DataFrame, as_of, run_id: str) -> dict:
+    """The rows this publish appends to the monitoring schema: its scores (score_history, scored_runs) and
+    the outcomes of earlier publishes judged by this run (score_outcomes, score_calibration)."""
+    from seg_pipeline.outcomes.history import HISTORY_TYPES, SCORED_RUN_TYPES, score_history_rows, scored_run_row
+    from seg_pipeline.outcomes.realized import CALIBRATION_TYPES, OUTCOME_TYPES
+    from seg_pipeline.publish.writers import Appended
+
+    history = score_history_rows(customers, inputs["customer_features"], as_of, run_id)
+    runs = read_warehouse_table(cfg.warehouse_path, "scored_runs", MONITORING_SCHEMA)
+    sequence = 1 if runs is None or runs.empty else int(runs["publish_sequence"].max()) + 1
+    model = inputs["churn_model"].iloc[0]
+    scored_by = str(customers["scored_by"].iloc[0]) if "scored_by" in customers and len(customers) else "model"
+    run = scored_run_row(
+        run_id=run_id, as_of=as_of, publish_sequence=sequence, history=history,
+        horizon_days=cfg.churn.horizon_days, label=cfg.churn.label, scored_by=scored_by,
+        holdout_roc_auc=float(model["holdout_roc_auc"]) if pd.notna(model.get("holdout_roc_auc")) else None,
+        control_share=cfg.actions.control.share, control_campaign=cfg.actions.control.campaign,
+    )  # fmt: skip
+    appended = {"score_history": Appended(history, "run_id", HISTORY_TYPES),
+                "scored_runs": Appended(run, "run_id", SCORED_RUN_TYPES)}  # fmt: skip
+    if len(inputs["realized_outcomes"]):
+        appended["score_outcomes"] = Appended(inputs["realized_outcomes"], "scored_run_id", OUTCOME_TYPES)
+        appended["score_calibration"] = Appended(inputs["realized_calibration"], "scored_run_id", CALIBRATION_TYPES)
+    return appended
+
+
+def _erased_history_keys(cfg, erasure_index: pd.DataFrame) -> list[str]:
+    """The score history's keys of customers with an erasure request: their rows leave it at this publish."""
+    from seg_pipeline.cleaning.privacy import resolve_key
+    from seg_pipeline.outcomes.history import erased_history_keys
+    from seg_pipeline.warehouse import distinct_values
+
+    if erasure_index.empty:
+        return []
+    keys = distinct_values(str(cfg.warehouse_path), MONITORING_SCHEMA, "score_history", "customer_key")
+    return erased_history_keys(keys, erasure_index, resolve_key(cfg.privacy.pseudonymization_key_env, cfg.home))
 
 
 @dg.asset(

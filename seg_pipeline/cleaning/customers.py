@@ -341,6 +341,7 @@ def erased_index(members: pd.DataFrame, key: bytes) -> pd.DataFrame:
             ("customer_id", "customer_id"),
             ("email", "email_norm"),
             ("phone", "phone_match"),
+            ("customer_key", "member_key"),  # the score history's keys (outcomes/history.py) of each record
         )
     ]
     return pd.concat(parts, ignore_index=True).drop_duplicates().astype("string").reset_index(drop=True)

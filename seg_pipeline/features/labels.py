@@ -80,13 +80,13 @@ def _activity_snapshot(sources: dict[str, pd.DataFrame], snapshot: dt.date, hori
     start, end = as_of_end(snapshot), as_of_end(snapshot + dt.timedelta(days=horizon))
     frames = activity_frames(sources["orders"], sources["web"], sources["email"], sources["tickets"])
     table = table[in_training_population(table).to_numpy()]
-    labels = (~table["customer_key"].isin(_active_between(frames, start, end))).astype("int64")
+    labels = (~table["customer_key"].isin(active_between(frames, start, end))).astype("int64")
     counts = {"profiled": len(built.table), "silent_longer_than_horizon": int((table["recency_days"].isna()
               | (table["recency_days"] > horizon)).sum())}  # fmt: skip
     return table.assign(label=labels), counts, built
 
 
-def _active_between(
+def active_between(
     frames: list[tuple[pd.DataFrame, str]], after: pd.Timestamp, end: pd.Timestamp
 ) -> np.ndarray:
     """The customers with any activity after ``after`` up to ``end``: only their keys are taken out of

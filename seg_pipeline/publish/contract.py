@@ -42,6 +42,11 @@ TIER_DESCRIPTION = (
     "(below the cut-off), no_consent (no marketing consent)"
 )
 
+ARM_DESCRIPTION = (
+    "treatment (to contact) or control (held out by actions.control: never contacted, so the difference in "
+    "realized churn measures what contacting achieved); missing outside the action tiers"
+)
+
 TABLES: dict[str, list[Column]] = {
     "customer_segments": [
         Column(
@@ -63,6 +68,7 @@ TABLES: dict[str, list[Column]] = {
             "boolean",
             description="on the retention list: the personal_outreach and semi_automated tiers",
         ),
+        Column("arm", "text", nullable=True, description=ARM_DESCRIPTION),
         *_RUN,
     ],
     "churn_scores": [
@@ -148,6 +154,11 @@ TABLES: dict[str, list[Column]] = {
         Column("value_365d", "double", nullable=True, description="spend in the last 365 days"),
         Column("expected_loss", "double", nullable=True, description="churn_probability x value_365d"),
         Column("top_drivers", "text", description="what moves this customer's risk most, in words"),
+        Column(
+            "arm",
+            "text",
+            description="treatment: contact; control: held out, never contacted (exports leave them out)",
+        ),
         *_RUN,
     ],
     "kpi_history": [

@@ -54,7 +54,8 @@ def scored_customers(
     rows = KeyedRows(table["customer_key"])
     return pd.concat(
         [table, rows.pick(ids, ["customer_id"], "customer ids"),
-         rows.pick(tiers, ["risk_tier", "action_rank", "value_365d", "expected_loss", "suggested_action"],
+         rows.pick(tiers, ["risk_tier", "action_rank", "value_365d", "expected_loss", "suggested_action", "arm",
+                          "control_period"],
                    "action_tiers"),
          rows.pick(clusters, ["segment_id", "segment_name", "micro_segment_id"], "customer_clusters"),
          rows.pick(lifecycle, ["lifecycle_stage"], "lifecycle_stage")], axis=1,

@@ -51,16 +51,32 @@ class StoresDisagree(SegPipelineError):
 
 
 @dataclass(frozen=True)
+class Appended:
+    """Rows to add to a monitoring table that keeps every publish's rows (score history, outcomes): live rows
+    whose ``replaces`` value occurs in ``frame`` are replaced (a retried publish of the same run), the others
+    stay. Swapped in the same transaction as the rest of the publish."""
+
+    frame: pd.DataFrame
+    replaces: str
+    types: Mapping[str, str]  # column -> DuckDB type: the table outlives any one frame's dtypes
+
+
+@dataclass(frozen=True)
 class PublishedTable:
     """A table to publish into ``schema``: contract tables are checked and typed when made with ``of``;
-    others (monitoring) keep their frame's types."""
+    others (monitoring) keep their frame's types. ``replaces`` set: appended (``Appended``), not swapped."""
 
     name: str
     frame: pd.DataFrame
     schema: str = WAREHOUSE_SCHEMA
+    replaces: str | None = None
+    types: Mapping[str, str] | None = None
 
     @classmethod
-    def of(cls, name: str, frame: pd.DataFrame, schema: str = WAREHOUSE_SCHEMA) -> PublishedTable:
+    def of(cls, name: str, frame: pd.DataFrame | Appended, schema: str = WAREHOUSE_SCHEMA) -> PublishedTable:
+        if isinstance(frame, Appended):
+            return cls(name, frame.frame[list(frame.types)].reset_index(drop=True), schema, frame.replaces,
+                       frame.types)  # fmt: skip
         return cls(name, conform(name, frame) if name in TABLES else frame.reset_index(drop=True), schema)
 
     @property
@@ -82,6 +98,8 @@ def _quoted(*parts: str) -> str:
 
 def _columns_ddl(table: PublishedTable, store: int) -> str | None:
     """``"col" TYPE NOT NULL, ...`` from the contract (store 1 = PostgreSQL, 2 = DuckDB); None = from frame."""
+    if table.types is not None:
+        return ", ".join(f"{_quoted(name)} {kind}" for name, kind in table.types.items())
     if not table.contracted:
         return None
     return ", ".join(
@@ -93,7 +111,7 @@ def _columns_ddl(table: PublishedTable, store: int) -> str | None:
 # --- the embedded warehouse (DuckDB) --------------------------------------------------------------------
 
 
-def publish_to_warehouse(database: Path, tables: list[PublishedTable]) -> None:
+def publish_to_warehouse(database: Path, tables: list[PublishedTable], erase_keys: list[str] = ()) -> None:
     """Stage and swap every table in one transaction (the warehouse as the only store)."""
     import duckdb
 
@@ -102,7 +120,8 @@ def publish_to_warehouse(database: Path, tables: list[PublishedTable]) -> None:
     wait_for_writes()  # the tables being published, stored by the background writer
     with duckdb.connect(str(database)) as connection:
         _in_transaction(
-            connection, lambda: (_load_incoming(connection, tables), _swap_in(connection, tables))
+            connection,
+            lambda: (_load_incoming(connection, tables), _swap_in(connection, tables, erase_keys)),
         )
 
 
@@ -132,12 +151,27 @@ def _load_incoming(connection, tables: list[PublishedTable]) -> None:
         connection.unregister("seg_publish_frame")
 
 
-def _swap_in(connection, tables: list[PublishedTable]) -> None:
+def _swap_in(connection, tables: list[PublishedTable], erase_keys: list[str] = ()) -> None:
+    """Incoming tables become live; appended ones add their rows. Then rows of erased customers
+    (``erase_keys``) leave every appended table with a customer_key."""
+    live = warehouse_tables(connection)
     for table in tables:
-        connection.execute(f"drop table if exists {_quoted(table.schema, table.name)}")
-        connection.execute(
-            f"alter table {_quoted(table.schema, table.name + INCOMING)} rename to {_quoted(table.name)}"
-        )
+        target, incoming = _quoted(table.schema, table.name), _quoted(table.schema, table.name + INCOMING)
+        if table.replaces is not None and (table.schema, table.name) in live:
+            column = _quoted(table.replaces)
+            connection.execute(f"delete from {target} where {column} in (select {column} from {incoming})")
+            connection.execute(f"insert into {target} by name select * from {incoming}")
+            connection.execute(f"drop table {incoming}")
+            continue
+        connection.execute(f"drop table if exists {target}")
+        connection.execute(f"alter table {incoming} rename to {_quoted(table.name)}")
+    forgetting = [t for t in tables if t.replaces is not None and "customer_key" in t.frame.columns]
+    if erase_keys and forgetting:
+        connection.register("seg_erased_keys", pd.DataFrame({"customer_key": list(erase_keys)}))
+        for table in forgetting:
+            connection.execute(f"delete from {_quoted(table.schema, table.name)} "
+                               "where customer_key in (select customer_key from seg_erased_keys)")  # fmt: skip
+        connection.unregister("seg_erased_keys")
 
 
 def warehouse_tables(connection) -> set[tuple[str, str]]:
@@ -385,11 +419,13 @@ def publish(
     lock_wait_seconds: float,
     run_id: str = "",
     on_phase: PhaseHook | None = None,
+    erase_keys: list[str] = (),
 ) -> PublishResult:
     """Publish to PostgreSQL (when configured) and the warehouse, as the module docstring describes.
 
     Every frame is checked against the contract before either store is touched. A pending publish left by
-    an earlier run is resolved first. The monitoring tables (drift reference) go to the warehouse only.
+    an earlier run is resolved first. The monitoring tables (drift reference, score history, outcomes) go to
+    the warehouse only; ``Appended`` ones keep earlier runs' rows, except those of ``erase_keys``.
     """
     from seg_pipeline.publish import pending
 
@@ -401,16 +437,17 @@ def publish(
         if earlier is not None and earlier.unresolved:
             raise StoresDisagree(earlier.message)
         if postgres is None:
-            publish_to_warehouse(warehouse, in_warehouse)
+            publish_to_warehouse(warehouse, in_warehouse, erase_keys)
             stores = [f"warehouse schema {WAREHOUSE_SCHEMA}"]
         else:
-            _publish_to_both(warehouse, contract, in_warehouse, postgres, lock_wait_seconds, run_id, on_phase)
+            _publish_to_both(warehouse, contract, in_warehouse, postgres, lock_wait_seconds, run_id, on_phase,
+                             erase_keys)  # fmt: skip
             stores = [f"PostgreSQL schema {postgres[1]}", f"warehouse schema {WAREHOUSE_SCHEMA}"]
     return PublishResult(stores, earlier.message if earlier else None)
 
 
 def _publish_to_both(
-    warehouse, contract, in_warehouse, postgres, lock_wait_seconds, run_id, on_phase
+    warehouse, contract, in_warehouse, postgres, lock_wait_seconds, run_id, on_phase, erase_keys
 ) -> None:
     import duckdb
 
@@ -444,7 +481,7 @@ def _publish_to_both(
         try:
             pending.write_marker(warehouse, marker.advanced("postgres_committed"))
             hook("postgres_committed")
-            _in_transaction(connection, lambda: _swap_in(connection, in_warehouse))  # 4.
+            _in_transaction(connection, lambda: _swap_in(connection, in_warehouse, erase_keys))  # 4.
         except BaseException as exc:
             undone = _undo_postgres(warehouse, store, marker, exc)
             if undone is exc:

@@ -19,7 +19,7 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,9 @@ import pyarrow.parquet as pq
 
 from seg_pipeline.synthetic import lexicon as lx
 from seg_pipeline.synthetic.segments import LIFECYCLE_SIGNUP_DAYS, LIFECYCLE_WEIGHTS, LIFECYCLES, SEGMENTS
+
+if TYPE_CHECKING:
+    from seg_pipeline.synthetic.campaign import CampaignPlan
 
 CHUNK_SIZE = 20_000  # fixed: the output of a seed must not depend on how it is chunked
 PROGRESS_PARTS = 12  # progress(done, total) calls per chunk: 1 setup + 5 tables built + 5 written + 1
@@ -212,6 +215,9 @@ class _Chunk:
         self.counters = counters
         self.as_of_end = int(dt.datetime.combine(cfg.as_of, dt.time(23, 59, 59), tzinfo=dt.UTC).timestamp())
         self.t0 = self.as_of_end + 1 - cfg.history_days * DAY_S
+        # campaign.py sets this to the churn of the world with a retention campaign (kept customers stay),
+        # after the tables are built; only truth/customers.csv reads it, so no main-stream draw depends on it
+        self.world_churn_ts: np.ndarray | None = None
 
     # customers ------------------------------------------------------------------------------------
     def customers(self) -> None:
@@ -436,6 +442,7 @@ class _Chunk:
         anonymous = anonymous_first[w] & (ts < identify_at[w])
         ids = self._event_ids(w, ts)
         ids[anonymous] = None
+        self.cookie, self.page_views = cookie, (w, ts)  # for campaign.py: kept customers' sessions and labels
         frame = pd.DataFrame(
             {
                 "ts": ts,
@@ -565,6 +572,8 @@ class _Chunk:
         )
         open_ts = sent + rng.uniform(600, 48 * 3600, len(who)).astype(np.int64)
         click_ts = open_ts + rng.uniform(10, 3600, len(who)).astype(np.int64)
+        # per send, for campaign.py (opens of kept customers)
+        self.email_draws = (campaign, open_ts, click_ts)
         unsub_ts = sent + rng.uniform(3600, 72 * 3600, len(who)).astype(np.int64)
         rows = [
             (who, sent, "sent", campaign),
@@ -806,17 +815,17 @@ class _Chunk:
         return _timestamps(frame, ("updated_at",))
 
     def truth(self) -> pd.DataFrame:
-        churn = pd.to_datetime(np.where(np.isinf(self.churn_ts), 0, self.churn_ts), unit="s").strftime(
-            "%Y-%m-%d"
-        )
+        # the written world's churn: with a campaign, kept customers never churned
+        churn_ts = self.churn_ts if self.world_churn_ts is None else self.world_churn_ts
+        churn = pd.to_datetime(np.where(np.isinf(churn_ts), 0, churn_ts), unit="s").strftime("%Y-%m-%d")
         return pd.DataFrame(
             {
                 "customer_id": self.ids,
                 "segment": np.array([s.name for s in SEGMENTS], dtype=object)[self.seg],
                 "lifecycle": np.array(LIFECYCLES, dtype=object)[self.life],
                 "signup_date": pd.to_datetime(self.signup, unit="s").strftime("%Y-%m-%d"),
-                "churn_date": np.where(np.isinf(self.churn_ts), None, churn),
-                "churned_by_as_of": self.churn_ts <= self.as_of_end,
+                "churn_date": np.where(np.isinf(churn_ts), None, churn),
+                "churned_by_as_of": churn_ts <= self.as_of_end,
                 "consent_profiling": self.consent_profiling,
             }
         )
@@ -890,15 +899,28 @@ _STRING_COLUMNS = {
 
 
 def generate(
-    cfg: GeneratorConfig, out_dir: str | Path, progress: Callable[[int, int], None] | None = None
+    cfg: GeneratorConfig,
+    out_dir: str | Path,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    campaign: CampaignPlan | None = None,
 ) -> GenerationSummary:
     """Write the five extracts to ``out_dir`` and the planted truth to ``out_dir/truth``.
 
     ``progress(done, total)`` is called PROGRESS_PARTS times per chunk of CHUNK_SIZE customers, with
     ``done`` rising to ``total``; inside a chunk ``done`` is an estimate (the share of its parts done).
+
+    ``campaign`` (campaign.py) re-generates the same company with a retention campaign run at its date: the
+    rows of the world without it are unchanged (bar the CRM's churned/churn_date of kept customers), kept and
+    won-back customers' later activity is appended, and the contacts go to an ``interventions`` extract.
     """
     if cfg.customers < 1:
         raise ValueError("customers must be at least 1")
+    run = None
+    if campaign is not None:
+        from seg_pipeline.synthetic.campaign import CampaignRun  # campaign.py imports this module
+
+        run = CampaignRun(campaign, cfg)  # validates the plan before anything is written
     out = Path(out_dir)
     truth_dir = out / "truth"
     truth_dir.mkdir(parents=True, exist_ok=True)
@@ -934,6 +956,9 @@ def generate(
             ):
                 tables[name] = make()
                 tick(1 + len(tables))
+            # the campaign reads the built tables (the label without it) and fixes the CRM before it is written
+            if run is not None:
+                run.apply(chunk, chunk_no, tables)
             for written, (name, frame) in enumerate(tables.items(), start=1):
                 anomalies = frame["_anomaly"]
                 frame = frame.drop(columns="_anomaly")
@@ -948,6 +973,12 @@ def generate(
                 truth_sinks["households"].write(chunk.household_table())
             truth_sinks["web_identities"].write(chunk.identities)
             tick(PROGRESS_PARTS)
+        if run is not None:  # kept customers' rows come last, so no row or id of the world without them moves
+            for name, frame in run.added_rows().items():
+                for column in _STRING_COLUMNS[name]:
+                    frame[column] = frame[column].astype(object)
+                write_table(name, frame, pd.Series(None, index=frame.index, dtype=object), sinks[name], None,
+                            anomaly_counts)  # fmt: skip
     finally:
         for sink in (*sinks.values(), *truth_sinks.values()):
             sink.close()
@@ -955,6 +986,9 @@ def generate(
         if sink.rows == 0:  # a tiny company may have no duplicates: still leave a readable file
             (truth_dir / f"{name}.csv").write_text(_EMPTY_TRUTH_HEADERS[name] + "\n", encoding="utf-8")
     rows = {name: sink.rows for name, sink in sinks.items()}
+    campaign_summary = None
+    if run is not None:
+        files["interventions"], rows["interventions"], campaign_summary = run.write(out, cfg.format)
     manifest = {
         "generator": "seg_pipeline.synthetic",
         "customers": cfg.customers,
@@ -968,6 +1002,8 @@ def generate(
         "duplicates": counters["duplicates"],
         "anomalies": dict(sorted(anomaly_counts.items())),
     }
+    if campaign_summary is not None:
+        manifest["campaign"] = campaign_summary
     (truth_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     date_as_exported(files.values(), cfg.as_of)
     return GenerationSummary(out, rows, manifest["anomalies"], counters["duplicates"], files)

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
 
 from seg_pipeline.churn.actions import (
+    ACTION_TIERS,
+    CONTROL,
     NO_ACTION,
     NO_CONSENT,
     TIERS,
+    TREATMENT,
     action_plan,
+    arm_draws,
+    assign_arms,
     assign_tiers,
+    control_period,
     marketing_consent,
     ranked_by,
 )
-from seg_pipeline.config import ActionsConfig, Settings, TierCapacity
+from seg_pipeline.config import ActionsConfig, ControlGroupConfig, Settings, TierCapacity
 
 
 def _customers(probability, value, consent):
@@ -147,3 +155,85 @@ def test_marketing_consent_the_crm_does_not_record_follows_the_configured_defaul
     assert marketing_consent(recorded, True).tolist() == [True, False, True, True]
     absent = pd.Series([None, None], dtype="boolean")  # a CRM without the column: all missing
     assert not marketing_consent(absent, False).any() and marketing_consent(absent, True).all()
+
+
+KEY = b"test-pseudonymization-key"
+
+
+def _population(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    keys = [f"{i:064x}" for i in rng.integers(0, 2**62, n)]
+    scores = pd.DataFrame({"customer_key": keys, "churn_probability": rng.uniform(0.05, 0.95, n)})
+    value = pd.Series(rng.gamma(2.0, 100.0, n), index=keys)
+    return scores, value, pd.Series(True, index=keys)
+
+
+@pytest.mark.parametrize(
+    ("day", "period", "label"),
+    [(dt.date(2026, 12, 7), "week", "2026-W50"), (dt.date(2027, 1, 1), "week", "2026-W53"),
+     (dt.date(2026, 12, 7), "month", "2026-12"), (dt.date(2026, 11, 30), "quarter", "2026-Q4"),
+     (dt.date(2026, 1, 1), "quarter", "2026-Q1")],
+)  # fmt: skip
+def test_the_control_period_of_an_as_of(day, period, label):
+    assert control_period(day, period) == label
+
+
+def test_a_share_of_every_action_tier_is_held_out_and_nobody_else_has_an_arm():
+    scores, value, consent = _population(20_000)
+    config = ActionsConfig(personal_outreach={"share": 0.05}, semi_automated={"share": 0.15},
+                           automated={"share": 0.3}, control={"share": 0.1})  # fmt: skip
+    tiers = assign_arms(
+        assign_tiers(scores, value, consent, config), KEY, config.control, dt.date(2026, 12, 7)
+    )
+    assert set(tiers["control_period"]) == {"2026-12"}
+    acting = tiers["risk_tier"].isin(ACTION_TIERS)
+    assert (
+        tiers.loc[~acting, "arm"].isna().all() and tiers.loc[acting, "arm"].isin([TREATMENT, CONTROL]).all()
+    )
+    for tier in ACTION_TIERS:  # binomial: 1,000 to 6,000 customers per tier, 4 standard deviations
+        members = tiers[tiers["risk_tier"] == tier]
+        share = members["arm"].eq(CONTROL).mean()
+        assert abs(share - 0.1) < 4 * np.sqrt(0.09 / len(members)), (tier, share)
+    plan = action_plan(tiers, scores["churn_probability"], config).set_index("tier")
+    held = tiers[acting].groupby("risk_tier")["arm"].apply(lambda a: int(a.eq(CONTROL).sum()))
+    for tier in ACTION_TIERS:  # contacts (and what they are expected to save) are the treatment arm only
+        assert plan.loc[tier, "control_customers"] == held[tier]
+        assert plan.loc[tier, "contacts"] == plan.loc[tier, "customers"] - held[tier]
+        treated = tiers[(tiers["risk_tier"] == tier) & (tiers["arm"] == TREATMENT)]
+        expected = scores.set_index("customer_key").loc[treated["customer_key"], "churn_probability"].sum()
+        assert plan.loc[tier, "expected_customers_saved"] == pytest.approx(
+            expected * config.tiers()[tier].save_rate
+        )
+
+
+def test_arms_hold_for_a_period_and_are_drawn_again_in_the_next():
+    scores, value, consent = _population(5_000, seed=1)
+    config = ActionsConfig(automated={"share": 1.0}, control={"share": 0.2, "period": "month"})
+    tiers = assign_tiers(scores, value, consent, config)
+    early, late = (assign_arms(tiers, KEY, config.control, day).set_index("customer_key")["arm"]
+                   for day in (dt.date(2026, 12, 1), dt.date(2026, 12, 31)))  # fmt: skip
+    assert early.equals(late)  # the same month: every run agrees
+    # and whatever else changed: a customer's arm does not depend on the rest of the list
+    alone = assign_arms(tiers.iloc[:100], KEY, config.control, dt.date(2026, 12, 15)).set_index(
+        "customer_key"
+    )
+    assert alone["arm"].equals(early.iloc[:100])
+    january = assign_arms(tiers, KEY, config.control, dt.date(2027, 1, 2)).set_index("customer_key")["arm"]
+    moved = (january != early).mean()
+    assert 0.25 < moved < 0.39  # independent draws: 2 x 0.2 x 0.8 = 0.32 change arm
+    renamed = ControlGroupConfig(share=0.2, campaign="winter-winback")
+    other = assign_arms(tiers, KEY, renamed, dt.date(2026, 12, 1)).set_index("customer_key")["arm"]
+    assert 0.25 < (other != early).mean() < 0.39  # a new campaign name draws again
+    assert not (
+        arm_draws(scores["customer_key"], b"another key", "retention", "2026-12")
+        == arm_draws(scores["customer_key"], KEY, "retention", "2026-12")
+    ).any()
+
+
+def test_no_control_group_when_the_share_is_zero():
+    scores, value, consent = _population(1_000, seed=2)
+    config = ActionsConfig(control={"share": 0.0})
+    tiers = assign_arms(
+        assign_tiers(scores, value, consent, config), KEY, config.control, dt.date(2026, 12, 7)
+    )
+    assert not tiers["arm"].eq(CONTROL).any()

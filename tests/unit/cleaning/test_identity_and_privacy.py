@@ -99,7 +99,12 @@ def test_erasure_removes_the_whole_identity(tmp_path):
     assert set(result.customers["customer_id"]) == {"B1", "C1"}
     assert set(result.id_map["customer_id"]) == {"B1", "C1"}
     assert result.accounting["rows_erased"] == 3 and result.accounting["customers_erased"] == 1
-    assert set(result.erased["kind"]) == {"customer_id", "email", "phone"}
+    assert set(result.erased["kind"]) == {"customer_id", "email", "phone", "customer_key"}
+    # the score history's keys of every merged record, hashed: the key itself is never in the index
+    assert len(result.erased[result.erased["kind"] == "customer_key"]) == 3
+    assert not set(result.erased["hash"]) & {
+        pseudonymize(pd.Series([i]), KEY).iloc[0] for i in ("A1", "A2", "A3")
+    }
 
 
 def test_key_comes_from_env_or_the_demo_file(tmp_path):

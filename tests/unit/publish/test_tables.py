@@ -28,6 +28,7 @@ def internal():
         "customer_key": keys, "risk_tier": ["automated", "semi_automated", "personal_outreach", "no_consent"],
         "action_rank": pd.array([3, 2, 1, None], dtype="Int64"), "value_365d": [100.0, 80.0, 50.0, 10.0],
         "expected_loss": [10.0, 40.0, 40.0, 3.0], "suggested_action": ["mail", "e-mail", "call", ""],
+        "arm": ["treatment", "control", "treatment", None], "control_period": "2024-06",
     })  # fmt: skip
     # k4 joined after the last segmentation (a rescore): no segment yet
     clusters = pd.DataFrame({"customer_key": keys[:3], "segment_id": [1, 1, 2], "segment_name": ["A", "A", "B"],
