@@ -135,6 +135,7 @@ def test_asset_keys_and_groups(tmp_path):
         ("population_drift", "population_drift_within_threshold"),
         ("churn_model", "churn_model_beats_baselines"),
         ("churn_scores", "churn_scores_cover_profiled_customers"),
+        ("realized_outcomes", "realized_outcomes_within_bounds"),
         ("published_customer_segments", "stores_agree"),
         *((asset, f"{asset}_quality") for asset in published),
     }
@@ -142,7 +143,7 @@ def test_asset_keys_and_groups(tmp_path):
     rescore = {
         key.to_user_string() for key in defs.resolve_job_def("rescore").asset_layer.selected_asset_keys
     }
-    assert {"churn_scores", "customer_features", "retention_segment", "segment_report"} <= rescore
+    assert {"churn_scores", "customer_features", "retention_segment", "segment_report", "realized_outcomes"} <= rescore
     assert {f"published_{t}" for t in ("customer_segments", "churn_scores")} <= rescore
     assert not rescore & {"churn_model", "churn_training_set", "segmentation_candidates", "customer_clusters"}
 
