@@ -400,14 +400,66 @@ def cmd_generate(args: argparse.Namespace) -> int:
     config = GeneratorConfig(
         customers=args.customers, seed=args.seed, as_of=as_of, format=args.format, rates=rates, **history
     )
+    if args.campaign_effect and not args.campaign:
+        raise SegPipelineError("--campaign-effect sets an effect of --campaign; add --campaign")
+    campaign = _campaign_plan(settings, args.campaign_effect) if args.campaign else None
     progress = Progress("customers", quiet=args.quiet)
-    summary = generate(config, out, progress=progress)
+    try:
+        summary = generate(config, out, progress=progress, campaign=campaign)
+    except ValueError as exc:  # a plan that does not fit this company (another seed, size or as_of)
+        if campaign is None:
+            raise
+        raise SegPipelineError(f"--campaign: {exc}",
+                               hint="pass the --customers, --seed and --as-of the company was generated with") from None  # fmt: skip
     progress.close()
     print(f"Generated {args.customers:,} customers (seed {args.seed}, as of {as_of}) in {out}")
     for name, rows in summary.rows.items():
         print(f"  {summary.files[name].name:<24} {rows:>12,} rows")
     print("  truth/ (planted segments, churn dates, duplicates, anomalies; never read by the pipeline)")
+    if campaign is not None:
+        import json
+
+        planted = json.loads((out / "truth" / "manifest.json").read_text(encoding="utf-8"))["campaign"]
+        print(f"  campaign: the retention list of {campaign.date} worked; planted uplift per tier (truth/"
+              "campaign.csv): " + ", ".join(f"{tier} {_points(row.get('planted_uplift'))}"
+                                             for tier, row in planted["tiers"].items()))  # fmt: skip
     return 0
+
+
+def _points(value) -> str:
+    return "n/a" if value is None else f"{100 * value:+.1f} points"
+
+
+def _campaign_plan(settings: Settings, effects: list[str]):
+    """The last published retention list, with arms, as the plan the generator works (generate --campaign)."""
+    import pandas as pd
+
+    from seg_pipeline.publish.writers import read_warehouse_table
+    from seg_pipeline.synthetic.campaign import DEFAULT_EFFECTS, CampaignPlan
+
+    actions = read_warehouse_table(settings.warehouse_path, "retention_actions")
+    if actions is None or actions.empty:
+        raise SegPipelineError(
+            f"--campaign works the last published retention list, and the warehouse {settings.warehouse_path} "
+            "has none", hint="run `seg-pipeline run --as-of <an earlier date>` first",
+        )  # fmt: skip
+    chosen = dict(DEFAULT_EFFECTS)
+    for item in effects:
+        tier, _, value = item.partition("=")
+        if tier.strip() not in chosen:
+            raise SegPipelineError(f"--campaign-effect {item!r}: tiers are {', '.join(chosen)}")
+        try:
+            chosen[tier.strip()] = float(value)
+        except ValueError:
+            raise SegPipelineError(
+                f"--campaign-effect {item!r}: expected TIER=SHARE, e.g. automated=0.2"
+            ) from None
+    assignments = actions.rename(columns={"risk_tier": "tier"})[["customer_id", "tier", "arm"]]
+    try:
+        return CampaignPlan(date=pd.Timestamp(actions["as_of"].iloc[0]).date(), assignments=assignments,
+                            horizon_days=settings.churn.horizon_days, effects=chosen)  # fmt: skip
+    except ValueError as exc:
+        raise SegPipelineError(f"--campaign: {exc}") from None
 
 
 def _generate_cohort(
@@ -863,6 +915,18 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--rate", metavar="NAME=VALUE", action="append", default=[], help="set one messiness rate"
     )
+    gen.add_argument(
+        "--campaign", action="store_true",
+        help="the same company, with the retention list last published (published.retention_actions in the "
+        "warehouse) worked after its as_of: its treatment arm contacted, with a known effect per tier "
+        "(truth/campaign.csv); adds the interventions extract. Pass the --customers, --seed and --as-of the "
+        "company was generated with.",
+    )  # fmt: skip
+    gen.add_argument(
+        "--campaign-effect", metavar="TIER=SHARE", action="append", default=[],
+        help="with --campaign: the share of a tier's contacted would-be churners kept active (defaults: "
+        "personal_outreach 0.5, semi_automated 0.3, automated 0.15)",
+    )  # fmt: skip
     gen.add_argument("--quiet", action="store_true", help="no progress (the summary of files still prints)")
     gen.set_defaults(func=cmd_generate)
 

@@ -211,10 +211,14 @@ class ControlGroupConfig(_Model):
     tier (they count against its capacity) but are never on a contact list."""
 
     share: float = Field(
-        0.1, ge=0, le=0.5, description="share of each action tier held out as the control arm (0: no control group)"
+        0.1,
+        ge=0,
+        le=0.5,
+        description="share of each action tier held out as the control arm (0: no control group)",
     )
     period: Literal["week", "month", "quarter"] = Field(
-        "month", description="how long an assignment holds: ISO week, calendar month or quarter of the run's as_of"
+        "month",
+        description="how long an assignment holds: ISO week, calendar month or quarter of the run's as_of",
     )
     campaign: str = Field(
         "retention",

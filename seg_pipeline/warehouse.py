@@ -462,7 +462,9 @@ def read_previous(database: str, schema: str, table: str) -> pd.DataFrame | None
         return fetch_frame(connection.execute(f'select * from "{schema}"."{table}"')) if found else None
 
 
-def read_previous_rows(database: str, schema: str, table: str, column: str, values: list) -> pd.DataFrame | None:
+def read_previous_rows(
+    database: str, schema: str, table: str, column: str, values: list
+) -> pd.DataFrame | None:
     """The rows of ``table`` whose ``column`` is one of ``values`` (read_previous, filtered in DuckDB: the
     score history holds every publish's customers, of which an outcome needs one run's)."""
     import duckdb

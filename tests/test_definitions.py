@@ -18,15 +18,15 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPECTED_GROUPS = {
     **{
         f"raw_{s}": "raw"
-        for s in ("crm_customers", "orders", "web_events", "support_tickets", "email_events")
+        for s in ("crm_customers", "orders", "web_events", "support_tickets", "email_events", "interventions")
     },
     **{
         f"clean_{s}": "clean"
-        for s in ("customers", "orders", "web_events", "support_tickets", "email_events")
+        for s in ("customers", "orders", "web_events", "support_tickets", "email_events", "interventions")
     },
     **{
         f"quarantine_{s}": "clean"
-        for s in ("crm_customers", "orders", "web_events", "support_tickets", "email_events")
+        for s in ("crm_customers", "orders", "web_events", "support_tickets", "email_events", "interventions")
     },
     "customer_id_map": "clean",
     "contact_index": "clean",

@@ -338,7 +338,17 @@ def action_tiers(
     shown = plan.assign(
         tier=plan["tier"].map(TIER_LABELS),
         expected_loss=[money(v, cfg.report.currency, cfg.report.locale) for v in plan["expected_loss"]],
-    )[["tier", "customers", "control_customers", "contacts", "capacity_rule", "mean_churn_probability", "expected_loss"]]
+    )[
+        [
+            "tier",
+            "customers",
+            "control_customers",
+            "contacts",
+            "capacity_rule",
+            "mean_churn_probability",
+            "expected_loss",
+        ]
+    ]
     acted = plan[plan["tier"].isin(ACTION_TIERS)]
     return dg.Output(
         tiers,

@@ -210,8 +210,9 @@ event_stages = [
     _event_stage("web_events", ev.clean_web_events),
     _event_stage("support_tickets", ev.clean_support_tickets),
     _event_stage("email_events", ev.clean_email_events),
+    _event_stage("interventions", ev.clean_interventions),
 ]
-SOURCES = ("crm_customers", "orders", "web_events", "support_tickets", "email_events")
+SOURCES = ("crm_customers", "orders", "web_events", "support_tickets", "email_events", "interventions")
 
 
 @dg.asset(

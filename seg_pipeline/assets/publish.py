@@ -118,7 +118,13 @@ _DESCRIPTIONS = {
 _CUSTOMERS = ["clean_customers", "churn_scores", "action_tiers", "customer_clusters", "lifecycle_stage"]
 _LINEAGE = {
     "customer_segments": [*_CUSTOMERS, "retention_segment"],
-    "churn_scores": ["clean_customers", "churn_scores", "action_tiers", "customer_features", "population_drift"],
+    "churn_scores": [
+        "clean_customers",
+        "churn_scores",
+        "action_tiers",
+        "customer_features",
+        "population_drift",
+    ],
     "segment_profiles": [*_CUSTOMERS, "segment_profiles"],
     "segment_history": [*_CUSTOMERS, "segment_profiles"],
     "retention_actions": [*_CUSTOMERS, "retention_segment"],
@@ -180,7 +186,9 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
         moved = tables.migration_since(previous, segments)
         history = tables.segment_history(read_warehouse_table(warehouse, "segment_history"), moved,
                                          previous is None, segments, profiles, as_of, run_id)  # fmt: skip
-        kpis = tables.kpi_history(read_warehouse_table(warehouse, "kpi_history"), customers, profiles, as_of, run_id)
+        kpis = tables.kpi_history(
+            read_warehouse_table(warehouse, "kpi_history"), customers, profiles, as_of, run_id
+        )
         drift_columns = tables.drift_frame(inputs["customer_features"], scores, cfg.monitoring.drift_features)
         reference = build_reference(
             drift_columns, list(drift_columns.columns), as_of, run_id, cfg.monitoring.psi_bins
@@ -232,7 +240,12 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
 def _score_history(cfg, inputs: dict, customers: pd.DataFrame, as_of, run_id: str) -> dict:
     """The rows this publish appends to the monitoring schema: its scores (score_history, scored_runs) and
     the outcomes of earlier publishes judged by this run (score_outcomes, score_calibration)."""
-    from seg_pipeline.outcomes.history import HISTORY_TYPES, SCORED_RUN_TYPES, score_history_rows, scored_run_row
+    from seg_pipeline.outcomes.history import (
+        HISTORY_TYPES,
+        SCORED_RUN_TYPES,
+        score_history_rows,
+        scored_run_row,
+    )
     from seg_pipeline.outcomes.realized import CALIBRATION_TYPES, OUTCOME_TYPES
     from seg_pipeline.publish.writers import Appended
 
@@ -240,7 +253,9 @@ def _score_history(cfg, inputs: dict, customers: pd.DataFrame, as_of, run_id: st
     runs = read_warehouse_table(cfg.warehouse_path, "scored_runs", MONITORING_SCHEMA)
     sequence = 1 if runs is None or runs.empty else int(runs["publish_sequence"].max()) + 1
     model = inputs["churn_model"].iloc[0]
-    scored_by = str(customers["scored_by"].iloc[0]) if "scored_by" in customers and len(customers) else "model"
+    scored_by = (
+        str(customers["scored_by"].iloc[0]) if "scored_by" in customers and len(customers) else "model"
+    )
     run = scored_run_row(
         run_id=run_id, as_of=as_of, publish_sequence=sequence, history=history,
         horizon_days=cfg.churn.horizon_days, label=cfg.churn.label, scored_by=scored_by,
@@ -251,7 +266,9 @@ def _score_history(cfg, inputs: dict, customers: pd.DataFrame, as_of, run_id: st
                 "scored_runs": Appended(run, "run_id", SCORED_RUN_TYPES)}  # fmt: skip
     if len(inputs["realized_outcomes"]):
         appended["score_outcomes"] = Appended(inputs["realized_outcomes"], "scored_run_id", OUTCOME_TYPES)
-        appended["score_calibration"] = Appended(inputs["realized_calibration"], "scored_run_id", CALIBRATION_TYPES)
+        appended["score_calibration"] = Appended(
+            inputs["realized_calibration"], "scored_run_id", CALIBRATION_TYPES
+        )
     return appended
 
 
@@ -264,7 +281,9 @@ def _erased_history_keys(cfg, erasure_index: pd.DataFrame) -> list[str]:
     if erasure_index.empty:
         return []
     keys = distinct_values(str(cfg.warehouse_path), MONITORING_SCHEMA, "score_history", "customer_key")
-    return erased_history_keys(keys, erasure_index, resolve_key(cfg.privacy.pseudonymization_key_env, cfg.home))
+    return erased_history_keys(
+        keys, erasure_index, resolve_key(cfg.privacy.pseudonymization_key_env, cfg.home)
+    )
 
 
 @dg.asset(

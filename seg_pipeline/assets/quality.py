@@ -149,7 +149,8 @@ def gx_suite_check(
     )(check)
 
 
-RAW_TABLES = ("raw_crm_customers", "raw_orders", "raw_web_events", "raw_support_tickets", "raw_email_events")
+RAW_TABLES = ("raw_crm_customers", "raw_orders", "raw_web_events", "raw_support_tickets", "raw_email_events",
+              "raw_interventions")  # fmt: skip
 raw_quality_checks = [gx_suite_check(t) for t in RAW_TABLES]
 CLEAN_OF_RAW = {t: "clean_" + t.removeprefix("raw_").removeprefix("crm_") for t in RAW_TABLES}
 clean_quality_checks = [gx_suite_check(clean, raw) for raw, clean in CLEAN_OF_RAW.items()]

@@ -1,4 +1,4 @@
-"""clean_orders / clean_web_events / clean_support_tickets / clean_email_events.
+"""clean_orders / clean_web_events / clean_support_tickets / clean_email_events / clean_interventions.
 
 Every event is re-keyed to the surviving customer's customer_key (by CRM id, else by a pseudonymous
 email or phone, else for web visitors by the identify event that tied their cookie to an email).
@@ -27,6 +27,7 @@ EVENT_TIME = {
     "web_events": "ts",
     "support_tickets": "created_at",
     "email_events": "ts",
+    "interventions": "date",
 }
 EARLIEST_PLAUSIBLE = pd.Timestamp("1990-01-01")
 EMAIL_EVENT_TYPES = ("sent", "open", "click", "unsubscribe")
@@ -335,3 +336,32 @@ def clean_email_events(
     )
     table = rows.frame[["customer_key", "ts", "event_type", "campaign_id", "linked_by", SOURCE_ROW]]
     return rows.finish(table, {"event_type_respelled": respelled})
+
+
+def clean_interventions(
+    raw: pd.DataFrame,
+    identity: Identity,
+    *,
+    as_of: dt.date,
+    retention_days: int,
+    run_id: str,
+    export_end: dt.datetime | None = None,
+) -> CleanEvents:
+    """Retention contacts re-keyed by CRM id (a contact list is made of CRM ids); the same customer,
+    date, campaign and channel twice is one contact."""
+    rows = _Rows(raw, "interventions", run_id)
+    rows.quarantine(
+        raw["customer_id"].astype("string").str.strip().replace("", pd.NA).isna(),
+        "missing_required",
+        "customer_id",
+        "customer_id is empty",
+    )
+    _link(rows, identity, ())
+    _times(rows, "date", as_of, retention_days, export_end)
+    frame = rows.frame.copy()
+    for column in ("campaign", "channel"):
+        frame[column] = frame[column].astype("string").str.strip().replace("", pd.NA)
+    rows.frame = frame
+    rows.drop(frame.duplicated(["customer_key", "date", "campaign", "channel"]), "merged_duplicates")
+    table = rows.frame[["customer_key", "date", "campaign", "channel", SOURCE_ROW]]
+    return rows.finish(table, {})

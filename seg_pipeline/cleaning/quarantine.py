@@ -15,6 +15,7 @@ RECORD_KEYS = {
     "support_tickets": "ticket_id",
     "web_events": "session_id",
     "email_events": "campaign_id",
+    "interventions": "campaign",
 }
 
 

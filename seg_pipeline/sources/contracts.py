@@ -1,4 +1,8 @@
-"""Canonical schemas of the five source extracts: the contract every raw table is coerced to."""
+"""Canonical schemas of the source extracts: the contract every raw table is coerced to.
+
+Five describe customers and what they do (the CRM, orders, web, support, email); the sixth, interventions,
+is the company's own record of retention contacts (who was contacted when, by which campaign), which the
+outcome stage needs to tell the contacted from the assigned."""
 
 from __future__ import annotations
 
@@ -160,7 +164,17 @@ EMAIL_EVENTS = SourceContract(
     ),
 )
 
+INTERVENTIONS = SourceContract(
+    name="interventions",
+    columns=(
+        Column("customer_id", "string", required=True, description="the CRM id of the contacted customer"),
+        Column("date", "datetime", required=True, description="when the customer was contacted"),
+        Column("campaign", "string", description="the campaign or programme the contact belonged to"),
+        Column("channel", "string", description="phone, email, letter, ..."),
+    ),
+)
+
 CONTRACTS: dict[str, SourceContract] = {
-    c.name: c for c in (CRM_CUSTOMERS, ORDERS, WEB_EVENTS, SUPPORT_TICKETS, EMAIL_EVENTS)
+    c.name: c for c in (CRM_CUSTOMERS, ORDERS, WEB_EVENTS, SUPPORT_TICKETS, EMAIL_EVENTS, INTERVENTIONS)
 }
 SOURCE_NAMES: tuple[str, ...] = tuple(CONTRACTS)
