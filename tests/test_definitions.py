@@ -37,6 +37,7 @@ EXPECTED_GROUPS = {
     "churn_training_set": "features",
     "realized_outcomes": "outcomes",
     "realized_calibration": "outcomes",
+    "realized_uplift": "outcomes",
     **{
         name: "churn"
         for name in ("churn_model", "churn_scores", "action_tiers", "retention_segment", "segment_churn_risk")
@@ -59,7 +60,7 @@ EXPECTED_GROUPS = {
         f"published_{t}": "published"
         for t in (
             "customer_segments", "churn_scores", "segment_profiles", "segment_history", "retention_actions",
-            "kpi_history",
+            "kpi_history", "retention_uplift",
         )
     },
 }

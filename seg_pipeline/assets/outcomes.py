@@ -30,9 +30,15 @@ SCHEMA = "outcomes"  # this run's evaluation; the monitoring schema keeps every 
         "realized_calibration": dg.AssetOut(
             metadata={"schema": SCHEMA}, kinds={"pandas", "duckdb"},
             description="Per scored run and probability decile: customers, mean predicted and realized churn."),
+        "realized_uplift": dg.AssetOut(
+            metadata={"schema": SCHEMA}, kinds={"pandas", "duckdb"},
+            description="Per scored run, action tier and campaign: realized churn of the treatment arm against "
+            "the control arm, the uplift with a 95 % interval (Newcombe), customers saved and revenue retained; "
+            "intention-to-treat, and with an interventions extract the effect on the contacted."),
     },
     ins={**event_inputs(), "clean_customers": dg.AssetIn(metadata={"columns": ["customer_key", "profiling_allowed"]}),
-         "erasure_index": dg.AssetIn()},
+         "erasure_index": dg.AssetIn(),
+         "clean_interventions": dg.AssetIn(metadata={"columns": ["customer_key", "date", "campaign", "channel"]})},
 )  # fmt: skip
 def realized_outcomes(
     context: dg.AssetExecutionContext,
@@ -44,12 +50,14 @@ def realized_outcomes(
     clean_support_tickets: pd.DataFrame,
     clean_email_events: pd.DataFrame,
     erasure_index: pd.DataFrame,
+    clean_interventions: pd.DataFrame,
 ):
     from seg_pipeline.cleaning.privacy import resolve_key
     from seg_pipeline.outcomes.history import erased_history_keys
     from seg_pipeline.outcomes.realized import (
         CALIBRATION_COLUMNS,
         OUTCOME_COLUMNS,
+        UPLIFT_RUN_COLUMNS,
         due_runs,
         evaluate_run,
         headline,
@@ -72,6 +80,8 @@ def realized_outcomes(
     if history is not None and len(history):
         key = resolve_key(cfg.privacy.pseudonymization_key_env, cfg.home)
         erased = set(erased_history_keys(history["customer_key"], erasure_index, key))
+    # an empty interventions table: no extract (or one without a row), so treatment means assigned
+    contacts = clean_interventions if len(clean_interventions) else None
     results = []
     for run in due.itertuples(index=False):
         rows = history[history["run_id"] == run.run_id] if history is not None else pd.DataFrame()
@@ -80,7 +90,7 @@ def realized_outcomes(
                              "the activity label (churn.label: activity)")  # fmt: skip
             continue
         results.append(evaluate_run(pd.Series(run._asdict()), rows, clean_customers, events, as_of=as_of,
-                                    run_id=run_id, erased=erased))  # fmt: skip
+                                    run_id=run_id, erased=erased, contacts=contacts))  # fmt: skip
     metrics = (
         pd.concat([r.metrics for r in results], ignore_index=True)
         if results
@@ -90,6 +100,11 @@ def realized_outcomes(
         pd.concat([r.calibration for r in results], ignore_index=True)
         if results
         else pd.DataFrame(columns=CALIBRATION_COLUMNS)
+    )
+    uplift = (
+        pd.concat([r.uplift for r in results], ignore_index=True)
+        if results
+        else pd.DataFrame(columns=UPLIFT_RUN_COLUMNS)
     )
     logged = _log_to_registry(mlflow_tracking, results) if results else 0
     meta = {"dagster/row_count": len(metrics), "runs_judged": len(results),
@@ -107,6 +122,22 @@ def realized_outcomes(
     yield dg.Output(metrics, output_name="realized_outcomes", metadata=meta)
     yield dg.Output(calibration, output_name="realized_calibration",
                     metadata={"dagster/row_count": len(calibration)})  # fmt: skip
+    yield dg.Output(
+        uplift, output_name="realized_uplift", metadata=_uplift_metadata(uplift, contacts is None)
+    )
+
+
+def _uplift_metadata(uplift: pd.DataFrame, intention_to_treat_only: bool) -> dict:
+    itt = uplift[(uplift["estimand"] == "intention_to_treat")] if len(uplift) else uplift
+    meta = {"dagster/row_count": len(uplift),
+            "interventions": "none: treatment = assigned (intention-to-treat)" if intention_to_treat_only
+            else "extract given: effect on the contacted estimated too"}  # fmt: skip
+    for row in itt.itertuples():
+        day = pd.Timestamp(row.scored_as_of).date()
+        if pd.notna(row.uplift):
+            meta[f"{day}/{row.group}/uplift"] = round(float(row.uplift), 4)
+            meta[f"{day}/{row.group}/ci"] = f"{row.ci_low:+.3f} .. {row.ci_high:+.3f}"
+    return meta
 
 
 def _log_to_registry(mlflow_tracking: MlflowTracking, results) -> int:

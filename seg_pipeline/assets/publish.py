@@ -109,6 +109,10 @@ _DESCRIPTIONS = {
     "retention_actions": "Per customer of the three action tiers, in order of expected loss: tier, suggested "
     "action, churn probability, value, expected loss and drivers in words (what `seg-pipeline export actions` "
     "writes for the CRM and e-mail tools).",
+    "retention_uplift": "Per judged retention list (a publish whose horizon has passed), action tier and campaign: "
+    "realized churn of the treatment arm against the control arm, the uplift with its 95 % interval, customers "
+    "saved and revenue retained (intention-to-treat; with an interventions extract also the effect on the "
+    "contacted).",
     "kpi_history": "One row per publish and headline number: customers, segment sizes, customers and mean churn "
     "probability per tier, revenue at risk, retention-list size (the report's trend charts).",
 }
@@ -128,6 +132,7 @@ _LINEAGE = {
     "segment_profiles": [*_CUSTOMERS, "segment_profiles"],
     "segment_history": [*_CUSTOMERS, "segment_profiles"],
     "retention_actions": [*_CUSTOMERS, "retention_segment"],
+    "retention_uplift": ["realized_uplift"],
     "kpi_history": [*_CUSTOMERS, "segment_profiles"],
 }
 
@@ -198,7 +203,9 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
         erased = _erased_history_keys(cfg, inputs["erasure_index"])
         frames = {"customer_segments": segments, "churn_scores": tables.churn_scores(customers, as_of, run_id),
                   "segment_profiles": profiles, "segment_history": history,
-                  "retention_actions": tables.retention_actions(customers, as_of, run_id), "kpi_history": kpis}  # fmt: skip
+                  "retention_actions": tables.retention_actions(customers, as_of, run_id), "kpi_history": kpis,
+                  "retention_uplift": tables.retention_uplift(read_warehouse_table(warehouse, "retention_uplift"),
+                                                              inputs["realized_uplift"], as_of, run_id)}  # fmt: skip
         try:
             result = publish_target.publish(frames, monitoring, run_id, erase_keys=erased)
         except PublishUnavailable as exc:

@@ -23,6 +23,7 @@ import pandas as pd
 
 from seg_pipeline.features.build import activity_frames, as_of_end
 from seg_pipeline.features.labels import active_between
+from seg_pipeline.outcomes.uplift import UPLIFT_COLUMNS, uplift_table
 
 DECILES = 10
 # column -> DuckDB type of monitoring.score_outcomes and monitoring.score_calibration
@@ -37,6 +38,7 @@ CALIBRATION_TYPES = {
 }  # fmt: skip
 OUTCOME_COLUMNS = list(OUTCOME_TYPES)
 CALIBRATION_COLUMNS = list(CALIBRATION_TYPES)
+UPLIFT_RUN_COLUMNS = ["scored_run_id", "scored_as_of", "evaluated_as_of", *UPLIFT_COLUMNS]
 
 
 @dataclass
@@ -46,6 +48,7 @@ class RunOutcome:
     metrics: pd.DataFrame  # OUTCOME_COLUMNS
     calibration: pd.DataFrame  # CALIBRATION_COLUMNS
     evaluated: pd.DataFrame  # customer_key, churn_probability, risk_tier, arm, ..., churned
+    uplift: pd.DataFrame  # UPLIFT_RUN_COLUMNS: treatment against control per tier (outcomes/uplift.py)
     notes: list[str] = field(default_factory=list)
 
 
@@ -100,12 +103,13 @@ def _ranking_metrics(score: np.ndarray, churned: np.ndarray) -> dict[str, float]
 
 def evaluate_run(
     run: pd.Series, history: pd.DataFrame, population: pd.DataFrame, events: dict[str, pd.DataFrame], *,
-    as_of: dt.date, run_id: str, erased: set[str] = frozenset(),
+    as_of: dt.date, run_id: str, erased: set[str] = frozenset(), contacts: pd.DataFrame | None = None,
 ) -> RunOutcome:  # fmt: skip
     """The outcome of one scored run (a row of monitoring.scored_runs). ``history``: its rows of
     monitoring.score_history; ``population``: the current clean customers (customer_key, profiling_allowed);
     ``events``: the current clean orders, web, email and tickets tables; ``erased``: history keys of customers
-    with an erasure request that this run's publish has yet to delete."""
+    with an erasure request that this run's publish has yet to delete; ``contacts``: the clean interventions
+    (customer_key, date, campaign, channel), None without an interventions extract."""
     scored_as_of = pd.Timestamp(run["as_of"]).date()
     horizon = int(run["horizon_days"])
     allowed = population.set_index("customer_key")["profiling_allowed"]
@@ -156,7 +160,27 @@ def evaluate_run(
     metrics = pd.DataFrame(rows, columns=["breakdown", "metric", "value"]).assign(**stamp)[OUTCOME_COLUMNS]
     calibration = deciles.assign(scored_run_id=run["run_id"], scored_as_of=pd.Timestamp(scored_as_of),
                                  evaluated_run_id=run_id)[CALIBRATION_COLUMNS]  # fmt: skip
-    return RunOutcome(metrics, calibration, kept, notes)
+    uplift = run_uplift(kept, contacts, scored_as_of, horizon).assign(
+        scored_run_id=run["run_id"],
+        scored_as_of=pd.Timestamp(scored_as_of),
+        evaluated_as_of=pd.Timestamp(as_of),
+    )[UPLIFT_RUN_COLUMNS]
+    return RunOutcome(metrics, calibration, kept, uplift, notes)
+
+
+def run_uplift(evaluated: pd.DataFrame, contacts: pd.DataFrame | None, scored_as_of: dt.date, horizon_days: int
+               ) -> pd.DataFrame:  # fmt: skip
+    """Treatment against control among the run's action tiers, with the contacts made in its label window
+    (after its as_of, up to the window's end) when an interventions extract exists."""
+    assigned = evaluated[evaluated["arm"].notna()]
+    customers = assigned.assign(value_365d=assigned["value_365d"].astype("float64"))[
+        ["customer_key", "risk_tier", "arm", "churned", "value_365d"]]  # fmt: skip
+    if contacts is not None:
+        start, end = as_of_end(scored_as_of), as_of_end(scored_as_of + dt.timedelta(days=horizon_days))
+        contacts = contacts[(contacts["date"] > start) & (contacts["date"] <= end)][
+            ["customer_key", "campaign"]
+        ]
+    return uplift_table(customers, contacts)
 
 
 def _group_rows(frame: pd.DataFrame, column: str, kind: str) -> list[tuple[str, str, float]]:

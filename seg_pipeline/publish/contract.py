@@ -161,6 +161,36 @@ TABLES: dict[str, list[Column]] = {
         ),
         *_RUN,
     ],
+    "retention_uplift": [
+        Column(
+            "as_of", "date", description="as_of of the run that judged the scores (their horizon had passed)"
+        ),
+        Column("run_id", "text", description="the Dagster run that judged them"),
+        Column("scored_as_of", "date", description="as_of of the publish whose retention list is judged"),
+        Column("scored_run_id", "text", description="the run that published that list"),
+        Column("group", "text", description="an action tier, retention_list or all_action_tiers"),
+        Column("campaign", "text", description="(all), or the campaign of a contacted_vs_control row"),
+        Column(
+            "estimand", "text", description="intention_to_treat, effect_on_contacted or contacted_vs_control"
+        ),
+        Column("treatment_customers", "bigint"),
+        Column("treatment_churned", "bigint"),
+        Column("treatment_churn_rate", "double", nullable=True),
+        Column("control_customers", "bigint"),
+        Column("control_churned", "bigint"),
+        Column("control_churn_rate", "double", nullable=True),
+        Column("contact_share", "double", nullable=True, description="share of the treatment arm contacted"),
+        Column("control_contacted", "bigint", nullable=True, description="controls contacted all the same"),
+        Column("uplift", "double", nullable=True, description="control churn rate - treatment churn rate"),
+        Column("ci_low", "double", nullable=True, description="95 % interval of uplift, lower end"),
+        Column("ci_high", "double", nullable=True, description="95 % interval of uplift, upper end"),
+        Column("ci_method", "text", nullable=True),
+        Column("customers_saved", "double", nullable=True),
+        Column("revenue_retained", "double", nullable=True),
+        Column(
+            "note", "text", nullable=True, description="what the estimand assumes, why an estimate is missing"
+        ),
+    ],
     "kpi_history": [
         *_RUN,
         Column(

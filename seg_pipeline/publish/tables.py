@@ -216,3 +216,24 @@ def drift_frame(features: pd.DataFrame, scores: pd.DataFrame, wanted: list[str])
 
 def _numeric(values: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+
+
+def retention_uplift(
+    previous: pd.DataFrame | None, judged: pd.DataFrame, as_of: dt.date, run_id: str
+) -> pd.DataFrame:
+    """Every judged retention list's uplift rows: the previous publish's, with those of lists judged again now
+    (a rerun) replaced by this run's (``judged``: the realized_uplift rows)."""
+    new = judged.assign(as_of=pd.Timestamp(as_of), run_id=run_id)
+    new = (
+        new[column_names("retention_uplift")]
+        if len(new)
+        else pd.DataFrame(columns=column_names("retention_uplift"))
+    )
+    if previous is None or previous.empty:
+        return new.reset_index(drop=True)
+    kept = previous[~previous["scored_run_id"].isin(set(new["scored_run_id"]))][
+        column_names("retention_uplift")
+    ]
+    parts = [part for part in (kept, new) if len(part)]
+    table = pd.concat(parts, ignore_index=True) if parts else new
+    return table.sort_values(["scored_as_of", "scored_run_id"], kind="stable", ignore_index=True)
