@@ -321,7 +321,11 @@ def segment_report(
     cfg = settings.get()
     published = {
         t: read_warehouse_table(cfg.warehouse_path, t)
-        for t in ("customer_segments", "segment_profiles", "kpi_history")
+        for t in ("customer_segments", "segment_profiles", "kpi_history", "retention_uplift")
+    }
+    monitored = {
+        t: _or_empty(read_warehouse_table(cfg.warehouse_path, t, MONITORING_SCHEMA))
+        for t in ("scored_runs", "score_outcomes", "score_calibration")
     }
     probability = action_tiers[["customer_key"]].merge(
         churn_scores[["customer_key", "churn_probability"]], on="customer_key", how="left"
@@ -331,7 +335,7 @@ def segment_report(
     ids = clean_customers[CUSTOMER_IDS]
     retention = retention_segment.merge(ids, on="customer_key", how="left")[
         ["customer_id", "action_rank", "risk_tier", "segment_name", "lifecycle_stage", "churn_probability",
-         "churn_risk_score", "value_365d", "expected_loss", "top_drivers", "suggested_action"]]  # fmt: skip
+         "churn_risk_score", "value_365d", "expected_loss", "top_drivers", "suggested_action", "arm"]]  # fmt: skip
     model_row = churn_model.iloc[0].to_dict()
     churn_meta = latest_metadata(context, "churn_model")
     seg_meta = latest_metadata(context, "segmentation_candidates")
@@ -369,6 +373,8 @@ def segment_report(
         identity_review=identity_review, currency=cfg.report.currency, locale=cfg.report.locale,
         action_plan=action_plan(action_tiers, probability, cfg.actions), ranked_by=ranked_by(action_tiers),
         kpi_history=published["kpi_history"], trend_runs=cfg.report.trend_runs,
+        scored_runs=monitored["scored_runs"], score_outcomes=monitored["score_outcomes"],
+        score_calibration=monitored["score_calibration"], retention_uplift=_or_empty(published["retention_uplift"]),
     )  # fmt: skip
     path = write_report(inputs, cfg.reports_dir).resolve()
     return dg.MaterializeResult(
@@ -381,6 +387,10 @@ def segment_report(
             "summary": dg.MetadataValue.md(summary_markdown(inputs)),
         }
     )
+
+
+def _or_empty(frame: pd.DataFrame | None) -> pd.DataFrame:
+    return pd.DataFrame() if frame is None else frame
 
 
 def _meta_value(metadata: dict, key: str):

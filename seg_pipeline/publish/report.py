@@ -64,6 +64,7 @@ SECTIONS = (
     ("lifecycle", "Lifecycle stages"),
     ("churn-risk", "Churn risk"),
     ("retention", "Retention list"),
+    ("outcomes", "How earlier scores turned out"),
     ("trends", "Trends"),
     ("migration", "Segment migration"),
     ("model", "Churn model"),
@@ -114,6 +115,11 @@ class ReportInputs:
     # "probability" when there was no order revenue to weigh the probability by (no money columns then)
     ranked_by: str = "expected_loss"
     trend_runs: int = 12
+    # closing the loop (monitoring schema and published.retention_uplift; empty before the first judgement)
+    scored_runs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    score_outcomes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    score_calibration: pd.DataFrame = field(default_factory=pd.DataFrame)
+    retention_uplift: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 # --------------------------------------------------------------------------------------------- formatting
@@ -682,6 +688,12 @@ def _plan_table(run: _Run) -> dict | None:
         ("Capacity rule", True, lambda r: _text(r.get("capacity_rule"))),
         ("Capacity", True, lambda r: n.count(r.get("capacity"))),
         ("Customers", True, lambda r: n.count(r.get("customers"))),
+        (
+            "Control arm (not contacted)",
+            "control_customers" in run.plan,
+            lambda r: n.count(r.get("control_customers")),
+        ),
+        ("Contacts (treatment arm)", "contacts" in run.plan, lambda r: n.count(r.get("contacts"))),
         ("Mean churn probability", True, lambda r: _pct(r.get("mean_churn_probability"))),
         ("Value, 365 days", money, lambda r: n.money(r.get("value_365d"))),
         ("Expected loss", money, lambda r: n.money(r.get("expected_loss"))),
@@ -737,12 +749,18 @@ def _retention_top(run: _Run) -> dict:
                              na_position="last").head(RETENTION_ROWS)  # fmt: skip
     headers = ["Rank", "Customer id", "Tier", "Segment", "Lifecycle stage", "Churn probability",
                *(["Value, 365 days", "Expected loss"] if money else []), "Why (top drivers)"]  # fmt: skip
-    rows = [[n.count(r["_rank"]), _text(r.get("customer_id")), _tier_label(r.get("risk_tier")), r["segment"],
+    rows = [[n.count(r["_rank"]), _text(r.get("customer_id")), _tier_arm(r), r["segment"],
              _readable(r["lifecycle_stage"]) if not _missing(r.get("lifecycle_stage")) else MISSING, _pct(r["_p"]),
              *([n.money(r.get("value_365d")), n.money(r["_loss"])] if money else []), _drivers(r.get("top_drivers"))]
             for _, r in top.iterrows()]  # fmt: skip
     numeric = [0, 5, 6, 7] if money else [0, 5]
     return _table(headers, rows, numeric=numeric, css="data top" if money else "data top no-money")
+
+
+def _tier_arm(row: pd.Series) -> str:
+    """The tier, and for the control arm a warning: the row is on the list to be measured, not contacted."""
+    tier = _tier_label(row.get("risk_tier"))
+    return f"{tier} · control: do not contact" if row.get("arm") == "control" else tier
 
 
 def _retention(run: _Run) -> dict:
@@ -1042,6 +1060,160 @@ def _identity(run: _Run) -> dict:
     }  # fmt: skip
 
 
+# ------------------------------------------------------------------------------------------------ outcomes
+
+OUTCOME_HISTORY_ROWS = 12  # judged runs in the model-decay table
+ESTIMAND_LABELS = {
+    "intention_to_treat": "Assigned to contact vs held out",
+    "effect_on_contacted": "Effect on the contacted",
+    "contacted_vs_control": "Reached by the campaign vs held out (descriptive)",
+}
+GROUP_LABELS = {**TIER_LABELS, "retention_list": "Retention list", "all_action_tiers": "All action tiers"}
+
+
+def _judged_runs(inputs: ReportInputs) -> pd.DataFrame:
+    """One row per judged publish, newest first: its date, model, training and realized metrics."""
+    outcomes = inputs.score_outcomes
+    if outcomes.empty:
+        return pd.DataFrame()
+    rows = outcomes[outcomes["breakdown"] == "all"]
+    wide = rows.pivot_table(index=["scored_run_id", "scored_as_of"], columns="metric", values="value",
+                            aggfunc="first").reset_index()  # fmt: skip
+    runs = inputs.scored_runs
+    if not runs.empty:
+        extra = runs.rename(columns={"run_id": "scored_run_id"})[
+            ["scored_run_id", "model_version", "holdout_roc_auc", "publish_sequence"]]  # fmt: skip
+        wide = wide.merge(extra, on="scored_run_id", how="left")
+    sort = ["scored_as_of", "publish_sequence"] if "publish_sequence" in wide else ["scored_as_of"]
+    return wide.sort_values(sort, ascending=False, ignore_index=True)
+
+
+def _calibration_chart(deciles: pd.DataFrame) -> dict:
+    fig, ax = _figure(5.6, 3.2)
+    x = deciles["decile"].to_numpy()
+    ax.bar(x - 0.2, deciles["mean_predicted"].to_numpy(), width=0.4, color="#7B8794", label="predicted")
+    ax.bar(x + 0.2, deciles["realized_churn_rate"].to_numpy(), width=0.4, color="#D55E00", label="realized")
+    ax.set_xticks(x, [str(int(d)) for d in x])
+    ax.set_xlabel("probability decile (1 = lowest predicted churn)", fontsize=9)
+    ax.yaxis.set_major_formatter(lambda v, _pos: f"{v:.0%}")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8, frameon=False, loc="upper left")
+    _style(ax)
+    return _img(
+        fig,
+        "Predicted and realized churn per probability decile",
+        "Grey: the mean probability published for the decile; orange: the share that churned.",
+    )
+
+
+def _outcomes(run: _Run) -> dict:
+    """How the scores of the latest judged publish turned out, the uplift of its retention list, and
+    realized against training metrics of every judged publish (model decay)."""
+    inputs, n = run.inputs, run.n
+    judged = _judged_runs(inputs)
+    result = {"title": "How earlier scores turned out", "judged": not judged.empty, "waiting": None, "cards": [],
+              "chart": None, "deciles": None, "tiers": None, "uplift": None, "intention_to_treat_only": False,
+              "history": None, "scored_on": None, "judged_on": None, "horizon": None}  # fmt: skip
+    if judged.empty:
+        runs = inputs.scored_runs
+        if not runs.empty:
+            first = runs.sort_values(["as_of", "publish_sequence"]).iloc[0]
+            due = pd.Timestamp(first["as_of"]) + pd.Timedelta(days=int(first["horizon_days"]))
+            result["waiting"] = (f"The scores published as of {_date(first['as_of'])} are judged by the first run "
+                                 f"as of {_date(due)} or later, when their {int(first['horizon_days'])}-day horizon "
+                                 "has passed.")  # fmt: skip
+        return result
+    latest = judged.iloc[0]
+    run_id = latest["scored_run_id"]
+    scored_on = _date(latest["scored_as_of"])
+    outcomes = inputs.score_outcomes[inputs.score_outcomes["scored_run_id"] == run_id]
+    value = latest.get
+    result |= {"title": f"How the scores of {scored_on} turned out", "scored_on": scored_on,
+               "judged_on": _date(outcomes["evaluated_as_of"].iloc[0]),
+               "horizon": n.count(outcomes["horizon_days"].iloc[0])}  # fmt: skip
+    left_out = [f"{n.count(value(k))} {label}" for k, label in (
+        ("excluded_erased", "erased"), ("excluded_not_in_crm", "no longer in the CRM"),
+        ("excluded_without_profiling_consent", "without profiling consent")) if value(k)]  # fmt: skip
+    result["cards"] = [
+        _card("customers judged", n.count(value("customers_evaluated")),
+              ("left out: " + ", ".join(left_out)) if left_out else "nobody left out"),
+        _card("realized ROC-AUC", _num(value("roc_auc")),
+              f"at training (holdout): {_num(value('holdout_roc_auc'))}; sorting by recency: "
+              f"{_num(value('recency_baseline_roc_auc'))}"),
+        _card("realized churn", _pct(value("churn_rate")), f"predicted: {_pct(value('mean_probability'))}"),
+        _card("calibration error", _pct(value("calibration_error")),
+              "mean gap between predicted and realized churn over the probability deciles"),
+        _card("PR-AUC · Brier", f"{_num(value('pr_auc'))} · {_num(value('brier'))}"),
+    ]  # fmt: skip
+    deciles = inputs.score_calibration
+    deciles = (
+        deciles[deciles["scored_run_id"] == run_id].sort_values("decile") if not deciles.empty else deciles
+    )
+    if not deciles.empty:
+        result["chart"] = _calibration_chart(deciles)
+        result["deciles"] = _table(
+            ["Decile", "Customers", "Mean predicted", "Realized churn"],
+            [[n.count(d.decile), n.count(d.customers), _pct(d.mean_predicted), _pct(d.realized_churn_rate)]
+             for d in deciles.itertuples()], numeric=range(4), css="data deciles")  # fmt: skip
+    result["tiers"] = _realized_tiers(outcomes, n)
+    result["uplift"], result["intention_to_treat_only"] = _uplift(
+        inputs.retention_uplift, run_id, n, run.has_money
+    )
+    history = judged.head(OUTCOME_HISTORY_ROWS)
+    result["history"] = _table(
+        ["Scored as of", "Model version", "ROC-AUC at training", "Realized ROC-AUC", "Realized by recency",
+         "Calibration error", "Realized churn", "Customers"],
+        [[_date(r["scored_as_of"]), _text(r.get("model_version")), _num(r.get("holdout_roc_auc")),
+          _num(r.get("roc_auc")), _num(r.get("recency_baseline_roc_auc")), _pct(r.get("calibration_error")),
+          _pct(r.get("churn_rate")), n.count(r.get("customers_evaluated"))] for _, r in history.iterrows()],
+        numeric=range(2, 8), css="data judged")  # fmt: skip
+    return result
+
+
+def _realized_tiers(outcomes: pd.DataFrame, n: _Numbers) -> dict | None:
+    """Per tier: customers, mean predicted and realized churn, and realized churn per arm."""
+
+    def metric(breakdown: str, name: str):
+        found = outcomes[(outcomes["breakdown"] == breakdown) & (outcomes["metric"] == name)]["value"]
+        return found.iloc[0] if len(found) else None
+
+    tiers = [t for t in TIERS if metric(f"tier:{t}", "customers")]
+    if not tiers:
+        return None
+    rows = [[_tier_label(t), n.count(metric(f"tier:{t}", "customers")), _pct(metric(f"tier:{t}", "mean_probability")),
+             _pct(metric(f"tier:{t}", "churn_rate")), _pct(metric(f"tier_arm:{t}/treatment", "churn_rate")),
+             _pct(metric(f"tier_arm:{t}/control", "churn_rate"))] for t in tiers]  # fmt: skip
+    return _table(["Tier", "Customers", "Predicted churn", "Realized churn", "Treatment arm", "Control arm"],
+                  rows, numeric=range(1, 6), css="data realized-tiers")  # fmt: skip
+
+
+def _uplift(uplift: pd.DataFrame, run_id: str, n: _Numbers, money: bool) -> tuple[dict | None, bool]:
+    """The retention list's measured effect: churn of the treatment arm against the control arm, per group."""
+    if uplift.empty:
+        return None, False
+    rows = uplift[uplift["scored_run_id"] == run_id]
+    if rows.empty:
+        return None, False
+    body = []
+    for r in rows.itertuples():
+        interval = MISSING if _missing(r.ci_low) else f"{_points(r.ci_low)} to {_points(r.ci_high)}"
+        campaign = "" if r.campaign == "(all)" else f" · {r.campaign}"
+        body.append([GROUP_LABELS.get(r.group, _readable(r.group)), ESTIMAND_LABELS.get(r.estimand, r.estimand) + campaign,
+                     f"{_pct(r.treatment_churn_rate)} of {n.count(r.treatment_customers)}",
+                     f"{_pct(r.control_churn_rate)} of {n.count(r.control_customers)}",
+                     _points(r.uplift), interval, n.saved(r.customers_saved),
+                     *([n.money(r.revenue_retained)] if money else []), _text(r.note or None)])  # fmt: skip
+    headers = ["Group", "Comparison", "Churn, treatment", "Churn, control", "Uplift", "95 % interval",
+               "Customers saved", *(["Revenue retained"] if money else []), "Note"]  # fmt: skip
+    itt_only = bool(rows["note"].fillna("").str.contains("no interventions extract").any())
+    return _table(headers, body, numeric=range(2, 8 if money else 7), css="data uplift"), itt_only
+
+
+def _points(value: Any) -> str:
+    """A difference of two rates in percentage points, signed."""
+    return MISSING if _missing(value) else f"{100 * float(value):+.1f} pts"
+
+
 # ------------------------------------------------------------------------------------------------ analysts
 
 
@@ -1082,18 +1254,21 @@ def _context(inputs: ReportInputs) -> dict:
     """Everything the template shows, as plain data."""
     run = _prepare(inputs)
     as_of = _date(inputs.as_of)
+    outcomes = _outcomes(run)
+    titles = dict(SECTIONS) | {"outcomes": outcomes["title"]}
     return {
         "title": f"Customer segment report · {as_of}",
         "run_id": _text(inputs.run_id),
         "job": JOB_DESCRIPTIONS.get(inputs.job, _text(inputs.job)),
-        "sections": [{"id": sid, "title": title} for sid, title in SECTIONS],
-        "titles": dict(SECTIONS),
+        "sections": [{"id": sid, "title": titles[sid]} for sid, _ in SECTIONS],
+        "titles": titles,
         "retention_rows": RETENTION_ROWS,
         "summary": _summary(run),
         "segments": _segments(run),
         "lifecycle": _lifecycle(run),
         "churn": _churn_risk(run),
         "retention": _retention(run),
+        "outcomes": outcomes,
         "trends": _trends(run),
         "migration": _migration(run),
         "model": _model(inputs),

@@ -169,3 +169,41 @@ def test_the_realized_metrics_are_on_the_model_version_in_mlflow(judged):
     auc = outcomes[(outcomes["breakdown"] == "all") & (outcomes["metric"] == "roc_auc")]["value"].iloc[0]
     assert history[0].value == pytest.approx(auc)
     assert version.tags[f"realized_roc_auc_{T0}"] == f"{auc:.4f}"
+
+
+def test_the_report_says_how_the_scores_turned_out_and_what_the_list_achieved(judged):
+    html = (judged["late"].reports_dir / "latest.html").read_text(encoding="utf-8")
+    assert f"How the scores of {T0} turned out" in html
+    outcomes = judged["after"]["monitoring.score_outcomes"]
+    auc = outcomes[(outcomes["breakdown"] == "all") & (outcomes["metric"] == "roc_auc")]["value"].iloc[0]
+    assert f"{auc:.3f}" in html
+    assert "What the retention list achieved" in html and "No interventions extract" in html
+    assert "Assigned to contact vs held out" in html and "Every judged publish" in html
+    [page] = judged["early"].reports_dir.glob(f"segment_report_{T0}_*.html")  # the first publish's own page
+    first = page.read_text(encoding="utf-8")
+    # the first publish's report: nothing judged yet, and when the first judgement comes
+    assert (
+        f"The scores published as of {T0} are judged by the first run as of {T0 + dt.timedelta(days=90)}"
+        in first
+    )
+
+
+def test_the_published_uplift_compares_the_arms_of_the_judged_list(judged):
+    with duckdb.connect(str(judged["late"].warehouse_path), read_only=True) as con:
+        uplift = con.execute("select * from published.retention_uplift").df()
+    history = judged["after"]["monitoring.score_history"]
+    first_run = judged["after"]["monitoring.scored_runs"].sort_values("publish_sequence")["run_id"].iloc[0]
+    itt = uplift[(uplift["estimand"] == "intention_to_treat")].set_index("group")
+    assert set(uplift["scored_run_id"]) == {first_run}
+    assert set(itt.index) == {"personal_outreach", "semi_automated", "automated", "retention_list",
+                              "all_action_tiers"}  # fmt: skip
+    assigned = history[(history["run_id"] == first_run) & history["arm"].notna()]
+    # every judged customer of the action tiers is in one arm (the erased one and non-consenting ones are not)
+    total = (
+        itt.loc["all_action_tiers", "treatment_customers"] + itt.loc["all_action_tiers", "control_customers"]
+    )
+    assert 0 < total <= len(assigned)
+    row = itt.loc["all_action_tiers"]
+    assert row["uplift"] == pytest.approx(row["control_churn_rate"] - row["treatment_churn_rate"])
+    assert row["ci_low"] <= row["uplift"] <= row["ci_high"]
+    assert "no interventions extract" in row["note"]
