@@ -42,6 +42,8 @@ WIDE_TABLES = {
     "tiers per segment": "#churn-risk table.tiers",
     "action plan": "#retention table.plan",
     "migration": "#migration table",
+    "uplift": "#outcomes table.uplift",
+    "judged publishes": "#outcomes table.judged",
 }
 
 

@@ -114,7 +114,7 @@ def kpi_history(
 
 
 def make_inputs(
-    names: dict[int, str] = NAMES, n: int = 300, history_runs: int = 3, **overrides
+    names: dict[int, str] = NAMES, n: int = 300, history_runs: int = 3, judged: bool = True, **overrides
 ) -> ReportInputs:
     """Segments of ``names``, ``n`` customers (12 new since the last segmentation), the tiers and action
     plan, the retention list, migration, drift and ``history_runs`` runs of KPI history."""
@@ -165,6 +165,7 @@ def make_inputs(
         "expected_loss": chosen["expected_loss"],
         "top_drivers": "Last purchase 143 days ago (typical: 40 days): +21 points; Support tickets 3 & more: +4 points",
         "suggested_action": chosen["suggested_action"],
+        "arm": np.where(np.arange(len(chosen)) % 10 == 3, "control", "treatment"),
     }).sample(frac=1, random_state=1).reset_index(drop=True)  # fmt: skip
     first, second, last = ids[0], ids[1], ids[-1]
     moves = [(first, first, 50), (first, second, 6), (second, second, 130), (second, last, 11), (last, last, 80),
@@ -201,8 +202,61 @@ def make_inputs(
         retention=retention, migration=migration, first_run=False, model=model, segmentation=segmentation,
         drift=drift, drift_threshold=0.25, links=dict(LINKS), action_plan=plan,
         kpi_history=kpi_history(customers, plan, names, history_runs) if history_runs else pd.DataFrame(),
+        **(judged_outcomes(customers) if judged else {}),
     )  # fmt: skip
     return dataclasses.replace(inputs, **overrides)
+
+
+SCORED_AS_OF = AS_OF - dt.timedelta(days=120)
+SCORED_RUN = "run-scored-120-days-earlier"
+
+
+def judged_outcomes(customers: pd.DataFrame) -> dict:
+    """The monitoring tables after a publish 120 days earlier was judged: its customers are this run's, churn
+    drawn from their probabilities, 10 % of the action tiers held out, the treatment arm churning less."""
+    from seg_pipeline.outcomes.realized import UPLIFT_RUN_COLUMNS, calibration_by_decile
+    from seg_pipeline.outcomes.uplift import uplift_table
+
+    rng = np.random.default_rng(11)
+    p = customers["churn_probability"].to_numpy()
+    acting = customers["risk_tier"].isin(["personal_outreach", "semi_automated", "automated"]).to_numpy()
+    arm = np.where(acting, np.where(rng.random(len(p)) < 0.1, "control", "treatment"), None)
+    churned = (rng.random(len(p)) < p * np.where(arm == "treatment", 0.8, 1.0)).astype(int)
+    rows = [("all", "customers_scored", len(p) + 3), ("all", "excluded_erased", 2), ("all", "excluded_not_in_crm", 1),
+            ("all", "excluded_without_profiling_consent", 0), ("all", "customers_evaluated", len(p)),
+            ("all", "roc_auc", 0.7712), ("all", "pr_auc", 0.5011), ("all", "brier", 0.1811),
+            ("all", "calibration_error", 0.043), ("all", "mean_probability", p.mean()),
+            ("all", "churn_rate", churned.mean()), ("all", "recency_baseline_roc_auc", 0.7021)]  # fmt: skip
+    for tier in ("personal_outreach", "semi_automated", "automated", "no_action", "no_consent"):
+        members = (customers["risk_tier"] == tier).to_numpy()
+        rows += [(f"tier:{tier}", "customers", members.sum()), (f"tier:{tier}", "churn_rate", churned[members].mean()),
+                 (f"tier:{tier}", "mean_probability", p[members].mean())]  # fmt: skip
+        for name in ("treatment", "control"):
+            in_arm = members & (arm == name)
+            if in_arm.any():
+                rows.append((f"tier_arm:{tier}/{name}", "churn_rate", churned[in_arm].mean()))
+    stamp = {"scored_run_id": SCORED_RUN, "scored_as_of": pd.Timestamp(SCORED_AS_OF),
+             "evaluated_as_of": pd.Timestamp(AS_OF), "evaluated_run_id": RUN_ID, "horizon_days": 90,
+             "model_version": 6}  # fmt: skip
+    outcomes = pd.DataFrame(rows, columns=["breakdown", "metric", "value"]).assign(**stamp)
+    earlier = outcomes[outcomes["breakdown"] == "all"].assign(
+        scored_run_id="run-scored-earlier", scored_as_of=pd.Timestamp(SCORED_AS_OF) - pd.Timedelta(days=30)
+    )
+    calibration = calibration_by_decile(p, churned).assign(scored_run_id=SCORED_RUN)
+    frame = pd.DataFrame({"customer_key": customers["customer_id"], "risk_tier": customers["risk_tier"], "arm": arm,
+                          "churned": churned, "value_365d": customers["value_365d"]})[acting]  # fmt: skip
+    uplift = uplift_table(frame, None).assign(scored_run_id=SCORED_RUN, scored_as_of=pd.Timestamp(SCORED_AS_OF),
+                                              evaluated_as_of=pd.Timestamp(AS_OF))[UPLIFT_RUN_COLUMNS]  # fmt: skip
+    scored_runs = pd.DataFrame({"run_id": [SCORED_RUN, "run-scored-earlier"], "model_version": [6, 5],
+                                "holdout_roc_auc": [0.8012, 0.7911], "publish_sequence": [2, 1],
+                                "as_of": [pd.Timestamp(SCORED_AS_OF), pd.Timestamp(SCORED_AS_OF) - pd.Timedelta(days=30)],
+                                "horizon_days": [90, 90]})  # fmt: skip
+    return {
+        "scored_runs": scored_runs,
+        "score_outcomes": pd.concat([earlier, outcomes], ignore_index=True),
+        "score_calibration": calibration,
+        "retention_uplift": uplift,
+    }
 
 
 def empty_inputs() -> ReportInputs:
@@ -253,12 +307,14 @@ def test_every_section_is_present_with_a_heading_and_listed_in_the_contents_in_o
     positions = []
     for section_id, title in SECTIONS:
         assert f'<section id="{section_id}">' in document
-        assert f"<h2>{title}</h2>" in section(document, section_id)
+        # the outcome section names the date of the scores it judges
+        shown = f"How the scores of {SCORED_AS_OF} turned out" if section_id == "outcomes" else title
+        assert f"<h2>{shown}</h2>" in section(document, section_id)
         assert f'href="#{section_id}"' in document
         positions.append(document.index(f'<section id="{section_id}">'))
     assert positions == sorted(positions)  # the page shows them in SECTIONS order
-    expected = ["summary", "segments", "lifecycle", "churn-risk", "retention", "trends", "migration", "model",
-                "drift", "identity", "analysts"]  # fmt: skip
+    expected = ["summary", "segments", "lifecycle", "churn-risk", "retention", "outcomes", "trends", "migration",
+                "model", "drift", "identity", "analysts"]  # fmt: skip
     assert [s for s, _ in SECTIONS] == expected
     assert document.startswith("<!DOCTYPE html>") and document.rstrip().endswith("</html>")
 
@@ -701,3 +757,45 @@ def test_identity_section_counts_merges_and_shows_the_first_review_pairs():
 def test_identity_section_without_duplicates_says_so():
     body = section(render_report(make_inputs()), "identity")
     assert "No duplicate records were found." in body and "No pair is waiting for review." in body
+
+
+def test_the_outcome_section_says_how_the_scores_of_a_date_turned_out():
+    document = render_report(make_inputs())
+    part = text_of(section(document, "outcomes"))
+    assert f"How the scores of {SCORED_AS_OF} turned out" in document
+    assert f"Scores published as of {SCORED_AS_OF}, judged by the run as of {AS_OF}" in part
+    assert "0.771" in part and "at training (holdout): 0.801" in part and "sorting by recency: 0.702" in part
+    assert "left out: 2 erased, 1 no longer in the CRM" in part
+    assert "Calibration" in part and "Realized churn per tier" in part
+    assert "No interventions extract" in part and "Assigned to contact vs held out" in part
+    assert re.search(r"[+-]\d+\.\d pts to [+-]\d+\.\d pts", part)  # the interval, in points
+    history = headers(section(document, "outcomes"))
+    assert "Realized ROC-AUC" in history and "ROC-AUC at training" in history
+    assert part.index(str(SCORED_AS_OF)) < part.index(
+        str(SCORED_AS_OF - dt.timedelta(days=30))
+    )  # newest first
+
+
+def test_before_any_judgement_the_section_says_when_the_first_comes():
+    scored = pd.DataFrame({"run_id": ["r1"], "as_of": [pd.Timestamp(AS_OF)], "horizon_days": [90],
+                           "publish_sequence": [1]})  # fmt: skip
+    document = render_report(make_inputs(judged=False, scored_runs=scored))
+    part = text_of(section(document, "outcomes"))
+    assert "How earlier scores turned out" in document
+    assert (
+        f"The scores published as of {AS_OF} are judged by the first run as of {AS_OF + dt.timedelta(days=90)}"
+        in part
+    )
+    first = text_of(section(render_report(make_inputs(judged=False)), "outcomes"))
+    assert "No publish has been recorded yet" in first
+
+
+def test_controls_are_marked_on_the_list_and_counted_in_the_plan():
+    inputs = make_inputs()
+    plan = inputs.action_plan.assign(
+        control_customers=[2, 5, 30, 0, 0], contacts=lambda f: f["customers"] - f["control_customers"]
+    )
+    document = render_report(dataclasses.replace(inputs, action_plan=plan))
+    retention = text_of(section(document, "retention"))
+    assert "control: do not contact" in retention
+    assert "Control arm (not contacted)" in retention and "Contacts (treatment arm)" in retention
