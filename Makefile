@@ -27,10 +27,18 @@ lock:
 	test -x $(BIN)/uv || { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); $(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"; }
 	$(BIN)/uv lock --system-certs $(LOCK_ARGS)
 
-# Generate a demo company into .seg/landing and materialize every asset on the embedded instance.
+# Generate a demo company into .seg/landing and materialize every asset on the embedded instance, twice:
+# first as of DEMO_DAYS_BACK days ago (a backtest on today's extracts), then, after a simulated campaign has
+# worked that run's retention list (generate --campaign: its treatment arm contacted, with a known effect),
+# as of today, which judges the first run's scores and measures the campaign's uplift (README: Does it work?).
+DEMO_DAYS_BACK ?= 120
+DEMO_TODAY := $(shell date -u +%F)
+DEMO_EARLIER := $(shell date -u -d "$(DEMO_TODAY) - $(DEMO_DAYS_BACK) days" +%F)
 demo: $(BIN)/seg-pipeline
-	$(BIN)/seg-pipeline generate --customers $(CUSTOMERS) --seed $(SEED)
-	$(BIN)/seg-pipeline run
+	$(BIN)/seg-pipeline generate --customers $(CUSTOMERS) --seed $(SEED) --as-of $(DEMO_TODAY)
+	$(BIN)/seg-pipeline run --as-of $(DEMO_EARLIER)
+	$(BIN)/seg-pipeline generate --customers $(CUSTOMERS) --seed $(SEED) --as-of $(DEMO_TODAY) --campaign
+	$(BIN)/seg-pipeline run --as-of $(DEMO_TODAY)
 
 # The whole suite: unit, integration (Dagster + DuckDB) and e2e (CLI, PostgreSQL on 127.0.0.1:5432).
 test: $(BIN)/seg-pipeline
