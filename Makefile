@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 # demo, dev and mlflow use the demo company's config unless SEG_CONFIG names another
 export SEG_CONFIG ?= demo.yaml
 
-.PHONY: demo test dev mlflow screenshots lint lock clean bench bench-btyd bench-churn bench-generate
+.PHONY: demo test dev mlflow screenshots lint lock clean bench bench-btyd bench-churn bench-generate bench-uplift
 
 # Installs exactly the versions in uv.lock (with the dev extras), by uv, into .venv; `--locked` stops with an
 # error when pyproject.toml changed and the lock was not updated (`make lock`). --system-certs: trust the
@@ -71,6 +71,10 @@ bench: $(BIN)/seg-pipeline
 CHURN_DATASET ?= cdnow
 bench-churn: $(BIN)/seg-pipeline
 	$(BIN)/python benchmarks/churn_real.py --dataset $(CHURN_DATASET) $(CHURN_ARGS)
+
+# How often the measured retention uplift's 95 % interval covers the planted effect (20 seeds, 20k customers)
+bench-uplift: $(BIN)/seg-pipeline
+	$(BIN)/python benchmarks/uplift_recovery.py
 
 # BG/NBD cost (histories, fit, features; lifetimes' fit beside it) on the bench companies' orders at SIZE
 # customers (default 10k and 100k); results in benchmarks/results/btyd.{json,md}.

@@ -61,7 +61,7 @@ def _markdown(data: dict) -> str:
     lines = ["# Uplift recovery (benchmarks/uplift_recovery.py)", "",
              "Intention-to-treat uplift per group against the planted uplift (truth/), 95 % Newcombe intervals.",
              "covered / excludes zero: seeds whose interval covered the planted uplift / lay above zero.", ""]  # fmt: skip
-    for key, run in sorted(data["runs"].items()):
+    for _key, run in sorted(data["runs"].items()):
         lines += [f"## {run['customers']:,} customers, {run['seeds']} seeds, control share {run['control_share']:g}",
                   f"({run['seconds']} s)", ""]  # fmt: skip
         for name, rows in run["cases"].items():
