@@ -1,8 +1,11 @@
 """Closing the loop: a publish as of T0 is judged by a run as of T1 = T0 + 120 days (horizon 90).
 
-The company is generated without messiness, so the churn label can be recomputed independently from the
-raw extracts by CRM id; the realized metrics must equal that recomputation. Also: the score history is
-appended, never rewritten; arms are recorded; an erased customer leaves the history and is counted.
+Between the runs the T0 retention list is worked: the company is generated again with a simulated campaign
+(`seg-pipeline generate --campaign`'s plan: the published list's treatment arm contacted, a known effect,
+an interventions extract). The company has no messiness, so the churn label can be recomputed independently
+from the raw extracts by CRM id; the realized metrics must equal that recomputation, and the measured uplift
+must bracket the planted one. Also: the score history is appended, never rewritten; arms are recorded; an
+erased customer leaves the history and is counted.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from seg_pipeline.cleaning.privacy import pseudonymize, record_erasure
+from seg_pipeline.cli import _campaign_plan
 from seg_pipeline.synthetic.generator import GeneratorConfig, MessinessRates, generate
 from tests.conftest import AS_OF, TEST_KEY
 from tests.integration.support import run_all, settings_for
@@ -34,7 +38,8 @@ def _tables(settings, *names: str) -> dict[str, pd.DataFrame]:
 def judged(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("outcomes")
     landing = tmp_path / "landing"
-    generate(GeneratorConfig(customers=3000, seed=5, as_of=AS_OF, rates=MessinessRates().scaled(0)), landing)
+    company = GeneratorConfig(customers=3000, seed=5, as_of=AS_OF, rates=MessinessRates().scaled(0))
+    generate(company, landing)
     early = settings_for(tmp_path, landing, as_of=T0.isoformat())
     late = settings_for(tmp_path, landing, as_of=AS_OF.isoformat())
     with pytest.MonkeyPatch.context() as env, dg.instance_for_test() as instance:
@@ -48,6 +53,7 @@ def judged(tmp_path_factory):
         # an erasure request between the runs, for a customer on the T0 retention list
         erased_id = before["published.retention_actions"]["customer_id"].iloc[0]
         record_erasure(early.home, erased_id, TEST_KEY.encode())
+        generate(company, landing, campaign=_campaign_plan(early, []))  # the list worked after T0
         second = run_all(late, instance)
         assert second.success, [e.step_failure_data.error.message[:400] for e in second.all_events
                                 if e.is_step_failure]  # fmt: skip
@@ -55,7 +61,8 @@ def judged(tmp_path_factory):
         event = instance.get_latest_materialization_event(dg.AssetKey("realized_outcomes"))
         metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
     after = _tables(late, "monitoring.score_history", "monitoring.scored_runs", "monitoring.score_outcomes",
-                    "monitoring.score_calibration", "clean.customer_id_map", "clean.clean_customers")  # fmt: skip
+                    "monitoring.score_calibration", "clean.customer_id_map", "clean.clean_customers",
+                    "clean.clean_interventions", "published.retention_uplift")  # fmt: skip
     return {"early": early, "late": late, "before": before, "after": after, "checks": checks,
             "metadata": metadata, "erased_id": erased_id, "landing": landing}  # fmt: skip
 
@@ -177,8 +184,9 @@ def test_the_report_says_how_the_scores_turned_out_and_what_the_list_achieved(ju
     outcomes = judged["after"]["monitoring.score_outcomes"]
     auc = outcomes[(outcomes["breakdown"] == "all") & (outcomes["metric"] == "roc_auc")]["value"].iloc[0]
     assert f"{auc:.3f}" in html
-    assert "What the retention list achieved" in html and "No interventions extract" in html
-    assert "Assigned to contact vs held out" in html and "Every judged publish" in html
+    assert "What the retention list achieved" in html and "No interventions extract" not in html
+    assert "Assigned to contact vs held out" in html and "Effect on the contacted" in html
+    assert "winback-personal" in html and "Every judged publish" in html
     [page] = judged["early"].reports_dir.glob(f"segment_report_{T0}_*.html")  # the first publish's own page
     first = page.read_text(encoding="utf-8")
     # the first publish's report: nothing judged yet, and when the first judgement comes
@@ -206,4 +214,25 @@ def test_the_published_uplift_compares_the_arms_of_the_judged_list(judged):
     row = itt.loc["all_action_tiers"]
     assert row["uplift"] == pytest.approx(row["control_churn_rate"] - row["treatment_churn_rate"])
     assert row["ci_low"] <= row["uplift"] <= row["ci_high"]
-    assert "no interventions extract" in row["note"]
+    # the planted effect (truth/: churned without - with the campaign, over the treatment arm) is bracketed
+    truth = pd.read_csv(judged["landing"] / "truth" / "campaign.csv")
+    treated = truth[truth["arm"] == "treatment"]
+    planted = (treated["churned_without_campaign"] - treated["churned_with_campaign"]).mean()
+    assert planted > 0.02 and row["ci_low"] <= planted <= row["ci_high"], (planted, row.to_dict())
+    # the interventions extract: contacts counted, the effect on the contacted and each campaign measured
+    assert 0.8 < row["contact_share"] <= 1.0
+    assert set(uplift["estimand"]) == {"intention_to_treat", "effect_on_contacted", "contacted_vs_control"}
+    campaigns = set(uplift.loc[uplift["estimand"] == "contacted_vs_control", "campaign"])
+    assert campaigns == {"winback-personal", "winback-assisted", "winback-automated"}
+    bloom = uplift[(uplift["estimand"] == "effect_on_contacted")].set_index("group").loc["all_action_tiers"]
+    assert bloom["uplift"] == pytest.approx(row["uplift"] / row["contact_share"], rel=1e-6)
+
+
+def test_the_interventions_extract_is_cleaned_like_any_source(judged):
+    contacts = pd.read_csv(judged["landing"] / "interventions.csv", dtype=str)
+    clean = judged["after"]["clean.clean_interventions"]
+    erased_contacts = int((contacts["customer_id"] == judged["erased_id"]).sum())
+    assert len(clean) == len(contacts) - erased_contacts  # the erased customer's contact is dropped
+    key = pseudonymize(pd.Series([judged["erased_id"]]), TEST_KEY.encode()).iloc[0]
+    assert key not in set(clean["customer_key"]) and clean["customer_key"].notna().all()
+    assert set(clean.columns) >= {"customer_key", "date", "campaign", "channel"}
