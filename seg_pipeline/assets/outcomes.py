@@ -172,7 +172,7 @@ def realized_outcomes_within_bounds(settings: PipelineSettings, realized_outcome
     bounds = {"min_realized_roc_auc": monitoring.min_realized_roc_auc,
               "max_calibration_error": monitoring.max_calibration_error}  # fmt: skip
     if realized_outcomes.empty:
-        return dg.AssetCheckResult(passed=True, metadata=bounds,
+        return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN, metadata=bounds,
                                    description="no earlier publish's horizon ended since the last run")  # fmt: skip
     problems, metadata = [], dict(bounds)
     for run_id, rows in realized_outcomes.groupby("scored_run_id", sort=False):

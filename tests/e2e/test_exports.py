@@ -222,16 +222,23 @@ def test_export_actions_by_tier_as_csv_and_parquet_leaves_out_pending_erasures(c
     exported = company.cli("export", "actions", "--tier", "retention", "--out", str(out))
     assert exported.returncode == 0, exported.stderr
     header, rows = read_csv_cells(out)
-    wanted = table[table["risk_tier"].isin(["personal_outreach", "semi_automated"])]
+    listed = table[table["risk_tier"].isin(["personal_outreach", "semi_automated"])]
+    wanted = listed[listed["arm"] == "treatment"]  # a contact list: the control arm is never contacted
+    controls = len(listed) - len(wanted)
+    assert controls > 0, "the retention list has a control arm"
     assert header == list(table.columns) and len(rows) == len(wanted) > 0
+    assert {row[header.index("arm")] for row in rows} == {"treatment"}
     ranks = [int(row[header.index("action_rank")]) for row in rows]
     assert ranks == wanted["action_rank"].tolist() == sorted(ranks)
     assert f"Wrote {len(wanted):,} rows of retention_actions (retention)" in exported.stdout
+    assert f"Left out {controls:,} customers of the control arm" in exported.stdout
 
     parquet = company.cwd / "out" / "actions.parquet"
-    exported = company.cli("export", "actions", "--out", str(parquet))
+    exported = company.cli("export", "actions", "--include-controls", "--out", str(parquet))
     assert exported.returncode == 0, exported.stderr
     pd.testing.assert_frame_equal(pd.read_parquet(parquet), table, check_dtype=False)
+    wrong = company.cli("export", "churn_scores", "--include-controls", "--out", str(parquet))
+    assert wrong.returncode != 0 and "--include-controls keeps rows of `export actions`" in wrong.stderr
 
     # an erasure requested since the run: the customer is still published, but no list hands them out
     erased = next(i for i in wanted["customer_id"] if not starts_a_formula(i) and i != company.plain_id)

@@ -30,7 +30,7 @@ AS_OF = "2024-06-30"
 SCREENSHOTS_FROM = os.environ.get("SCREENSHOTS_FROM")  # a project folder where `make demo` has run
 SCREENSHOTS_TO = os.environ.get("SCREENSHOTS_TO")  # where the PNGs go (docs/img for the README)
 SCREENSHOTS_CONFIG = os.environ.get("SCREENSHOTS_CONFIG")  # that project's config file (demo.yaml)
-GROUPS = ("raw", "clean", "features", "segmentation", "churn", "published")
+GROUPS = ("raw", "clean", "features", "segmentation", "churn", "outcomes", "published")
 
 
 @dataclass

@@ -39,7 +39,7 @@ def segments(run_id: str, n: int = 3) -> pd.DataFrame:
     return pd.DataFrame({
         "customer_id": [f"C{i}" for i in range(n)], "segment_id": [1, 2, None][:n], "segment_name": "A",
         "lifecycle_stage": "steady", "micro_segment_id": 101, "churn_risk_score": 50, "risk_tier": "semi_automated",
-        "in_retention_segment": False, "as_of": pd.Timestamp("2024-06-30"), "run_id": run_id,
+        "in_retention_segment": False, "arm": "treatment", "as_of": pd.Timestamp("2024-06-30"), "run_id": run_id,
     })  # fmt: skip
 
 
