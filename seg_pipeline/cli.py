@@ -229,6 +229,12 @@ def success_summary(outcome: RunOutcome, settings: Settings, dagster_home: Path,
     if listed is not None:
         lines.append(f"  retention:    {listed:,} customers on the retention list; "
                      "`seg-pipeline export actions --tier retention --out retention.csv` writes it")  # fmt: skip
+    judged = [
+        note for s in steps if s.step == "realized_outcomes" for note in s.notes if note.startswith("judged ")
+    ]
+    if judged:
+        lines.append(f"  outcomes:     {judged[0]}; the report's outcome section and published.retention_uplift "
+                     "say how it turned out and what the retention list achieved")  # fmt: skip
     lines += [
         f"  warning:      {note}"
         for s in steps

@@ -206,8 +206,8 @@ class OutcomeBuilder:
 
     @staticmethod
     def _materialization(step: StepOutcome, metadata) -> None:
-        # a row count where it counts customers, events or segments; the model's one-row summary and the
-        # drift table (one row per feature compared) say what they hold instead
+        # a row count where it counts customers, events or segments; the model's one-row summary, the
+        # drift table (one row per feature compared) and the outcomes (metric rows) say what they hold instead
         if "published_model" in metadata:
             step.notes.append(f"published model: {metadata['published_model'].value}")
         elif "psi_threshold" in metadata:
@@ -216,6 +216,13 @@ class OutcomeBuilder:
                 "no earlier publish to compare with" if first
                 else f"drifted since the last publish: {metadata['flagged'].value}"
             )  # fmt: skip
+        elif "runs_judged" in metadata:  # realized_outcomes: what an earlier publish's scores met
+            if metadata["runs_judged"].value:
+                auc = metadata.get("latest/roc_auc")
+                step.notes.append(f"judged the scores of {metadata['latest_scored_as_of'].value}"
+                                  + (f": realized ROC-AUC {auc.value:.3f}" if auc is not None else ""))  # fmt: skip
+            else:
+                step.notes.append("no earlier publish whose horizon has passed")
         elif "dagster/row_count" in metadata and step.rows is None:  # a multi-asset's first output: its table
             step.rows = int(metadata["dagster/row_count"].value)
         if "selected" in metadata:

@@ -218,9 +218,12 @@ def test_success_summary_lists_report_data_docs_mlflow_and_stores(settings, tmp_
                     links={"published to": "PostgreSQL schema s, warehouse schema published"}),
         StepOutcome(step="segment_report", status="succeeded", links={"report": str(report)}),
         StepOutcome(step="retention_segment", status="succeeded", rows=1234),
+        StepOutcome(step="realized_outcomes", status="succeeded", rows=60,
+                    notes=["judged the scores of 2024-03-02: realized ROC-AUC 0.812"]),
     ]  # fmt: skip
     text = "\n".join(success_summary(RunOutcome("r1", "full_refresh", True, steps), settings, tmp_path, 12.0))
-    assert text.startswith("Run r1 succeeded in 12.0s: 4 steps, 2/2 checks passed.")
+    assert text.startswith("Run r1 succeeded in 12.0s: 5 steps, 2/2 checks passed.")
+    assert "outcomes:     judged the scores of 2024-03-02: realized ROC-AUC 0.812; the report's outcome" in text
     assert "retention:    1,234 customers on the retention list; `seg-pipeline export actions --tier retention" in text
     # links on the docs server `make dev` starts, each with its file on the next line
     assert f"report:       http://127.0.0.1:3001/reports/{report.name}\n                {report}\n" in text
@@ -596,3 +599,12 @@ def test_the_model_and_drift_steps_say_what_they_hold_instead_of_a_row_count():
     table = StepOutcome(step="churn_scores", status="running")
     OutcomeBuilder._materialization(table, {"dagster/row_count": dg.MetadataValue.int(770)})
     assert table.rows == 770 and not table.notes
+    judged = StepOutcome(step="realized_outcomes", status="running")
+    OutcomeBuilder._materialization(judged, {
+        "dagster/row_count": dg.MetadataValue.int(60), "runs_judged": dg.MetadataValue.int(1),
+        "latest_scored_as_of": dg.MetadataValue.text("2024-03-02"), "latest/roc_auc": dg.MetadataValue.float(0.8123)})  # fmt: skip
+    assert judged.rows is None and judged.notes == ["judged the scores of 2024-03-02: realized ROC-AUC 0.812"]
+    waiting = StepOutcome(step="realized_outcomes", status="running")
+    OutcomeBuilder._materialization(waiting, {"dagster/row_count": dg.MetadataValue.int(0),
+                                              "runs_judged": dg.MetadataValue.int(0)})  # fmt: skip
+    assert waiting.rows is None and waiting.notes == ["no earlier publish whose horizon has passed"]
