@@ -449,17 +449,7 @@ def read_previous(database: str, schema: str, table: str) -> pd.DataFrame | None
     process reading it. DuckDB refuses a read-only connection while this process holds a read-write one
     on the same file; none is open here: the IO manager's connections last one load or store, and
     ``wait_for_writes`` has ended the background writer's."""
-    import duckdb
-
-    wait_for_writes()
-    if not Path(database).exists():
-        return None
-    with duckdb.connect(database, read_only=True) as connection:
-        found = connection.execute(
-            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-            [schema, table],
-        ).fetchone()[0]
-        return fetch_frame(connection.execute(f'select * from "{schema}"."{table}"')) if found else None
+    return _query_previous(database, schema, table, lambda name: f"select * from {name}")
 
 
 def read_previous_rows(
@@ -467,6 +457,21 @@ def read_previous_rows(
 ) -> pd.DataFrame | None:
     """The rows of ``table`` whose ``column`` is one of ``values`` (read_previous, filtered in DuckDB: the
     score history holds every publish's customers, of which an outcome needs one run's)."""
+    wanted = pd.DataFrame({"value": pd.Series(list(values), dtype="object")})
+    return _query_previous(database, schema, table,
+                           lambda name: f'select * from {name} where "{column}" in (select value from wanted)',
+                           {"wanted": wanted})  # fmt: skip
+
+
+def distinct_values(database: str, schema: str, table: str, column: str) -> pd.Series:
+    """The distinct values of one column (empty when the table does not exist)."""
+    found = _query_previous(database, schema, table, lambda name: f'select distinct "{column}" from {name}')
+    return pd.Series([], dtype="object") if found is None else found[column].astype("object")
+
+
+def _query_previous(database: str, schema: str, table: str, query, frames: dict | None = None):
+    """``query(quoted table name)`` on a read-only connection (see read_previous), ``frames`` registered as
+    views; None when the warehouse or the table does not exist."""
     import duckdb
 
     wait_for_writes()
@@ -479,29 +484,9 @@ def read_previous_rows(
         ).fetchone()[0]
         if not found:
             return None
-        if not values:
-            return fetch_frame(connection.execute(f'select * from "{schema}"."{table}" limit 0'))
-        connection.register("seg_wanted", pd.DataFrame({"value": list(values)}))
-        return fetch_frame(connection.execute(
-            f'select * from "{schema}"."{table}" where "{column}" in (select value from seg_wanted)'))  # fmt: skip
-
-
-def distinct_values(database: str, schema: str, table: str, column: str) -> pd.Series:
-    """The distinct values of one column (empty when the table does not exist)."""
-    import duckdb
-
-    wait_for_writes()
-    if not Path(database).exists():
-        return pd.Series([], dtype="object")
-    with duckdb.connect(database, read_only=True) as connection:
-        found = connection.execute(
-            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-            [schema, table],
-        ).fetchone()[0]
-        if not found:
-            return pd.Series([], dtype="object")
-        rows = connection.execute(f'select distinct "{column}" from "{schema}"."{table}"').fetchall()
-    return pd.Series([value for (value,) in rows], dtype="object")
+        for name, frame in (frames or {}).items():
+            connection.register(name, frame)
+        return fetch_frame(connection.execute(query(f'"{schema}"."{table}"')))
 
 
 def existing_tables(database: str) -> set[str]:

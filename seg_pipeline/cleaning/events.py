@@ -157,6 +157,14 @@ def _link(rows: _Rows, identity: Identity, contact_columns: tuple[str, ...]) -> 
     )
 
 
+def _by_crm_id(rows: _Rows, identity: Identity) -> None:
+    """Sources whose rows always name the CRM id (orders, interventions): an empty id is quarantined, the
+    rest re-keyed by it."""
+    ids = rows.frame["customer_id"].astype("string").str.strip().replace("", pd.NA)
+    rows.quarantine(ids.isna(), "missing_required", "customer_id", "customer_id is empty")
+    _link(rows, identity, ())
+
+
 def _times(
     rows: _Rows, column: str, as_of: dt.date, retention_days: int, export_end: dt.datetime | None
 ) -> None:
@@ -191,13 +199,7 @@ def clean_orders(
     export_end: dt.datetime | None = None,
 ) -> CleanEvents:
     rows = _Rows(raw, "orders", run_id)
-    rows.quarantine(
-        raw["customer_id"].astype("string").str.strip().replace("", pd.NA).isna(),
-        "missing_required",
-        "customer_id",
-        "customer_id is empty",
-    )
-    _link(rows, identity, ())
+    _by_crm_id(rows, identity)
     _times(rows, "order_date", as_of, retention_days, export_end)
     rows.quarantine(rows.frame["amount"].isna(), "missing_required", "amount", "amount is empty")
     rows.quarantine(rows.frame["amount"] < 0, "negative_amount", "amount", "amount is negative")
@@ -350,13 +352,7 @@ def clean_interventions(
     """Retention contacts re-keyed by CRM id (a contact list is made of CRM ids); the same customer,
     date, campaign and channel twice is one contact."""
     rows = _Rows(raw, "interventions", run_id)
-    rows.quarantine(
-        raw["customer_id"].astype("string").str.strip().replace("", pd.NA).isna(),
-        "missing_required",
-        "customer_id",
-        "customer_id is empty",
-    )
-    _link(rows, identity, ())
+    _by_crm_id(rows, identity)
     _times(rows, "date", as_of, retention_days, export_end)
     frame = rows.frame.copy()
     for column in ("campaign", "channel"):
