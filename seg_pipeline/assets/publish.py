@@ -1,7 +1,7 @@
 """Stage 7, published: drift against the last publish, the published tables (one atomic swap per store)
 and the segment report.
 
-The published tables are written by the PublishTarget resource, not the IO manager: all four swap in one
+The published tables are written by the PublishTarget resource, not the IO manager: all of them swap in one
 transaction per store, which an IO manager (one output at a time) cannot do. They depend on every gate
 upstream, so a failed gate leaves the last good publish in place.
 """
@@ -149,7 +149,7 @@ CUSTOMER_IDS = ["customer_key", "customer_id"]
 
 
 def published_tables_asset(settings) -> dg.AssetsDefinition:
-    """The four published tables as one step; built from the settings for the freshness windows."""
+    """The published tables as one step; built from the settings for the freshness windows."""
     specs = [
         dg.AssetSpec(published_key(t), group_name=GROUP, description=_DESCRIPTIONS[t], kinds={"duckdb", "postgres"},
                      deps=[*_LINEAGE[t], *(_MONITORED if t == "churn_scores" else [])], metadata={"dagster/column_schema": _table_schema(t)},
@@ -169,8 +169,9 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
             description="Every store holds this run's published tables (PostgreSQL and the warehouse). Fails "
             "when a publish stopped between the two commits and could not be undone; `seg-pipeline status` or "
             "the next run puts PostgreSQL back.")],
-        description="Writes customer_segments, churn_scores, segment_profiles and segment_history as new tables "
-        "and swaps them in, in one transaction per store (PostgreSQL first when configured, then the warehouse).",
+        description="Writes the published tables as new tables and swaps them in, in one transaction per store "
+        "(PostgreSQL first when configured, then the warehouse); in the warehouse's transaction it also appends "
+        "this publish's scores and arms (monitoring.score_history, scored_runs) and the outcomes this run judged.",
     )  # fmt: skip
     def published_tables(context: dg.AssetExecutionContext, settings: PipelineSettings,
                          publish_target: PublishTarget, **inputs: pd.DataFrame):  # fmt: skip
