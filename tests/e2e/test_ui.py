@@ -282,6 +282,9 @@ def test_browser_shows_lineage_checks_mlflow_data_docs_and_report(
     browser.get(report + "#retention")
     ui.wait_for_text(browser, ["Retention list", "Personal outreach", "Expected loss"])
     ui.screenshot(browser, shots / "segment-report-actions.png")
+    browser.get(report + "#outcomes")  # the demo's second run judged the first: its scores and uplift
+    ui.wait_for_text(browser, ["turned out", "A publish's churn probabilities are a forecast"])
+    ui.screenshot(browser, shots / "segment-report-outcomes.png")
 
 
 def test_data_docs_index_lists_the_validations_with_the_network_cut_off(project, docs, tmp_path):
