@@ -44,9 +44,6 @@ def score_history_rows(
         run_id=run_id, as_of=pd.Timestamp(as_of),
         recency_days=customers["customer_key"].map(recency) if recency is not None else float("nan"),
     )  # fmt: skip
-    for column in ("arm", "control_period", "segment_name"):
-        if column not in table:
-            table[column] = None
     table = table[HISTORY_COLUMNS]
     return table.astype({"segment_id": "Int64", "model_version": "Int64", "recency_days": "float64",
                          "value_365d": "float64"})  # fmt: skip

@@ -43,11 +43,10 @@ UPLIFT_RUN_COLUMNS = ["scored_run_id", "scored_as_of", "evaluated_as_of", *UPLIF
 
 @dataclass
 class RunOutcome:
-    """One scored run's outcome: the long metric table, the decile table and what was left out."""
+    """One scored run's outcome: the long metric table, the decile table and the uplift of its list."""
 
     metrics: pd.DataFrame  # OUTCOME_COLUMNS
     calibration: pd.DataFrame  # CALIBRATION_COLUMNS
-    evaluated: pd.DataFrame  # customer_key, churn_probability, risk_tier, arm, ..., churned
     uplift: pd.DataFrame  # UPLIFT_RUN_COLUMNS: treatment against control per tier (outcomes/uplift.py)
     notes: list[str] = field(default_factory=list)
 
@@ -165,7 +164,7 @@ def evaluate_run(
         scored_as_of=pd.Timestamp(scored_as_of),
         evaluated_as_of=pd.Timestamp(as_of),
     )[UPLIFT_RUN_COLUMNS]
-    return RunOutcome(metrics, calibration, kept, uplift, notes)
+    return RunOutcome(metrics, calibration, uplift, notes)
 
 
 def run_uplift(evaluated: pd.DataFrame, contacts: pd.DataFrame | None, scored_as_of: dt.date, horizon_days: int

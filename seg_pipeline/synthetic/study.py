@@ -29,7 +29,7 @@ from seg_pipeline.config import ControlGroupConfig
 from seg_pipeline.outcomes.realized import realized_churn
 from seg_pipeline.outcomes.uplift import uplift_table
 from seg_pipeline.synthetic.campaign import DEFAULT_EFFECTS, CampaignPlan
-from seg_pipeline.synthetic.generator import GeneratorConfig, MessinessRates, customer_id, generate
+from seg_pipeline.synthetic.generator import GeneratorConfig, MessinessRates, generate
 
 STUDY_KEY = b"uplift-study-key"  # the arms' hash key; any key gives random arms
 TIER_SHARES = {"personal_outreach": 1 / 20, "semi_automated": 4 / 20, "automated": 15 / 20}
@@ -117,7 +117,3 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
         seeds=("seed", "nunique"), covered=("covered", "sum"), excludes_zero=("excludes_zero", "sum"),
         planted_uplift=("planted_uplift", "mean"), measured_uplift=("uplift", "mean"),
         control_customers=("control_customers", "mean")).reset_index()  # fmt: skip
-
-
-def customer_ids(n: int) -> list[str]:
-    return [customer_id(i) for i in range(n)]
