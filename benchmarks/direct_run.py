@@ -25,7 +25,7 @@ import pandas as pd
 
 from seg_pipeline.config import load_settings
 from seg_pipeline.definitions import build_definitions
-from seg_pipeline.warehouse import as_loaded
+from seg_pipeline.platform.warehouse import as_loaded
 
 
 def _takes_context(definition) -> bool:

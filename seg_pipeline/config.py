@@ -546,9 +546,9 @@ class OrchestrationConfig(_Model):
     @field_validator("schedule_cron")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
-        from dagster._utils.schedules import is_valid_cron_string
-
-        if not is_valid_cron_string(value):
+        # the shape here; whether Dagster can schedule it is checked where the schedule is built
+        # (platform/settings.py check_schedule), as the model stays free of Dagster
+        if len(value.split()) != 5 or not re.fullmatch(r"[0-9A-Za-z*,/\-? ]+", value):
             raise ValueError(f"not a valid cron expression: {value!r} (e.g. '0 2 * * *')")
         return value
 
@@ -898,7 +898,7 @@ def _absolutize(data: dict, base: Path) -> dict:
     return out
 
 
-def _parse_scalar(text: str) -> Any:
+def parse_scalar(text: str) -> Any:
     """Env and CLI values are YAML scalars, so numbers, booleans, null, lists and dicts work."""
     try:
         return _yaml(text) if text.strip() else None
@@ -920,7 +920,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, tuple[str, Any]]:
         parts = var[len(ENV_PREFIX) :].lower().split("__")
         if parts[0] not in top and len(parts) == 1:
             continue
-        found[".".join(parts)] = (f"env {var}", _parse_scalar(raw))
+        found[".".join(parts)] = (f"env {var}", parse_scalar(raw))
     return found
 
 
@@ -955,7 +955,7 @@ def parse_cli_overrides(items: Iterable[str]) -> dict[str, tuple[str, Any]]:
         if "=" not in item:
             raise SegPipelineError(f"--set {item!r}: expected KEY=VALUE, e.g. --set segmentation.k_max=8")
         key, _, value = item.partition("=")
-        found[key.strip()] = (f"--set {key.strip()}", _parse_scalar(value))
+        found[key.strip()] = (f"--set {key.strip()}", parse_scalar(value))
     return found
 
 

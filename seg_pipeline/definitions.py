@@ -1,80 +1,70 @@
-"""The code location: one Definitions object built from the resolved settings (config.py)."""
+"""The code location: one Definitions merged from the stage modules of defs/, built from the settings.
+
+`dagster dev -w workspace.yaml` loads ``defs`` (settings from $SEG_CONFIG and SEG_* variables); `seg-pipeline
+run` launches ``job_for_cli`` with its own flags (cli/launch.py).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import dagster as dg
 
-from seg_pipeline.assets.churn import churn_assets, churn_checks
-from seg_pipeline.assets.clean import clean_assets
-from seg_pipeline.assets.features import customer_features
-from seg_pipeline.assets.outcomes import outcome_assets, outcome_checks
-from seg_pipeline.assets.publish import (
-    population_drift,
-    publish_checks,
-    published_tables_asset,
-    segment_report,
-)
-from seg_pipeline.assets.quality import (
-    clean_quality_checks,
-    published_quality_checks,
-    raw_quality_checks,
-    stage_quality_checks,
-)
-from seg_pipeline.assets.raw import raw_assets
-from seg_pipeline.assets.segmentation import segmentation_assets
-from seg_pipeline.automation import failure_alert_sensor, landing_sensor, nightly_schedule
 from seg_pipeline.config import Settings, load_settings
-from seg_pipeline.jobs import full_refresh_job, rescore_job, stoppable_in_process_executor
-from seg_pipeline.resources import PipelineSettings, PublishTarget
-from seg_pipeline.tracking import MlflowTracking
-from seg_pipeline.warehouse import WarehouseIOManager
+from seg_pipeline.defs import (
+    automation,
+    churn,
+    clean,
+    features,
+    jobs,
+    outcomes,
+    publish,
+    quality,
+    raw,
+    segmentation,
+)
+from seg_pipeline.defs.resources import resources
+from seg_pipeline.platform.settings import PipelineSettings
+
+STAGES = (raw, clean, features, segmentation, churn, outcomes, publish, quality)
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
+def build_definitions(settings: Settings, source: PipelineSettings | None = None,
+                      left_out: Sequence[str] = ()) -> dg.Definitions:  # fmt: skip
+    """Every stage's definitions merged, with the jobs, automation and resources; ``source``: where runs take
+    their settings from (defs/resources.py); ``left_out``: assets the jobs leave out (job_for_cli)."""
     settings.home.mkdir(parents=True, exist_ok=True)
-    assets = [
-        *raw_assets(settings),
-        *clean_assets,
-        customer_features,
-        *segmentation_assets,
-        *churn_assets,
-        *outcome_assets,
-        population_drift,
-        published_tables_asset(settings),
-        segment_report,
-    ]
     owners = settings.orchestration.owners
-    return dg.Definitions(
-        assets=dg.map_asset_specs(lambda spec: spec.replace_attributes(owners=owners), assets),
-        asset_checks=[
-            *raw_quality_checks,
-            *clean_quality_checks,
-            *stage_quality_checks,
-            *churn_checks,
-            *outcome_checks,
-            *publish_checks,
-            *published_quality_checks,
-        ],  # fmt: skip
-        jobs=[full_refresh_job, rescore_job],
-        schedules=[nightly_schedule(settings)],
-        sensors=[landing_sensor(settings), failure_alert_sensor(settings)],
-        resources={
-            "settings": PipelineSettings.of(settings),
-            "publish_target": PublishTarget.of(settings),
-            "mlflow_tracking": MlflowTracking.of(settings),
-            "io_manager": WarehouseIOManager(
-                database=str(settings.warehouse_path),
-                handoff_memory_mb=settings.orchestration.handoff_budget_mb,
-            ),
-        },
-        # One process: the embedded DuckDB warehouse takes a single writer, and subprocess start-up
-        # per step would cost more than the steps. Deployments can swap in another executor (then a Ctrl-C
-        # of `seg-pipeline run` is left to that executor's own interrupt handling).
-        executor=stoppable_in_process_executor,
+    stages = [stage.definitions(settings) for stage in STAGES]
+    job_defs = {name: jobs.job(name, left_out) for name in jobs.SELECTIONS}
+    merged = dg.Definitions.merge(
+        *stages,
+        automation.definitions(settings, job_defs),
+        # One process (jobs.py): the embedded DuckDB warehouse takes a single writer, and subprocess start-up
+        # per step would cost more than the steps. Deployments can swap in another executor.
+        jobs.definitions(list(job_defs.values())),
+        dg.Definitions(resources=resources(settings, source)),
     )
+    return dg.Definitions(
+        assets=dg.map_asset_specs(lambda spec: spec.replace_attributes(owners=owners), merged.assets),
+        asset_checks=merged.asset_checks, jobs=merged.jobs, schedules=merged.schedules, sensors=merged.sensors,
+        resources=merged.resources, executor=merged.executor,
+    )  # fmt: skip
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    """Loaded by `dagster dev -w workspace.yaml` and by `seg-pipeline run`; settings from SEG_CONFIG / SEG_*."""
-    return build_definitions(load_settings())
+    """Loaded by `dagster dev -w workspace.yaml`: settings from $SEG_CONFIG and SEG_* variables."""
+    settings = load_settings()
+    return build_definitions(settings, PipelineSettings())
+
+
+def job_for_cli(job_name: str, config_file: str | None = None, overrides: Mapping[str, str] | None = None,
+                left_out: Sequence[str] = ()) -> dg.JobDefinition:  # fmt: skip
+    """The job `seg-pipeline run` launches (cli/launch.py, through dg.build_reconstructable_job): built from the
+    CLI's config file and overrides, which the run's config repeats for the settings resource. ``left_out``:
+    assets the run does not materialize (a rescore's reused ingestion; their checks go with them)."""
+    items = [f"{key}={value}" for key, value in (overrides or {}).items()]
+    settings = load_settings(config_file, items)
+    source = PipelineSettings(config_file=config_file, overrides=dict(overrides or {}))
+    return build_definitions(settings, source, left_out).resolve_job_def(job_name)

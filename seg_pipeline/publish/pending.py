@@ -132,7 +132,7 @@ def resolve_locked(
     """``resolve`` for a caller holding the publish lock (the next publish)."""
     import duckdb
 
-    from seg_pipeline.publish.writers import INCOMING, _in_transaction, _quoted, warehouse_tables
+    from seg_pipeline.publish.stores import INCOMING, in_transaction, quoted, warehouse_tables
 
     marker = read_marker(warehouse)
     if marker is None:
@@ -145,8 +145,8 @@ def resolve_locked(
             outcome = _roll_back_postgres(postgres, lock_wait_seconds, marker)
             if outcome.unresolved:
                 return outcome
-            _in_transaction(connection, lambda: [
-                connection.execute(f"drop table if exists {_quoted(schema, name + INCOMING)}")
+            in_transaction(connection, lambda: [
+                connection.execute(f"drop table if exists {quoted(schema, name + INCOMING)}")
                 for schema, name in marker.warehouse_tables
             ])  # fmt: skip
     except duckdb.Error as exc:
@@ -156,7 +156,7 @@ def resolve_locked(
 
 
 def _finish(warehouse: Path, postgres, lock_wait_seconds: float, marker: Marker) -> Resolution:
-    from seg_pipeline.publish.writers import PREVIOUS, PostgresStore
+    from seg_pipeline.publish.stores import PREVIOUS, PostgresStore
 
     if postgres is not None and postgres[1] == marker.postgres_schema:
         # best effort: a leftover __previous table is dropped by the next swap anyway
@@ -172,7 +172,7 @@ def _finish(warehouse: Path, postgres, lock_wait_seconds: float, marker: Marker)
 
 
 def _roll_back_postgres(postgres, lock_wait_seconds: float, marker: Marker) -> Resolution:
-    from seg_pipeline.publish.writers import INCOMING, PostgresStore
+    from seg_pipeline.publish.stores import INCOMING, PostgresStore
 
     if postgres is None or postgres[1] != marker.postgres_schema:
         return _unresolved(

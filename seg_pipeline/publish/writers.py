@@ -23,7 +23,6 @@ the failure message, `status` and the ``stores_agree`` check say the stores disa
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,57 +30,24 @@ from pathlib import Path
 import pandas as pd
 
 from seg_pipeline.errors import SegPipelineError, first_line
-from seg_pipeline.publish.contract import KINDS, TABLES, conform
-from seg_pipeline.redact import redact
-
-WAREHOUSE_SCHEMA = "published"
-MONITORING_SCHEMA = "monitoring"
-INCOMING = "__incoming"
-PREVIOUS = "__previous"  # PostgreSQL's live tables while a two-store publish is open
-# pg_advisory_lock key: any fixed 64-bit number unique to this application ("segpipe" in ASCII)
-PUBLISH_LOCK_KEY = 0x7365677069706501
-
-
-class PublishUnavailable(SegPipelineError):
-    """The PostgreSQL server could not be reached: worth retrying, unlike a contract breach."""
+from seg_pipeline.publish.stores import (
+    INCOMING,
+    MONITORING_SCHEMA,
+    PREVIOUS,
+    WAREHOUSE_SCHEMA,
+    PostgresStore,
+    PublishedTable,
+    columns_ddl,
+    in_transaction,
+    open_postgres,
+    postgres_target,
+    quoted,
+    warehouse_tables,
+)
 
 
 class StoresDisagree(SegPipelineError):
     """A publish failed between the two commits and could not be undone: the stores hold different runs."""
-
-
-@dataclass(frozen=True)
-class Appended:
-    """Rows to add to a monitoring table that keeps every publish's rows (score history, outcomes): live rows
-    whose ``replaces`` value occurs in ``frame`` are replaced (a retried publish of the same run), the others
-    stay. Swapped in the same transaction as the rest of the publish."""
-
-    frame: pd.DataFrame
-    replaces: str
-    types: Mapping[str, str]  # column -> DuckDB type: the table outlives any one frame's dtypes
-
-
-@dataclass(frozen=True)
-class PublishedTable:
-    """A table to publish into ``schema``: contract tables are checked and typed when made with ``of``;
-    others (monitoring) keep their frame's types. ``replaces`` set: appended (``Appended``), not swapped."""
-
-    name: str
-    frame: pd.DataFrame
-    schema: str = WAREHOUSE_SCHEMA
-    replaces: str | None = None
-    types: Mapping[str, str] | None = None
-
-    @classmethod
-    def of(cls, name: str, frame: pd.DataFrame | Appended, schema: str = WAREHOUSE_SCHEMA) -> PublishedTable:
-        if isinstance(frame, Appended):
-            return cls(name, frame.frame[list(frame.types)].reset_index(drop=True), schema, frame.replaces,
-                       frame.types)  # fmt: skip
-        return cls(name, conform(name, frame) if name in TABLES else frame.reset_index(drop=True), schema)
-
-    @property
-    def contracted(self) -> bool:
-        return self.name in TABLES
 
 
 @dataclass
@@ -92,22 +58,6 @@ class PublishResult:
     run_ids: dict[str, str | None] = field(default_factory=dict)  # store -> the run its live tables are from
 
 
-def _quoted(*parts: str) -> str:
-    return ".".join('"' + p.replace('"', '""') + '"' for p in parts)
-
-
-def _columns_ddl(table: PublishedTable, store: int) -> str | None:
-    """``"col" TYPE NOT NULL, ...`` from the contract (store 1 = PostgreSQL, 2 = DuckDB); None = from frame."""
-    if table.types is not None:
-        return ", ".join(f"{_quoted(name)} {kind}" for name, kind in table.types.items())
-    if not table.contracted:
-        return None
-    return ", ".join(
-        f"{_quoted(c.name)} {KINDS[c.kind][store]}{'' if c.nullable else ' NOT NULL'}"
-        for c in TABLES[table.name]
-    )
-
-
 # --- the embedded warehouse (DuckDB) --------------------------------------------------------------------
 
 
@@ -115,33 +65,20 @@ def publish_to_warehouse(database: Path, tables: list[PublishedTable], erase_key
     """Stage and swap every table in one transaction (the warehouse as the only store)."""
     import duckdb
 
-    from seg_pipeline.warehouse import wait_for_writes
-
-    wait_for_writes()  # the tables being published, stored by the background writer
     with duckdb.connect(str(database)) as connection:
-        _in_transaction(
+        in_transaction(
             connection,
             lambda: (_load_incoming(connection, tables), _swap_in(connection, tables, erase_keys)),
         )
 
 
-def _in_transaction(connection, work: Callable[[], object]) -> None:
-    connection.execute("begin transaction")
-    try:
-        work()
-        connection.execute("commit")
-    except BaseException:
-        connection.execute("rollback")
-        raise
-
-
 def _load_incoming(connection, tables: list[PublishedTable]) -> None:
     for schema in dict.fromkeys(t.schema for t in tables):
-        connection.execute(f"create schema if not exists {_quoted(schema)}")
+        connection.execute(f"create schema if not exists {quoted(schema)}")
     for table in tables:
-        incoming = _quoted(table.schema, table.name + INCOMING)
+        incoming = quoted(table.schema, table.name + INCOMING)
         connection.register("seg_publish_frame", table.frame)
-        columns = _columns_ddl(table, 2)
+        columns = columns_ddl(table, 2)
         connection.execute(f"drop table if exists {incoming}")
         if columns is None:
             connection.execute(f"create table {incoming} as select * from seg_publish_frame")
@@ -156,228 +93,32 @@ def _swap_in(connection, tables: list[PublishedTable], erase_keys: list[str] = (
     (``erase_keys``) leave every appended table with a customer_key."""
     live = warehouse_tables(connection)
     for table in tables:
-        target, incoming = _quoted(table.schema, table.name), _quoted(table.schema, table.name + INCOMING)
+        target, incoming = quoted(table.schema, table.name), quoted(table.schema, table.name + INCOMING)
         if table.replaces is not None and (table.schema, table.name) in live:
-            column = _quoted(table.replaces)
+            column = quoted(table.replaces)
             connection.execute(f"delete from {target} where {column} in (select {column} from {incoming})")
             connection.execute(f"insert into {target} by name select * from {incoming}")
             connection.execute(f"drop table {incoming}")
             continue
         connection.execute(f"drop table if exists {target}")
-        connection.execute(f"alter table {incoming} rename to {_quoted(table.name)}")
+        connection.execute(f"alter table {incoming} rename to {quoted(table.name)}")
     forgetting = [t for t in tables if t.replaces is not None and "customer_key" in t.frame.columns]
     if erase_keys and forgetting:
         connection.register("seg_erased_keys", pd.DataFrame({"customer_key": list(erase_keys)}))
         for table in forgetting:
-            connection.execute(f"delete from {_quoted(table.schema, table.name)} "
+            connection.execute(f"delete from {quoted(table.schema, table.name)} "
                                "where customer_key in (select customer_key from seg_erased_keys)")  # fmt: skip
         connection.unregister("seg_erased_keys")
-
-
-def warehouse_tables(connection) -> set[tuple[str, str]]:
-    rows = connection.execute("select table_schema, table_name from information_schema.tables").fetchall()
-    return {(schema, name) for schema, name in rows}
 
 
 def _warehouse_run_id(connection, table: str = "churn_scores") -> str | None:
     if (WAREHOUSE_SCHEMA, table) not in warehouse_tables(connection):
         return None
-    row = connection.execute(f"select run_id from {_quoted(WAREHOUSE_SCHEMA, table)} limit 1").fetchone()
+    row = connection.execute(f"select run_id from {quoted(WAREHOUSE_SCHEMA, table)} limit 1").fetchone()
     return row[0] if row else None
 
 
-def read_warehouse_table(database: Path, table: str, schema: str = WAREHOUSE_SCHEMA) -> pd.DataFrame | None:
-    """A published (or monitoring) table from the warehouse, or None when it was never published."""
-    from seg_pipeline.warehouse import read_previous
-
-    return read_previous(str(database), schema, table)
-
-
 # --- PostgreSQL -----------------------------------------------------------------------------------------
-
-
-class PostgresStore:
-    """One connection to the published schema, holding the publish lock (a session advisory lock, so it
-    spans the publish's transactions; PostgreSQL releases it when the connection ends, however it ends).
-
-    ``with PostgresStore(dsn, schema, wait) as store:`` waits up to ``wait`` seconds for another publisher.
-    """
-
-    def __init__(self, dsn: str, schema: str, lock_wait_seconds: float):
-        self.dsn, self.schema, self.lock_wait_seconds = dsn, schema, lock_wait_seconds
-        self.connection = None
-
-    def __enter__(self) -> PostgresStore:
-        self.connection = open_postgres(self.dsn, autocommit=True)
-        try:
-            self._take_publish_lock()
-        except BaseException:
-            self.connection.close()
-            raise
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.connection.close()
-
-    def _take_publish_lock(self) -> None:
-        deadline = time.monotonic() + self.lock_wait_seconds
-        take = "select pg_try_advisory_lock(%s)"
-        while not self.connection.execute(take, [PUBLISH_LOCK_KEY]).fetchone()[0]:
-            if time.monotonic() >= deadline:
-                raise SegPipelineError(
-                    f"publishing to PostgreSQL waited {self.lock_wait_seconds:g} s for a lock on the published "
-                    "tables (another publish or a long-running reader); nothing was changed. Retry when it has "
-                    "finished, or raise publish.lock_wait_seconds."
-                )
-            time.sleep(0.2)
-
-    def tables(self) -> set[str]:
-        rows = self.connection.execute(
-            "select table_name from information_schema.tables where table_schema = %s", [self.schema]
-        )
-        return {name for (name,) in rows}
-
-    def run_id(self, table: str = "churn_scores") -> str | None:
-        """The run the live ``table`` comes from (None when it does not exist or is empty)."""
-        if table not in self.tables():
-            return None
-        row = self.connection.execute(f"select run_id from {_quoted(self.schema, table)} limit 1").fetchone()
-        return row[0] if row else None
-
-    def stage(self, tables: list[PublishedTable]) -> None:
-        with self.connection.transaction():
-            self.connection.execute(f"create schema if not exists {_quoted(self.schema)}")
-            for table in tables:
-                self._load(table)
-
-    def swap(self, tables: list[PublishedTable]) -> None:
-        """Staged tables become live; the live ones are kept as ``__previous`` until ``drop_previous``."""
-        import psycopg
-
-        live = self.tables()
-        try:
-            with self.connection.transaction():
-                wait_ms = int(self.lock_wait_seconds * 1000)
-                self.connection.execute(f"set local lock_timeout = '{wait_ms}ms'")
-                for table in tables:
-                    if table.name in live:
-                        self._refuse_dependent_views(table.name)
-                        self.connection.execute(
-                            f"drop table if exists {_quoted(self.schema, table.name + PREVIOUS)}"
-                        )
-                        self._rename(table.name, table.name + PREVIOUS)
-                    self._rename(table.name + INCOMING, table.name)
-        except psycopg.errors.LockNotAvailable:
-            raise SegPipelineError(
-                f"publishing to PostgreSQL waited {self.lock_wait_seconds:g} s for a lock on the published tables "
-                "(a long-running reader); nothing was changed. Retry when it has finished, or raise "
-                "publish.lock_wait_seconds."
-            ) from None
-
-    def restore_previous(self, names: list[str], replaced: list[str]) -> None:
-        """Undo ``swap``: the tables it replaced come back, the ones it created go; in one transaction."""
-        present = self.tables()
-        with self.connection.transaction():
-            for name in names:
-                if name + PREVIOUS in present:
-                    self.connection.execute(f"drop table if exists {_quoted(self.schema, name)}")
-                    self._rename(name + PREVIOUS, name)
-                elif name not in replaced:  # the first publish: there was nothing before it
-                    self.connection.execute(f"drop table if exists {_quoted(self.schema, name)}")
-                self.connection.execute(f"drop table if exists {_quoted(self.schema, name + INCOMING)}")
-
-    def drop_leftovers(self, names: list[str], suffix: str) -> None:
-        with self.connection.transaction():
-            for name in names:
-                self.connection.execute(f"drop table if exists {_quoted(self.schema, name + suffix)}")
-
-    def _rename(self, old: str, new: str) -> None:
-        self.connection.execute(f"alter table {_quoted(self.schema, old)} rename to {_quoted(new)}")
-
-    def _refuse_dependent_views(self, name: str) -> None:
-        # a view follows a renamed table, so a view on a live table would silently go on showing the
-        # previous publish: refuse, as dropping the table would (a view is a consumer's object, not ours)
-        views = self.connection.execute(
-            "select distinct view.relname from pg_depend d join pg_rewrite r on r.oid = d.objid "
-            "join pg_class view on view.oid = r.ev_class "
-            "where d.classid = 'pg_rewrite'::regclass and d.refobjid = %s::regclass and view.oid <> d.refobjid",
-            [_quoted(self.schema, name)],
-        ).fetchall()
-        if views:
-            raise SegPipelineError(
-                f"publishing to PostgreSQL: {', '.join(v for (v,) in views)} depends on {self.schema}.{name}. "
-                "Published tables are replaced on every run, so views on them block the swap; read the tables "
-                "directly or recreate views after each run. Nothing was changed."
-            )
-
-    def _load(self, table: PublishedTable) -> None:
-        frame = table.frame
-        incoming = _quoted(self.schema, table.name + INCOMING)
-        self.connection.execute(f"drop table if exists {incoming}")
-        self.connection.execute(f"create table {incoming} ({_columns_ddl(table, 1)})")
-        names = ", ".join(_quoted(c) for c in frame.columns)
-        with self.connection.cursor().copy(f"copy {incoming} ({names}) from stdin") as copy:
-            for row in _python_rows(frame):
-                copy.write_row(row)
-
-
-def open_postgres(dsn: str, autocommit: bool = False):
-    """A psycopg connection, or an error that says what is wrong without quoting a password."""
-    import psycopg
-
-    try:
-        return psycopg.connect(dsn, connect_timeout=10, autocommit=autocommit)
-    except psycopg.OperationalError as exc:
-        raise PublishUnavailable(
-            f"PostgreSQL is not reachable for publishing at {_target(dsn)} ({first_line(exc)}); the published "
-            "tables there are unchanged. Check SEG_PUBLISH_DSN (or publish.postgres_dsn) and that the server is up."
-        ) from None
-    except psycopg.Error as exc:  # a malformed DSN; libpq may quote parts of it, hence the masking
-        raise SegPipelineError(
-            f"the PostgreSQL DSN for publishing is not valid ({first_line(exc)}); nothing was published. "
-            "Fix SEG_PUBLISH_DSN (or publish.postgres_dsn)."
-        ) from None
-
-
-def _python_rows(frame: pd.DataFrame):
-    """Rows of plain Python values (None for missing) that psycopg can adapt."""
-    columns = []
-    for name in frame.columns:
-        values = frame[name]
-        if pd.api.types.is_datetime64_any_dtype(values):
-            values = values.dt.date
-        columns.append(values.astype(object).where(values.notna(), None).tolist())
-    return zip(*columns, strict=True)
-
-
-def read_postgres_table(dsn: str, schema: str, table: str) -> pd.DataFrame | None:
-    import psycopg
-
-    with psycopg.connect(dsn, connect_timeout=10) as connection:
-        found = connection.execute(
-            "select count(*) from information_schema.tables where table_schema = %s and table_name = %s",
-            [schema, table],
-        ).fetchone()[0]
-        if not found:
-            return None
-        cursor = connection.execute(f"select * from {_quoted(schema, table)}")
-        return pd.DataFrame(cursor.fetchall(), columns=[d.name for d in cursor.description])
-
-
-def _target(dsn: str) -> str:
-    """Where a DSN points, for messages: the URL with its password masked, or host/port/dbname of a
-    key/value DSN."""
-    if "://" in dsn:
-        return redact(dsn.split("?", 1)[0])
-    try:
-        from psycopg.conninfo import conninfo_to_dict
-
-        parts = conninfo_to_dict(dsn)
-    except Exception:  # noqa: BLE001 - a malformed DSN: say so without quoting it
-        return "(malformed DSN)"
-    return (
-        " ".join(f"{k}={parts[k]}" for k in ("host", "port", "dbname", "user") if parts.get(k)) or "(default)"
-    )
 
 
 def live_run_ids(warehouse: Path, postgres: tuple[str, str] | None) -> dict[str, str | None]:
@@ -396,7 +137,7 @@ def live_run_ids(warehouse: Path, postgres: tuple[str, str] | None) -> dict[str,
                 [schema, "churn_scores"],
             ).fetchone()[0]
             row = (
-                connection.execute(f"select run_id from {_quoted(schema, 'churn_scores')} limit 1").fetchone()
+                connection.execute(f"select run_id from {quoted(schema, 'churn_scores')} limit 1").fetchone()
                 if exists
                 else None
             )
@@ -452,22 +193,20 @@ def _publish_to_both(
     import duckdb
 
     from seg_pipeline.publish import pending
-    from seg_pipeline.warehouse import wait_for_writes
 
     dsn, schema = postgres
     names = [t.name for t in contract]
     hook = on_phase or (lambda phase: None)
-    wait_for_writes()  # the tables being published, stored by the background writer
     with PostgresStore(dsn, schema, lock_wait_seconds) as store, duckdb.connect(str(warehouse)) as connection:
         replaced = sorted(store.tables() & set(names))
         marker = pending.Marker(
-            run_id=run_id, postgres_schema=schema, postgres_target=_target(dsn), postgres_tables=names,
+            run_id=run_id, postgres_schema=schema, postgres_target=postgres_target(dsn), postgres_tables=names,
             postgres_replaced=replaced, warehouse_tables=[[t.schema, t.name] for t in in_warehouse],
             previous_run=store.run_id(), warehouse_run=_warehouse_run_id(connection),
         )  # fmt: skip
         try:  # 1. stage in both, 2. record: nothing live changed yet, so an error here just cleans up
             store.stage(contract)
-            _in_transaction(connection, lambda: _load_incoming(connection, in_warehouse))
+            in_transaction(connection, lambda: _load_incoming(connection, in_warehouse))
             pending.write_marker(warehouse, marker)
         except BaseException:
             _drop_staged(store, names, connection, in_warehouse)
@@ -481,7 +220,7 @@ def _publish_to_both(
         try:
             pending.write_marker(warehouse, marker.advanced("postgres_committed"))
             hook("postgres_committed")
-            _in_transaction(connection, lambda: _swap_in(connection, in_warehouse, erase_keys))  # 4.
+            in_transaction(connection, lambda: _swap_in(connection, in_warehouse, erase_keys))  # 4.
         except BaseException as exc:
             undone = _undo_postgres(warehouse, store, marker, exc)
             if undone is exc:
@@ -497,8 +236,8 @@ def _drop_staged(store: PostgresStore, names: list[str], connection, in_warehous
     with contextlib.suppress(Exception):  # best effort: a later publish drops leftovers before staging
         store.drop_leftovers(names, INCOMING)
     with contextlib.suppress(Exception):
-        _in_transaction(connection, lambda: [
-            connection.execute(f"drop table if exists {_quoted(t.schema, t.name + INCOMING)}") for t in in_warehouse
+        in_transaction(connection, lambda: [
+            connection.execute(f"drop table if exists {quoted(t.schema, t.name + INCOMING)}") for t in in_warehouse
         ])  # fmt: skip
 
 

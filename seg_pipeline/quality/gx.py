@@ -20,8 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from seg_pipeline.docs_server import DATADOCS_ROUTE, served_url
 from seg_pipeline.errors import SegPipelineError
+from seg_pipeline.links import DATADOCS_ROUTE, served_url
 from seg_pipeline.sources.masking import value_shape
 
 DATASOURCE = "seg_pipeline"

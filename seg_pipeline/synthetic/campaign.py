@@ -93,6 +93,11 @@ class CampaignPlan:
     channels: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CHANNELS))
     campaigns: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CAMPAIGNS))
 
+    def start(self, cfg: GeneratorConfig) -> CampaignRun:
+        """The campaign as ``generate`` runs it on the company of ``cfg`` (the generator calls this, so it
+        never imports this module, which builds on it)."""
+        return CampaignRun(self, cfg)
+
     def __post_init__(self) -> None:
         if not isinstance(self.date, dt.date) or isinstance(self.date, dt.datetime):
             raise ValueError(f"campaign date must be a datetime.date, got {self.date!r}")

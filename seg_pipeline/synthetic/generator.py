@@ -918,9 +918,7 @@ def generate(
         raise ValueError("customers must be at least 1")
     run = None
     if campaign is not None:
-        from seg_pipeline.synthetic.campaign import CampaignRun  # campaign.py imports this module
-
-        run = CampaignRun(campaign, cfg)  # validates the plan before anything is written
+        run = campaign.start(cfg)  # validates the plan before anything is written
     out = Path(out_dir)
     truth_dir = out / "truth"
     truth_dir.mkdir(parents=True, exist_ok=True)

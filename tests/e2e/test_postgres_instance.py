@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 
 from seg_pipeline.publish.contract import FILLED_BY_A_LATER_RUN, PUBLISHED_TABLES, column_names
-from seg_pipeline.publish.writers import read_postgres_table, read_warehouse_table
+from seg_pipeline.publish.stores import read_postgres_table, read_warehouse_table
 from tests.e2e.test_cli import cli
 from tests.integration.support import QUICK_ENV
 from tests.test_definitions import EXPECTED_GROUPS

@@ -23,7 +23,7 @@ import psycopg
 import pytest
 
 from seg_pipeline.publish.contract import PUBLISHED_TABLES
-from seg_pipeline.publish.writers import PUBLISH_LOCK_KEY, WAREHOUSE_SCHEMA
+from seg_pipeline.publish.stores import PUBLISH_LOCK_KEY, WAREHOUSE_SCHEMA
 from seg_pipeline.synthetic.generator import GeneratorConfig, generate
 from tests.e2e import ui
 from tests.e2e.outage import TcpProxy

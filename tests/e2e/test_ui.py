@@ -20,7 +20,7 @@ from selenium.webdriver.common.by import By
 
 from seg_pipeline.config import load_settings
 from seg_pipeline.definitions import build_definitions
-from seg_pipeline.docs_server import serving, settings_roots
+from seg_pipeline.platform.docs_server import serving, settings_roots
 from tests.e2e import ui
 from tests.e2e.test_cli import cli
 from tests.integration.support import QUICK_ENV

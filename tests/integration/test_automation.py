@@ -11,10 +11,10 @@ import shutil
 import dagster as dg
 import pytest
 
-from seg_pipeline.automation import EXTRACT_SET_TAG, landing_sensor, nightly_schedule, read_alerts
+from seg_pipeline.cli.launch import DAGSTER_YAML
 from seg_pipeline.config import load_settings
 from seg_pipeline.definitions import build_definitions
-from seg_pipeline.runner import DAGSTER_YAML
+from seg_pipeline.defs.automation import EXTRACT_SET_TAG, landing_sensor, nightly_schedule, read_alerts
 
 
 def _settings(tmp_path, landing, **overrides):

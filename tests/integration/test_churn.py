@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 
 from seg_pipeline.churn.actions import ACTION_TIERS, RETENTION_TIERS
-from seg_pipeline.churn.registry import CHALLENGER, CHAMPION, MODEL_NAME, alias_version
+from seg_pipeline.churn.registry import CHALLENGER, CHAMPION, MODEL_NAME
 from seg_pipeline.definitions import build_definitions
 from seg_pipeline.explain import explain
+from seg_pipeline.platform.registry import alias_version
 from tests.conftest import TEST_KEY
 from tests.integration.support import copy_extracts, run_all, settings_for
 from tests.integration.tracking_checks import (
@@ -381,7 +382,7 @@ def test_cohort_scenario_end_to_end_with_baselines_visible(tmp_path, env):
     and the published scores say which model produced them."""
     import shutil
 
-    from seg_pipeline.publish.writers import read_warehouse_table
+    from seg_pipeline.publish.stores import read_warehouse_table
     from seg_pipeline.synthetic.cohort import CohortConfig, generate_cohort
     from tests.conftest import AS_OF
 

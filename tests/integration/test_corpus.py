@@ -23,8 +23,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from seg_pipeline.assets.raw import read_configured_source
 from seg_pipeline.errors import SegPipelineError
+from seg_pipeline.sources.configured import read_configured_source
 from seg_pipeline.sources.contracts import CONTRACTS, SOURCE_ROW
 from tests.conftest import AS_OF, TEST_KEY
 from tests.corpus.builders import BUILDERS

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from seg_pipeline.docs_server import DATADOCS_ROUTE, served_url, serving, settings_roots
+from seg_pipeline.links import DATADOCS_ROUTE, served_url
+from seg_pipeline.platform.docs_server import serving, settings_roots
 from tests.integration.support import UP_TO_CLEAN, run_all, settings_for
 from tests.integration.test_quality_gates import evaluations
 

@@ -20,7 +20,7 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from seg_pipeline.cleaning.privacy import pseudonymize, record_erasure
-from seg_pipeline.cli import _campaign_plan
+from seg_pipeline.cli.app import _campaign_plan
 from seg_pipeline.synthetic.generator import GeneratorConfig, MessinessRates, generate
 from tests.conftest import AS_OF, TEST_KEY
 from tests.integration.support import run_all, settings_for

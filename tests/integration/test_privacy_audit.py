@@ -540,7 +540,7 @@ def test_gx_failed_expectations_show_an_observed_cell_by_its_shape(tmp_path):
     """A gate that observes one cell (a max, the most common value) of a column that is not a PII column
     may still observe personal data typed into the wrong column: its check metadata and message show the
     cell's shape. Statistics of many rows (a mean) and counts stay as they are."""
-    from seg_pipeline.assets.quality import check_result
+    from seg_pipeline.defs.quality import check_result
 
     suite = tmp_path / "probe.json"
     suite.write_text(json.dumps({"name": "probe", "expectations": [

@@ -16,7 +16,8 @@ from seg_pipeline.churn.actions import ACTION_TIERS
 from seg_pipeline.definitions import build_definitions
 from seg_pipeline.publish.contract import FILLED_BY_A_LATER_RUN, PUBLISHED_TABLES, column_names
 from seg_pipeline.publish.report import SECTIONS
-from seg_pipeline.publish.writers import live_run_ids, read_postgres_table, read_warehouse_table
+from seg_pipeline.publish.stores import read_postgres_table, read_warehouse_table
+from seg_pipeline.publish.writers import live_run_ids
 from tests.conftest import TEST_KEY
 from tests.integration.support import copy_extracts, run_all, settings_for
 

@@ -14,17 +14,14 @@ import pytest
 from seg_pipeline.errors import SegPipelineError
 from seg_pipeline.publish import pending
 from seg_pipeline.publish.contract import column_names
-from seg_pipeline.publish.writers import (
+from seg_pipeline.publish.stores import (
     PUBLISH_LOCK_KEY,
     PublishedTable,
     PublishUnavailable,
-    StoresDisagree,
-    live_run_ids,
-    publish,
-    publish_to_warehouse,
     read_postgres_table,
     read_warehouse_table,
 )
+from seg_pipeline.publish.writers import StoresDisagree, live_run_ids, publish, publish_to_warehouse
 
 
 def scores(run_id: str, n: int = 3) -> pd.DataFrame:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
-from seg_pipeline.warehouse import WarehouseIOManager, _ReplacingClient, wait_for_writes
+from seg_pipeline.platform.warehouse import WarehouseIOManager, _ReplacingClient, wait_for_writes
 from tests.integration.support import column_types
 
 
@@ -136,7 +136,7 @@ def stored_as_duckdb_stores(database: str, frame: pd.DataFrame) -> None:
     """demo.upstream has the column types and values DuckDB gives ``frame`` written as it is."""
     import duckdb
 
-    from seg_pipeline.warehouse import fetch_frame
+    from seg_pipeline.platform.warehouse import fetch_frame
 
     with duckdb.connect(str(database)) as con:
         con.register("original", frame)
@@ -184,7 +184,7 @@ def test_every_input_of_a_full_refresh_is_handed_over_as_the_warehouse_gives_it(
     the warehouse read of the same table (dtypes, values, missing values), so no step computes on
     anything a read from the warehouse would not give it."""
     from seg_pipeline.definitions import build_definitions
-    from seg_pipeline.warehouse import Handoff, _HandingOffIOManager
+    from seg_pipeline.platform.warehouse import Handoff, _HandingOffIOManager
     from tests.integration.support import settings_for
 
     served, compared = [], []

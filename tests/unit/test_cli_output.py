@@ -17,7 +17,7 @@ import duckdb
 import pytest
 import sqlalchemy
 
-from seg_pipeline.cli import (
+from seg_pipeline.cli.app import (
     EXIT_INTERRUPTED,
     EXIT_UNEXPECTED,
     EXIT_USAGE,
@@ -31,18 +31,11 @@ from seg_pipeline.cli import (
     storage_failure,
     success_summary,
 )
+from seg_pipeline.cli.launch import OutcomeBuilder, RunOutcome, StepOutcome, check_step_name
 from seg_pipeline.config import load_settings
-from seg_pipeline.jobs import stoppable_in_process_executor
-from seg_pipeline.publish.writers import PublishUnavailable, open_postgres
-from seg_pipeline.runner import (
-    INTERRUPTED,
-    OutcomeBuilder,
-    RunOutcome,
-    StepOutcome,
-    check_step_name,
-    stop_on_signals,
-    stop_requested,
-)
+from seg_pipeline.defs.jobs import stoppable_in_process_executor
+from seg_pipeline.platform.runs import INTERRUPTED, stop_on_signals, stop_requested
+from seg_pipeline.publish.stores import PublishUnavailable, open_postgres
 from seg_pipeline.synthetic.generator import GeneratorConfig, generate
 
 
@@ -483,7 +476,7 @@ def test_an_unknown_seg_variable_is_named_once(tmp_path, capsys, restore_environ
 
 
 def test_interrupt_exit_code_is_documented():
-    from seg_pipeline.cli import build_parser
+    from seg_pipeline.cli.app import build_parser
 
     epilog = build_parser().epilog
     assert (

@@ -11,16 +11,8 @@ from pathlib import Path
 import pytest
 
 from seg_pipeline.config import load_settings
-from seg_pipeline.docs_server import (
-    DATADOCS_ROUTE,
-    REPORTS_ROUTE,
-    DocsServer,
-    datadocs_url,
-    report_url,
-    served_url,
-    serving,
-    settings_roots,
-)
+from seg_pipeline.links import DATADOCS_ROUTE, REPORTS_ROUTE, datadocs_url, report_url, served_url
+from seg_pipeline.platform.docs_server import DocsServer, serving, settings_roots
 
 SECRET = "the pseudonymization key"
 

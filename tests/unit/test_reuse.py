@@ -8,7 +8,7 @@ import pytest
 
 from seg_pipeline.cleaning.privacy import record_erasure
 from seg_pipeline.config import load_settings
-from seg_pipeline.reuse import CRM, RescorePlan, ingestion_fingerprint, stage_assets
+from seg_pipeline.platform.rescore import CRM, RescorePlan, ingestion_fingerprint, stage_assets
 
 AS_OF = dt.date(2024, 6, 30)
 KEY = b"unit-test-key"

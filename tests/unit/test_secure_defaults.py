@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from seg_pipeline.cli import UI_HOST, build_parser, main
+from seg_pipeline.cli.app import UI_HOST, build_parser, main
 from seg_pipeline.config import load_settings
+from seg_pipeline.defs.resources import PublishTarget
 from seg_pipeline.errors import SegPipelineError
-from seg_pipeline.resources import PublishTarget
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "Zq8-s3cr3t-Pw"
@@ -36,7 +36,7 @@ def test_the_dagster_ui_binds_to_localhost_by_default(tmp_path, monkeypatch):
     assert [line for line in recipe("dev") if "seg-pipeline dev" in line] == ["$(BIN)/seg-pipeline dev"]
     # and `dev` hands that host to `dagster dev` (the command is recorded, not run)
     started = []
-    monkeypatch.setattr("seg_pipeline.cli.subprocess.call", lambda command, **_: started.append(command) or 0)
+    monkeypatch.setattr("seg_pipeline.cli.app.subprocess.call", lambda command, **_: started.append(command) or 0)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))  # restored after the test
     saved = dict(os.environ)
     try:
@@ -106,7 +106,7 @@ def test_dsns_without_passwords_and_the_env_var_are_accepted(monkeypatch):
 def test_the_instance_examples_take_their_database_url_from_the_environment():
     import yaml
 
-    from seg_pipeline.runner import DAGSTER_YAML
+    from seg_pipeline.cli.launch import DAGSTER_YAML
 
     example = yaml.safe_load((ROOT / "dagster.yaml.example").read_text(encoding="utf-8"))
     assert example["storage"]["postgres"]["postgres_url"] == {"env": "DAGSTER_PG_URL"}

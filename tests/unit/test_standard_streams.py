@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from seg_pipeline.runner import standard_streams_kept
+from seg_pipeline.cli.launch import standard_streams_kept
 
 
 @pytest.mark.parametrize("fd", [1, 2])

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seg_pipeline.tracking import training_dataset
+from seg_pipeline.platform.tracking import training_dataset
 
 
 @pytest.fixture(scope="module")

@@ -8,44 +8,19 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from seg_pipeline.assets.common import io_retry_policy, run_as_of, window_metadata
 from seg_pipeline.config import Settings
+from seg_pipeline.defs.common import current_run_id, io_retry_policy
 from seg_pipeline.errors import SegPipelineError
-from seg_pipeline.resources import PipelineSettings
-from seg_pipeline.sources.contracts import CONTRACTS, SOURCE_ROW, ColumnType, SourceContract
+from seg_pipeline.platform.settings import PipelineSettings
+from seg_pipeline.platform.warehouse import ExtractRecord, Warehouse
+from seg_pipeline.sources.configured import read_configured_source
+from seg_pipeline.sources.contracts import CONTRACTS, SOURCE_ROW, SourceContract
 from seg_pipeline.sources.files import unreadable_reason
 from seg_pipeline.sources.masking import shown_name
-from seg_pipeline.sources.readers import IngestReport, read_source
+from seg_pipeline.sources.readers import IngestReport
+from seg_pipeline.sources.window import export_end, exported_on
 
-
-def extra_columns(source: str, settings: Settings) -> dict[str, ColumnType]:
-    """CRM columns kept beyond the contract: the listed attributes and a non-canonical explicit label."""
-    if source != "crm_customers":
-        return {}
-    canonical = set(CONTRACTS[source].column_names)
-    extra: dict[str, ColumnType] = {name: "float" for name in settings.customer_attributes.numeric}
-    extra |= {name: "string" for name in settings.customer_attributes.categorical if name not in canonical}
-    label = settings.churn.explicit_column
-    if settings.churn.label == "explicit" and label not in CONTRACTS[source].column_names:
-        extra[label] = "bool"
-    return extra
-
-
-def read_configured_source(source: str, cfg: Settings) -> tuple[pd.DataFrame, IngestReport]:
-    """Read one source as the raw asset does: the configured (or landed) file, mapping, format and encoding."""
-    source_cfg = cfg.source(source)
-    cfg.check_source_path(source)
-    return read_source(
-        CONTRACTS[source],
-        cfg.source_path(source),
-        columns=source_cfg.columns,
-        fmt=source_cfg.format,
-        delimiter=source_cfg.delimiter,
-        encoding=source_cfg.encoding,
-        extra=extra_columns(source, cfg),
-        max_unparseable_share=cfg.quality.max_unparseable_share,
-    )
-
+NO_EXPORT_DATE = "none (no extract)"
 
 COLUMN_NOTES = {
     SOURCE_ROW: "1-based row in the source file",
@@ -113,8 +88,10 @@ def _raw_asset(source: str, retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition
             f"({'required' if contract.required_source else 'optional; empty typed table when absent'})."
         ),
     )
-    def raw_table(context: dg.AssetExecutionContext, settings: PipelineSettings) -> dg.Output[pd.DataFrame]:
-        cfg = settings.get()
+    def raw_table(
+        context: dg.AssetExecutionContext, settings: PipelineSettings, warehouse: dg.ResourceParam[Warehouse]
+    ) -> dg.Output[pd.DataFrame]:
+        cfg = settings.resolved
         path = None
         try:
             path = cfg.source_path(source)
@@ -136,7 +113,16 @@ def _raw_asset(source: str, retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition
             )
         if path is None:
             context.log.info(f"{source}: no extract configured or found in the landing folder; empty table")
-        window = window_metadata(cfg, source, run_as_of(context, cfg))
+        # what the gate and the clean stage judge this file's rows by: the export date of the file read here
+        exported = exported_on(cfg, source)
+        record = ExtractRecord(
+            source=source, run_id=current_run_id(context), path=str(report.path) if report.path else None,
+            file_sha256=report.sha256 or "", exported_on=exported, export_end=export_end(settings.as_of, exported),
+            columns_absent=tuple(report.columns_absent),
+        )  # fmt: skip
+        warehouse.record_extract(record)
+        window = {"exported_on": exported.isoformat() if exported else NO_EXPORT_DATE,
+                  "export_end": record.export_end.isoformat()}  # fmt: skip
         return dg.Output(frame, metadata=ingest_metadata(frame, report, contract) | window)
 
     return raw_table
@@ -145,3 +131,8 @@ def _raw_asset(source: str, retry_policy: dg.RetryPolicy) -> dg.AssetsDefinition
 def raw_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     """One raw asset per source; built from the settings for the retry policy."""
     return [_raw_asset(source, io_retry_policy(settings)) for source in CONTRACTS]
+
+
+def definitions(settings: Settings) -> dg.Definitions:
+    """One raw asset per source; built from the settings for the retry policy."""
+    return dg.Definitions(assets=raw_assets(settings))

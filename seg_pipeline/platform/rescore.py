@@ -25,9 +25,6 @@ from seg_pipeline.sources.contracts import SOURCE_NAMES
 
 FINGERPRINT_KEY = "ingestion_fingerprint"
 PARTS_KEY = "ingestion_inputs"
-# Set on a rescore that reuses ingestion: the as_of its fingerprints were computed for, so a run created
-# just after midnight scores with the same as_of its reused clean tables were cleaned for.
-AS_OF_TAG = "seg_pipeline/as_of"
 REUSED_TAG = "seg_pipeline/reused_ingestion"
 CRM = "crm_customers"
 LIBRARIES = (
@@ -73,8 +70,8 @@ def ingestion_fingerprint(
 ) -> tuple[str, dict[str, str]]:
     """The digest of everything the source's clean tables depend on, and its parts (short digests, named so
     a rescore can say what changed). ``key`` enters only as an HMAC of a constant."""
-    from seg_pipeline.assets.raw import extra_columns
     from seg_pipeline.cleaning.privacy import erasure_file
+    from seg_pipeline.sources.configured import extra_columns
     from seg_pipeline.sources.window import exported_on
 
     parts = {

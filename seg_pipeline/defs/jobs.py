@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import dagster as dg
 
-from seg_pipeline.runner import INTERRUPTED, interrupt_current_step, step_ended_after_stop, stop_requested
+from seg_pipeline.platform.runs import (
+    INTERRUPTED,
+    interrupt_current_step,
+    step_ended_after_stop,
+    stop_requested,
+)
 
 FULL_REFRESH = "full_refresh"
 RESCORE = "rescore"
@@ -56,27 +63,29 @@ def stoppable_in_process_executor(init_context: dg.InitExecutorContext) -> dg.Ex
     return _StopBeforeNextStep(dg.in_process_executor.executor_creation_fn(init_context))
 
 
-full_refresh_job = dg.define_asset_job(
-    FULL_REFRESH,
-    selection=dg.AssetSelection.all(),
-    description="Every asset from the raw extracts to the published tables.",
-    tags=PUBLISHES_TAG,
-)
-
-# Fresh features scored by the current champion: no segmentation fit and no training. Segments and the
-# champion's URI come from the last full refresh (loaded from the warehouse).
-rescore_job = dg.define_asset_job(
-    RESCORE,
-    selection=dg.AssetSelection.groups("raw", "clean", "outcomes", "published")
-    | dg.AssetSelection.assets(
-        "customer_features",
-        "lifecycle_stage",
-        "churn_scores",
-        "action_tiers",
-        "retention_segment",
-        "segment_churn_risk",
-    ),  # fmt: skip
-    description="Refresh features, score every customer with the champion churn model (no retraining) and "
+SELECTIONS = {
+    FULL_REFRESH: dg.AssetSelection.all(),
+    # Fresh features scored by the current champion: no segmentation fit and no training. Segments and the
+    # champion's URI come from the last full refresh (loaded from the warehouse).
+    RESCORE: dg.AssetSelection.groups("raw", "clean", "outcomes", "published")
+    | dg.AssetSelection.assets("customer_features", "lifecycle_stage", "churn_scores", "action_tiers",
+                               "retention_segment", "segment_churn_risk"),
+}  # fmt: skip
+DESCRIPTIONS = {
+    FULL_REFRESH: "Every asset from the raw extracts to the published tables.",
+    RESCORE: "Refresh features, score every customer with the champion churn model (no retraining) and "
     "publish; segments come from the last full refresh.",
-    tags=PUBLISHES_TAG,
-)
+}
+
+
+def job(name: str, left_out: Sequence[str] = ()) -> dg.UnresolvedAssetJobDefinition:
+    """The job ``name``; without the assets ``left_out`` (a rescore's reused ingestion: their checks go too)."""
+    selection = SELECTIONS[name] - dg.AssetSelection.assets(*left_out) if left_out else SELECTIONS[name]
+    return dg.define_asset_job(name, selection=selection, description=DESCRIPTIONS[name], tags=PUBLISHES_TAG)
+
+
+full_refresh_job, rescore_job = job(FULL_REFRESH), job(RESCORE)
+
+
+def definitions(jobs: Sequence[dg.UnresolvedAssetJobDefinition]) -> dg.Definitions:
+    return dg.Definitions(jobs=list(jobs), executor=stoppable_in_process_executor)

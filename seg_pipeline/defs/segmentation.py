@@ -9,12 +9,12 @@ step with a sentence naming the cause; customers who are all alike make one segm
 import dagster as dg
 import pandas as pd
 
-from seg_pipeline.assets.common import current_job_name, current_run_id, run_as_of
+from seg_pipeline.defs.common import current_job_name, current_run_id
 from seg_pipeline.errors import SegPipelineError
-from seg_pipeline.resources import PipelineSettings
+from seg_pipeline.platform.settings import PipelineSettings
+from seg_pipeline.platform.tracking import MlflowTracking, log_segmentation, run_tags
+from seg_pipeline.platform.warehouse import Warehouse
 from seg_pipeline.segmentation.lifecycle import LIFECYCLE_STAGES, assign_lifecycle, lifecycle_counts
-from seg_pipeline.tracking import MlflowTracking, log_segmentation, run_tags
-from seg_pipeline.warehouse import read_previous
 
 SCHEMA = "segmentation"
 EXPERIMENT = "seg_pipeline_segmentation"
@@ -45,7 +45,8 @@ def _out(description: str) -> dg.AssetOut:
 def segmentation(
     context: dg.AssetExecutionContext,
     settings: PipelineSettings,
-    mlflow_tracking: MlflowTracking,
+    mlflow_tracking: dg.ResourceParam[MlflowTracking],
+    warehouse: dg.ResourceParam[Warehouse],
     customer_features: pd.DataFrame,
     clean_customers: pd.DataFrame,
 ):
@@ -53,15 +54,15 @@ def segmentation(
     from seg_pipeline.segmentation.profiles import long_deviations, migration_summary
     from seg_pipeline.segmentation.selection import selection_markdown
 
-    cfg = settings.get()
-    as_of = run_as_of(context, cfg)
+    cfg = settings.resolved
+    as_of = settings.as_of
     tags = run_tags(stage="segmentation", asset="segmentation", job_name=current_job_name(context),
                     dagster_run_id=current_run_id(context), as_of=as_of)  # fmt: skip
     # opened before fitting: an unavailable tracking store fails at once, and the run spans the fit
     with mlflow_tracking.start_run(EXPERIMENT, f"segmentation {as_of.isoformat()}", tags) as (mlflow, run):
-        warehouse = str(cfg.warehouse_path)
-        previous_devs = read_previous(warehouse, SCHEMA, "segment_deviations")
-        previous_clusters = read_previous(warehouse, SCHEMA, "customer_clusters")
+        # the last run's segments, read before this run replaces them: stable ids and migration
+        previous_devs = warehouse.read_previous("segment_deviations", SCHEMA)
+        previous_clusters = warehouse.read_previous("customer_clusters", SCHEMA)
         try:
             result = fit_segmentation(
                 customer_features,
@@ -101,8 +102,12 @@ def segmentation(
                   "ids_kept_from_previous_run": kept,
                   "model_label_to_segment_id": dg.MetadataValue.json(label_map), **link},
     )  # fmt: skip
+    # the fit's own facts travel with its table, for the report (also when a rescore reads it back)
+    candidates = result.selection.table.assign(
+        fit_single_segment=result.single_segment, fit_notes=notes["notes"], mlflow_run_url=run_url
+    )
     yield dg.Output(
-        result.selection.table, "segmentation_candidates",
+        candidates, "segmentation_candidates",
         metadata={"selection": dg.MetadataValue.md(selection_markdown(result.selection.table)),
                   "selected": chosen["candidate"], "stability": float(chosen["stability"]),
                   "silhouette": float(chosen["silhouette"]), "seconds": dg.MetadataValue.json(result.seconds),
@@ -131,7 +136,7 @@ def segmentation(
     "from the rules under `lifecycle:` in the config.",
 )
 def lifecycle_stage(settings: PipelineSettings, customer_features: pd.DataFrame) -> dg.Output[pd.DataFrame]:
-    stages = assign_lifecycle(customer_features, settings.get().lifecycle)
+    stages = assign_lifecycle(customer_features, settings.resolved.lifecycle)
     counts = lifecycle_counts(stages)
     return dg.Output(
         stages, metadata={"dagster/row_count": len(stages), **{f"stage/{k}": v for k, v in counts.items()}}
@@ -139,3 +144,7 @@ def lifecycle_stage(settings: PipelineSettings, customer_features: pd.DataFrame)
 
 
 segmentation_assets = [segmentation, lifecycle_stage]
+
+
+def definitions(settings) -> dg.Definitions:
+    return dg.Definitions(assets=segmentation_assets)

@@ -11,10 +11,10 @@ import json
 import dagster as dg
 import pandas as pd
 
-from seg_pipeline.assets.common import current_job_name, current_run_id, run_as_of
-from seg_pipeline.assets.features import event_inputs
-from seg_pipeline.resources import PipelineSettings
-from seg_pipeline.tracking import MlflowTracking, log_churn_model, model_comparison, run_tags
+from seg_pipeline.defs.common import current_job_name, current_run_id
+from seg_pipeline.defs.features import event_inputs
+from seg_pipeline.platform.settings import PipelineSettings
+from seg_pipeline.platform.tracking import MlflowTracking, log_churn_model, model_comparison, run_tags
 
 EXPERIMENT = "seg_pipeline_churn"
 
@@ -50,8 +50,8 @@ def churn_training_set(
 ) -> dg.Output[pd.DataFrame]:
     from seg_pipeline.features.labels import activity_training_set, explicit_training_set
 
-    cfg = settings.get()
-    as_of = run_as_of(context, cfg)
+    cfg = settings.resolved
+    as_of = settings.as_of
     if cfg.churn.label == "activity":
         built = activity_training_set(
             clean_customers, clean_orders, clean_web_events, clean_support_tickets, clean_email_events,
@@ -98,7 +98,7 @@ def churn_training_set(
 def churn_model(
     context: dg.AssetExecutionContext,
     settings: PipelineSettings,
-    mlflow_tracking: MlflowTracking,
+    mlflow_tracking: dg.ResourceParam[MlflowTracking],
     churn_training_set: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
     from seg_pipeline.churn.registry import CHAMPION_URI, MODEL_NAME
@@ -106,8 +106,8 @@ def churn_model(
     from seg_pipeline.churn.train import feature_frame, train_churn_model
     from seg_pipeline.features.labels import KEY_COLUMNS
 
-    cfg = settings.get()
-    as_of = run_as_of(context, cfg)
+    cfg = settings.resolved
+    as_of = settings.as_of
     table = churn_training_set
     features = [c for c in table.columns if c not in KEY_COLUMNS]
     tags = run_tags(stage="churn", asset="churn_model", job_name=current_job_name(context),
@@ -153,6 +153,7 @@ def churn_model(
         "gate_reason": gate.reason, "champion_version": gate.champion_version, "champion_uri": CHAMPION_URI,
         "champion_holdout_roc_auc": champion_metrics["roc_auc"], "threshold": trained.threshold,
         **{f"holdout_{k}": v for k, v in trained.holdout_metrics.items()}, "mlflow_run_id": run_id,
+        "mlflow_run_url": run_url,
         "as_of": pd.Timestamp(as_of),
     }  # fmt: skip
     shown = trained.candidates[["candidate", "kind", "validation_pr_auc", "holdout_roc_auc", "holdout_pr_auc",
@@ -207,7 +208,7 @@ def _baseline_used(row: pd.Series) -> str:
                 "on this run's holdout; otherwise no scores are produced from it.")  # fmt: skip
 def churn_model_quality(settings: PipelineSettings, churn_model: pd.DataFrame) -> dg.AssetCheckResult:
     row = churn_model.iloc[0]
-    floor = settings.get().churn.min_roc_auc
+    floor = settings.resolved.churn.min_roc_auc
     auc = float(row["champion_holdout_roc_auc"])
     return dg.AssetCheckResult(
         passed=auc >= floor,
@@ -233,25 +234,22 @@ def churn_model_quality(settings: PipelineSettings, churn_model: pd.DataFrame) -
 def churn_scores(
     context: dg.AssetExecutionContext,
     settings: PipelineSettings,
-    mlflow_tracking: MlflowTracking,
+    mlflow_tracking: dg.ResourceParam[MlflowTracking],
     customer_features: pd.DataFrame,
     churn_model: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
-    from seg_pipeline.churn.registry import CHAMPION, MODEL_NAME, alias_version, model_columns
+    from seg_pipeline.churn.registry import MODEL_NAME, model_columns
     from seg_pipeline.churn.scores import drivers, risk_score, typical_values
     from seg_pipeline.churn.train import feature_frame
 
-    cfg = settings.get()
-    as_of = run_as_of(context, cfg)
-    mlflow = mlflow_tracking.client()
-    client = mlflow.MlflowClient()
-    version = alias_version(client, CHAMPION)
-    if version is None:
+    cfg = settings.resolved
+    as_of = settings.as_of
+    champion = mlflow_tracking.champion(churn_model.iloc[0]["champion_uri"])
+    if champion is None:
         raise dg.Failure(
             f"no champion in the MLflow registry for {MODEL_NAME}; run full_refresh to train one"
         )
-    model = mlflow.sklearn.load_model(churn_model.iloc[0]["champion_uri"])
-    tags = client.get_model_version(MODEL_NAME, str(version)).tags
+    model, tags, version = champion.model, champion.tags, champion.version
     numeric, categorical = model_columns(model)
     X = feature_frame(customer_features, numeric, categorical)
     probability = model.predict_proba(X)[:, 1]
@@ -326,14 +324,14 @@ def action_tiers(
     from seg_pipeline.segmentation.profiles import revenue_of
     from seg_pipeline.wording import money
 
-    cfg = settings.get()
+    cfg = settings.resolved
     value = revenue_of(customer_features).set_axis(customer_features["customer_key"])
     contactable = marketing_consent(
         clean_customers.set_index("customer_key")["consent_marketing"], cfg.privacy.default_marketing_consent
     )
     tiers = assign_tiers(churn_scores, value, contactable, cfg.actions)
     key = resolve_key(cfg.privacy.pseudonymization_key_env, cfg.home)
-    tiers = assign_arms(tiers, key, cfg.actions.control, run_as_of(context, cfg))
+    tiers = assign_arms(tiers, key, cfg.actions.control, settings.as_of)
     plan = action_plan(tiers, churn_scores["churn_probability"], cfg.actions)
     shown = plan.assign(
         tier=plan["tier"].map(TIER_LABELS),
@@ -443,3 +441,7 @@ churn_assets = [
     segment_churn_risk,
 ]
 churn_checks = [churn_model_quality, churn_model_beats_baselines]
+
+
+def definitions(settings) -> dg.Definitions:
+    return dg.Definitions(assets=churn_assets, asset_checks=churn_checks)

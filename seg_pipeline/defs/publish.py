@@ -1,7 +1,7 @@
 """Stage 7, published: drift against the last publish, the published tables (one atomic swap per store)
 and the segment report.
 
-The published tables are written by the PublishTarget resource, not the IO manager: all of them swap in one
+The published tables are written by the Warehouse resource, not the IO manager: all of them swap in one
 transaction per store, which an IO manager (one output at a time) cannot do. They depend on every gate
 upstream, so a failed gate leaves the last good publish in place.
 """
@@ -9,23 +9,13 @@ upstream, so a failed gate leaves the last good publish in place.
 import dagster as dg
 import pandas as pd
 
-from seg_pipeline.assets.common import (
-    current_job_name,
-    current_run_id,
-    io_retry_policy,
-    latest_metadata,
-    run_as_of,
-)
+from seg_pipeline.defs.common import current_job_name, current_run_id, io_retry_policy
 from seg_pipeline.errors import SegPipelineError
+from seg_pipeline.platform.settings import PipelineSettings
+from seg_pipeline.platform.warehouse import Warehouse
 from seg_pipeline.publish.contract import PUBLISHED_TABLES, TABLES
-from seg_pipeline.publish.writers import (
-    MONITORING_SCHEMA,
-    PublishUnavailable,
-    StoresDisagree,
-    live_run_ids,
-    read_warehouse_table,
-)
-from seg_pipeline.resources import PipelineSettings, PublishTarget
+from seg_pipeline.publish.stores import MONITORING_SCHEMA, PublishUnavailable
+from seg_pipeline.publish.writers import StoresDisagree
 
 GROUP = "published"
 PUBLISH_POOL = "seg_publish"  # one slot (dagster.yaml): two refreshes never publish at the same time
@@ -62,13 +52,16 @@ def _freshness(settings) -> dg.FreshnessPolicy:
     "distributions the last good publish saw (monitoring.drift_reference).",
 )
 def population_drift(
-    settings: PipelineSettings, customer_features: pd.DataFrame, churn_scores: pd.DataFrame
+    settings: PipelineSettings,
+    warehouse: dg.ResourceParam[Warehouse],
+    customer_features: pd.DataFrame,
+    churn_scores: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
     from seg_pipeline.publish.drift import compare
     from seg_pipeline.publish.tables import drift_frame
 
-    cfg = settings.get()
-    reference = read_warehouse_table(cfg.warehouse_path, "drift_reference", MONITORING_SCHEMA)
+    cfg = settings.resolved
+    reference = warehouse.read_previous("drift_reference", MONITORING_SCHEMA)
     table = compare(drift_frame(customer_features, churn_scores, cfg.monitoring.drift_features), reference,
                     cfg.monitoring.psi_threshold)  # fmt: skip
     metadata = {
@@ -88,7 +81,7 @@ def population_drift(
                 description="Warns when a key feature or the churn score moved more than "
                 "monitoring.psi_threshold (PSI) since the last publish.")  # fmt: skip
 def population_drift_within_threshold(settings: PipelineSettings, population_drift: pd.DataFrame):
-    threshold = settings.get().monitoring.psi_threshold
+    threshold = settings.resolved.monitoring.psi_threshold
     flagged = population_drift[population_drift["flagged"]]
     return dg.AssetCheckResult(
         passed=flagged.empty,
@@ -174,12 +167,12 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
         "this publish's scores and arms (monitoring.score_history, scored_runs) and the outcomes this run judged.",
     )  # fmt: skip
     def published_tables(context: dg.AssetExecutionContext, settings: PipelineSettings,
-                         publish_target: PublishTarget, **inputs: pd.DataFrame):  # fmt: skip
+                         warehouse: dg.ResourceParam[Warehouse], **inputs: pd.DataFrame):  # fmt: skip
         from seg_pipeline.publish import tables
         from seg_pipeline.publish.drift import build_reference
 
-        cfg = settings.get()
-        as_of = run_as_of(context, cfg)
+        cfg = settings.resolved
+        as_of = settings.as_of
         run_id = current_run_id(context)
         ids = inputs["clean_customers"][CUSTOMER_IDS]
         scores = inputs["churn_scores"]
@@ -187,28 +180,25 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
                                             inputs["lifecycle_stage"])  # fmt: skip
         segments = tables.customer_segments(customers, as_of, run_id)
         profiles = tables.segment_profiles(inputs["segment_profiles"], customers, as_of, run_id)
-        warehouse = cfg.warehouse_path
-        previous = read_warehouse_table(warehouse, "customer_segments")
+        previous = warehouse.read_previous("customer_segments")
         moved = tables.migration_since(previous, segments)
-        history = tables.segment_history(read_warehouse_table(warehouse, "segment_history"), moved,
+        history = tables.segment_history(warehouse.read_previous("segment_history"), moved,
                                          previous is None, segments, profiles, as_of, run_id)  # fmt: skip
-        kpis = tables.kpi_history(
-            read_warehouse_table(warehouse, "kpi_history"), customers, profiles, as_of, run_id
-        )
+        kpis = tables.kpi_history(warehouse.read_previous("kpi_history"), customers, profiles, as_of, run_id)
         drift_columns = tables.drift_frame(inputs["customer_features"], scores, cfg.monitoring.drift_features)
         reference = build_reference(
             drift_columns, list(drift_columns.columns), as_of, run_id, cfg.monitoring.psi_bins
         )
         monitoring = {"drift_reference": reference, "publish_migration": moved,
-                      **_score_history(cfg, inputs, customers, as_of, run_id)}  # fmt: skip
-        erased = _erased_history_keys(cfg, inputs["erasure_index"])
+                      **_score_history(cfg, warehouse, inputs, customers, as_of, run_id)}  # fmt: skip
+        erased = _erased_history_keys(cfg, warehouse, inputs["erasure_index"])
         frames = {"customer_segments": segments, "churn_scores": tables.churn_scores(customers, as_of, run_id),
                   "segment_profiles": profiles, "segment_history": history,
                   "retention_actions": tables.retention_actions(customers, as_of, run_id), "kpi_history": kpis,
-                  "retention_uplift": tables.retention_uplift(read_warehouse_table(warehouse, "retention_uplift"),
+                  "retention_uplift": tables.retention_uplift(warehouse.read_previous("retention_uplift"),
                                                               inputs["realized_uplift"], as_of, run_id)}  # fmt: skip
         try:
-            result = publish_target.publish(frames, monitoring, run_id, erase_keys=erased)
+            result = warehouse.publish(frames, monitoring, run_id, erase_keys=erased)
         except PublishUnavailable as exc:
             raise dg.Failure(str(exc), allow_retries=True) from None
         except StoresDisagree as exc:  # the check shows it in the UI until a publish brings them together
@@ -224,7 +214,7 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
             context.log.info(f"score history: the rows of {len(erased):,} erased customer(s) deleted")
         context.log.info(f"published {', '.join(f'{n} ({len(f):,} rows)' for n, f in frames.items())} "
                          f"to {' and '.join(stores)}")  # fmt: skip
-        live = live_run_ids(cfg.warehouse_path, publish_target.postgres)
+        live = warehouse.live_run_ids()
         yield dg.AssetCheckResult(
             asset_key=published_key(AGREE_ON), check_name=STORES_AGREE, passed=set(live.values()) == {run_id},
             metadata={**{f"{store}_run": str(found) for store, found in live.items()},
@@ -245,9 +235,10 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
     return published_tables
 
 
-def _score_history(cfg, inputs: dict, customers: pd.DataFrame, as_of, run_id: str) -> dict:
-    """The rows this publish appends to the monitoring schema: its scores (score_history, scored_runs) and
-    the outcomes of earlier publishes judged by this run (score_outcomes, score_calibration)."""
+def _score_history(cfg, warehouse: Warehouse, inputs: dict, customers: pd.DataFrame, as_of, run_id: str) -> dict:
+    """The rows this publish appends to the monitoring schema: its scores (score_history, scored_runs), the
+    outcomes of earlier publishes judged by this run (score_outcomes, score_calibration) and the row counts of
+    the tables it stored (table_rows: the next runs' gates compare with them)."""
     from seg_pipeline.outcomes.history import (
         HISTORY_TYPES,
         SCORED_RUN_TYPES,
@@ -255,10 +246,11 @@ def _score_history(cfg, inputs: dict, customers: pd.DataFrame, as_of, run_id: st
         scored_run_row,
     )
     from seg_pipeline.outcomes.realized import CALIBRATION_TYPES, OUTCOME_TYPES
-    from seg_pipeline.publish.writers import Appended
+    from seg_pipeline.platform.warehouse import TABLE_ROW_TYPES
+    from seg_pipeline.publish.stores import Appended
 
     history = score_history_rows(customers, inputs["customer_features"], as_of, run_id)
-    runs = read_warehouse_table(cfg.warehouse_path, "scored_runs", MONITORING_SCHEMA)
+    runs = warehouse.read_previous("scored_runs", MONITORING_SCHEMA)
     sequence = 1 if runs is None or runs.empty else int(runs["publish_sequence"].max()) + 1
     model = inputs["churn_model"].iloc[0]
     scored_by = (
@@ -270,8 +262,11 @@ def _score_history(cfg, inputs: dict, customers: pd.DataFrame, as_of, run_id: st
         holdout_roc_auc=float(model["holdout_roc_auc"]) if pd.notna(model.get("holdout_roc_auc")) else None,
         control_share=cfg.actions.control.share, control_campaign=cfg.actions.control.campaign,
     )  # fmt: skip
+    rows = pd.DataFrame([{"run_id": run_id, "publish_sequence": sequence, "table_name": name, "rows": count}
+                         for name, count in sorted(warehouse.rows_written().items())], columns=list(TABLE_ROW_TYPES))  # fmt: skip
     appended = {"score_history": Appended(history, "run_id", HISTORY_TYPES),
-                "scored_runs": Appended(run, "run_id", SCORED_RUN_TYPES)}  # fmt: skip
+                "scored_runs": Appended(run, "run_id", SCORED_RUN_TYPES),
+                "table_rows": Appended(rows, "run_id", TABLE_ROW_TYPES)}  # fmt: skip
     if len(inputs["realized_outcomes"]):
         appended["score_outcomes"] = Appended(inputs["realized_outcomes"], "scored_run_id", OUTCOME_TYPES)
         appended["score_calibration"] = Appended(
@@ -280,15 +275,14 @@ def _score_history(cfg, inputs: dict, customers: pd.DataFrame, as_of, run_id: st
     return appended
 
 
-def _erased_history_keys(cfg, erasure_index: pd.DataFrame) -> list[str]:
+def _erased_history_keys(cfg, warehouse: Warehouse, erasure_index: pd.DataFrame) -> list[str]:
     """The score history's keys of customers with an erasure request: their rows leave it at this publish."""
     from seg_pipeline.cleaning.privacy import resolve_key
     from seg_pipeline.outcomes.history import erased_history_keys
-    from seg_pipeline.warehouse import distinct_values
 
     if erasure_index.empty:
         return []
-    keys = distinct_values(str(cfg.warehouse_path), MONITORING_SCHEMA, "score_history", "customer_key")
+    keys = warehouse.distinct_values(MONITORING_SCHEMA, "score_history", "customer_key")
     return erased_history_keys(
         keys, erasure_index, resolve_key(cfg.privacy.pseudonymization_key_env, cfg.home)
     )
@@ -306,40 +300,40 @@ def _erased_history_keys(cfg, erasure_index: pd.DataFrame) -> list[str]:
 def segment_report(
     context: dg.AssetExecutionContext,
     settings: PipelineSettings,
+    warehouse: dg.ResourceParam[Warehouse],
     clean_customers: pd.DataFrame,
     retention_segment: pd.DataFrame,
     action_tiers: pd.DataFrame,
     churn_scores: pd.DataFrame,
     churn_model: pd.DataFrame,
+    segmentation_candidates: pd.DataFrame,
     population_drift: pd.DataFrame,
     customer_id_map: pd.DataFrame,
     identity_review: pd.DataFrame,
 ) -> dg.MaterializeResult:
     from seg_pipeline.churn.actions import action_plan, ranked_by
-    from seg_pipeline.docs_server import datadocs_url, report_url
+    from seg_pipeline.links import datadocs_url, report_url
     from seg_pipeline.publish.report import ReportInputs, summary_markdown, write_report
 
-    cfg = settings.get()
+    cfg = settings.resolved
+    # the tables as this run published them (the report shows what consumers read)
     published = {
-        t: read_warehouse_table(cfg.warehouse_path, t)
-        for t in ("customer_segments", "segment_profiles", "kpi_history", "retention_uplift")
+        t: warehouse.read_previous(t) for t in ("customer_segments", "segment_profiles", "kpi_history", "retention_uplift")
     }
     monitored = {
-        t: _or_empty(read_warehouse_table(cfg.warehouse_path, t, MONITORING_SCHEMA))
+        t: _or_empty(warehouse.read_previous(t, MONITORING_SCHEMA))
         for t in ("scored_runs", "score_outcomes", "score_calibration")
     }
     probability = action_tiers[["customer_key"]].merge(
         churn_scores[["customer_key", "churn_probability"]], on="customer_key", how="left"
     )["churn_probability"]
     # since the previous publish, for full_refresh and rescore alike (empty on the first publish)
-    migration = read_warehouse_table(cfg.warehouse_path, "publish_migration", MONITORING_SCHEMA)
+    migration = warehouse.read_previous("publish_migration", MONITORING_SCHEMA)
     ids = clean_customers[CUSTOMER_IDS]
     retention = retention_segment.merge(ids, on="customer_key", how="left")[
         ["customer_id", "action_rank", "risk_tier", "segment_name", "lifecycle_stage", "churn_probability",
          "churn_risk_score", "value_365d", "expected_loss", "top_drivers", "suggested_action", "arm"]]  # fmt: skip
     model_row = churn_model.iloc[0].to_dict()
-    churn_meta = latest_metadata(context, "churn_model")
-    seg_meta = latest_metadata(context, "segmentation_candidates")
     model = {k: model_row.get(k) for k in (
         "candidate", "promoted", "gate_reason", "champion_version", "holdout_roc_auc", "holdout_pr_auc",
         "holdout_brier", "holdout_lift_top_decile", "holdout_f1", "threshold", "selected_candidate", "model_kind",
@@ -348,12 +342,8 @@ def segment_report(
         k: v for k, v in model_row.items() if k.startswith("baseline_")
     }  # verdict, metric, each baseline
     model["model_version"] = model_row.get("version")
-    model["mlflow_run_url"] = _meta_value(churn_meta, "mlflow_run")
-    segmentation = {
-        k: _meta_value(seg_meta, k)
-        for k in ("selected", "silhouette", "stability", "single_segment", "notes")
-    }
-    segmentation["mlflow_run_url"] = _meta_value(seg_meta, "mlflow_run")
+    model["mlflow_run_url"] = _present(model_row.get("mlflow_run_url"))
+    segmentation = _segmentation_summary(segmentation_candidates)
     links = {
         "Dagster run": f"http://127.0.0.1:3000/runs/{current_run_id(context)}",
         "Data Docs": datadocs_url(cfg),
@@ -365,7 +355,7 @@ def segment_report(
         ),
     }
     inputs = ReportInputs(
-        run_id=current_run_id(context), job=current_job_name(context), as_of=run_as_of(context, cfg),
+        run_id=current_run_id(context), job=current_job_name(context), as_of=settings.as_of,
         segment_profiles=published["segment_profiles"], customer_segments=published["customer_segments"],
         retention=retention, migration=migration, first_run=migration.empty, model=model,
         segmentation=segmentation, drift=population_drift, drift_threshold=cfg.monitoring.psi_threshold,
@@ -394,9 +384,30 @@ def _or_empty(frame: pd.DataFrame | None) -> pd.DataFrame:
     return pd.DataFrame() if frame is None else frame
 
 
-def _meta_value(metadata: dict, key: str):
-    entry = metadata.get(key)
-    return None if entry is None else entry.value
+def _present(value):
+    """None for a missing value (a table written before the column existed reads it as NaN)."""
+    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
+
+
+def _segmentation_summary(candidates: pd.DataFrame) -> dict:
+    """The selected candidate and the fit's notes, as the segmentation step recorded them with its table."""
+    chosen = candidates[candidates["selected"].eq(True)]
+    row = chosen.iloc[0] if len(chosen) else pd.Series(dtype=object)
+    return {
+        "selected": _present(row.get("candidate")),
+        "silhouette": _present(row.get("silhouette")),
+        "stability": _present(row.get("stability")),
+        "single_segment": _present(row.get("fit_single_segment")),
+        "notes": _present(row.get("fit_notes")),
+        "mlflow_run_url": _present(row.get("mlflow_run_url")),
+    }
 
 
 publish_checks = [population_drift_within_threshold]
+
+
+def definitions(settings) -> dg.Definitions:
+    """Drift, the published tables (built from the settings for freshness and retries) and the report."""
+    return dg.Definitions(
+        assets=[population_drift, published_tables_asset(settings), segment_report], asset_checks=publish_checks
+    )

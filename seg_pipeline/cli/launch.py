@@ -6,15 +6,14 @@ import contextlib
 import datetime as dt
 import fcntl
 import os
-import select
-import signal
 import socket
-import sys
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from seg_pipeline.platform.runs import INTERRUPTED, error_text, stop_on_signals, stop_requested
 
 DAGSTER_YAML = """\
 # Dagster instance for seg-pipeline (sqlite storage in this folder). See dagster.yaml.example in the
@@ -32,10 +31,6 @@ concurrency:
       - key: seg_pipeline/publishes
         limit: 1
 """
-
-
-# A step's error when the run was stopped by SIGINT/SIGTERM (Dagster turns the signal into a step failure)
-INTERRUPTED = "interrupted (Ctrl-C or a termination signal)"
 
 
 def prepare_dagster_home(default: Path) -> Path:
@@ -250,6 +245,7 @@ class _RunWatcher:
         self.instance, self.token, self.builder = instance, token, builder
         self.run_id: str | None = None
         self.last_id = 0  # storage id of the last record fed
+        self.cursor: str | None = None  # the event log's cursor after the last page read to its end
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="seg-pipeline-run-watcher", daemon=True)
 
@@ -270,7 +266,6 @@ class _RunWatcher:
     def poll(self) -> None:
         """Feed every record after the last one read (none before the run exists)."""
         import dagster as dg
-        from dagster._core.event_api import EventLogCursor
 
         if self.run_id is None:
             runs = self.instance.get_runs(filters=dg.RunsFilter(tags={INVOCATION_TAG: self.token}), limit=1)
@@ -278,130 +273,15 @@ class _RunWatcher:
                 return
             self.run_id = runs[0].run_id
         while True:
-            cursor = EventLogCursor.from_storage_id(self.last_id).to_string() if self.last_id else None
-            page = self.instance.get_records_for_run(self.run_id, cursor=cursor, limit=1000)
+            page = self.instance.get_records_for_run(self.run_id, cursor=self.cursor, limit=1000)
             for record in page.records:
+                if record.storage_id <= self.last_id:  # fed before a poll that stopped mid-page
+                    continue
                 self.last_id = record.storage_id  # before add: a record is never fed twice
                 self.builder.add(record.event_log_entry)
+            self.cursor = page.cursor
             if not page.has_more:
                 return
-
-
-# --- stopping a run: Ctrl-C and SIGTERM -------------------------------------------------------------------
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-# sent to the main thread to end a blocking call there (EINTR), so Python runs the SIGINT handler at once
-WAKE_SIGNAL = signal.SIGUSR1
-REPEAT_SECONDS = 2.0  # until a step ends, the interrupt is delivered again this often (Python may lose it)
-_stop = threading.Event()
-_step_ended = threading.Event()  # a step ended after the stop was requested: the interrupt got through
-
-
-def stop_requested() -> bool:
-    """True once SIGINT or SIGTERM arrived while this process executes a run (inside ``stop_on_signals``)."""
-    return _stop.is_set()
-
-
-def step_ended_after_stop() -> None:
-    """Told by the executor (jobs.py): a step ended after the stop request, so the step that ran then was
-    stopped (or finished); later steps fail as they start, and the interrupt need not be repeated."""
-    _step_ended.set()
-
-
-def _record_signal(signum, frame) -> None:
-    _stop.set()
-
-
-def _ignore_signal(signum, frame) -> None:
-    pass
-
-
-@contextlib.contextmanager
-def stop_on_signals():
-    """Record every SIGINT and SIGTERM while a run executes in this process, so that it always stops.
-
-    Dagster swaps in its own handlers while it executes, and the exception its handler raises is lost when
-    the signal lands in a finalizer or weakref callback: the run then went on and published. The wakeup fd
-    is written by the C-level handler whatever the Python one does, so a thread reading it records every
-    signal, and the executor (jobs.py) stops the run before its next step. SIGINT is blocked in this thread
-    meanwhile, so the processes Dagster starts (compute-log tails and their watch_orphans.py) inherit
-    it blocked: a Ctrl-C reaches this process only (no traceback of theirs), and Dagster
-    ends them as the run stops. The reader thread takes the signal instead, then wakes this thread from
-    any blocking call (WAKE_SIGNAL), so Dagster's handler still interrupts the step at once.
-    """
-    if threading.current_thread() is not threading.main_thread():  # signals are the main thread's
-        yield
-        return
-    _stop.clear()
-    _step_ended.clear()
-    read_fd, write_fd = os.pipe()
-    os.set_blocking(write_fd, False)
-    handlers = {signum: signal.signal(signum, _record_signal) for signum in STOP_SIGNALS}
-    handlers[WAKE_SIGNAL] = signal.signal(WAKE_SIGNAL, _ignore_signal)
-    # started before SIGINT is blocked here, so the reader keeps it unblocked and the kernel delivers it there
-    reader = threading.Thread(target=_read_signals, args=(read_fd, threading.get_ident()), daemon=True,
-                              name="seg-pipeline-signals")  # fmt: skip
-    reader.start()
-    wakeup_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    unraisable = sys.unraisablehook
-    sys.unraisablehook = _without_lost_interrupts(unraisable)
-    try:
-        yield
-    finally:
-        sys.unraisablehook = unraisable
-        signal.set_wakeup_fd(wakeup_fd)
-        os.close(write_fd)  # the reader reads to the end and stops: no wake signal after this
-        reader.join()
-        os.close(read_fd)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
-
-
-def _read_signals(read_fd: int, main_thread: int) -> None:
-    while True:
-        repeating = _stop.is_set() and not _step_ended.is_set()
-        readable, _, _ = select.select([read_fd], [], [], REPEAT_SECONDS if repeating else None)
-        if not readable:  # the step goes on: its interrupt was lost (raised inside a finalizer), so again
-            _interrupt(main_thread)
-            continue
-        data = os.read(read_fd, 64)  # one byte per signal, the signal's number; none once the pipe closed
-        if not data:
-            return
-        if any(signum in STOP_SIGNALS for signum in data) and not _stop.is_set():
-            _stop.set()
-            signal.pthread_kill(main_thread, WAKE_SIGNAL)
-
-
-def _interrupt(main_thread: int) -> None:
-    interrupt_current_step()
-    signal.pthread_kill(main_thread, WAKE_SIGNAL)
-
-
-def _without_lost_interrupts(hook):
-    """``sys.unraisablehook`` for the interrupt Python lost in a finalizer: it records the stop (as the wakeup
-    fd does) and prints nothing, as its traceback would reach the terminal through Dagster's compute-log tail."""
-    import dagster as dg
-
-    interrupts = (KeyboardInterrupt, dg.DagsterExecutionInterruptedError)
-
-    def quiet(unraisable) -> None:
-        if issubclass(unraisable.exc_type, interrupts):
-            _stop.set()
-        else:
-            hook(unraisable)
-
-    return quiet
-
-
-def interrupt_current_step() -> None:
-    """Deliver the recorded stop to Dagster's own interrupt handling: its SIGINT handler runs in the main
-    thread (as for a real signal). Called as a step starts, it makes the step fail as interrupted at its first
-    boundary, before it reads an input."""
-    import _thread
-
-    _thread.interrupt_main(signal.SIGINT)
 
 
 @contextlib.contextmanager
@@ -421,29 +301,42 @@ def standard_streams_kept():
             os.close(copy)
 
 
+@dataclass(frozen=True)
+class SettingsSource:
+    """Where a run's settings come from: the config file (None: $SEG_CONFIG or defaults) and the overrides
+    (dotted key -> YAML value) of `--set`, `--home` and `--as-of`."""
+
+    config_file: str | None = None
+    overrides: dict[str, str] = field(default_factory=dict)
+
+
 def execute(
     job_name: str,
+    source: SettingsSource,
     working_directory: str | None = None,
     tags: dict[str, str] | None = None,
     log_level: str = "CRITICAL",
     listener: StepListener | None = None,
     left_out: set[str] | None = None,
 ) -> RunOutcome:
-    """Execute ``job_name`` from the seg_pipeline code location on the instance in $DAGSTER_HOME.
+    """Execute ``job_name`` of the seg_pipeline definitions on the instance in $DAGSTER_HOME.
 
-    ``listener`` (if given) is told about each step as it starts and finishes, from a watcher thread
-    that polls the run's event log, and from this thread for the events left after the run ended.
-    ``left_out``: names of the job's assets not to materialize (a rescore's reused ingestion); the run
-    is then a subset of the job, as when assets are picked in the UI.
+    The job is built from ``source`` (seg_pipeline.definitions.job_for_cli) and the run's config repeats it
+    for the settings resource, so the run records what it was told and re-executing it in the UI repeats it.
+    ``listener`` (if given) is told about each step as it starts and finishes, from a watcher thread that polls
+    the run's event log, and from this thread for the events left after the run ended. ``left_out``: names of
+    the job's assets not to materialize (a rescore's reused ingestion).
     """
     import dagster as dg
-    from dagster._core.definitions.reconstruct import ReconstructableRepository
 
-    # Same pointer as `dagster job execute -m seg_pipeline.definitions -a defs`, so the run is
-    # recorded against the code location the UI loads and can be re-executed from there.
-    repository = ReconstructableRepository.for_module(
-        "seg_pipeline.definitions", "defs", working_directory=working_directory or os.getcwd()
-    )
+    from seg_pipeline.platform.settings import run_config
+
+    job = dg.build_reconstructable_job(
+        "seg_pipeline.definitions", "job_for_cli", reconstructable_args=(job_name,),
+        reconstructable_kwargs={"config_file": source.config_file, "overrides": dict(source.overrides),
+                                "left_out": sorted(left_out or ())},
+        reconstructor_working_directory=working_directory or os.getcwd(),
+    )  # fmt: skip
     token = uuid.uuid4().hex
     builder = OutcomeBuilder(listener)
     process = {HOST_TAG: socket.gethostname(), PROCESS_TAG: _process_identity(os.getpid())}
@@ -451,14 +344,14 @@ def execute(
         watcher = _RunWatcher(instance, token, builder)
         with watcher if listener is not None else contextlib.nullcontext():
             result = dg.execute_job(
-                repository.get_reconstructable_job(job_name),
+                job,
                 instance=instance,
-                asset_selection=_selection(job_name, left_out) if left_out else None,
                 raise_on_error=False,
                 tags={**(tags or {}), INVOCATION_TAG: token, **process},
                 # the CLI prints its own lines; Dagster's console log (with tracebacks) only on --verbose
-                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-            )
+                run_config={**run_config(source.overrides, source.config_file),
+                            "loggers": {"console": {"config": {"log_level": log_level}}}},
+            )  # fmt: skip
         watcher.run_id = result.run_id
         watcher.poll()  # the events the watcher had not read yet (all of them without a listener)
         outcome = builder.outcome(result.run_id, job_name, result.success)
@@ -466,21 +359,12 @@ def execute(
         return outcome
 
 
-def _selection(job_name: str, left_out: set[str]):
-    """The job's assets except ``left_out`` (their checks go with them)."""
-    from seg_pipeline.config import load_settings
-    from seg_pipeline.definitions import build_definitions
-
-    job = build_definitions(load_settings()).resolve_job_def(job_name)
-    return [k for k in job.asset_layer.selected_asset_keys if k.to_user_string() not in left_out]
-
-
 def plan_rescore(settings):
-    """Which sources a rescore reuses (reuse.py), judged on this instance and warehouse."""
+    """Which sources a rescore reuses (platform/rescore.py), judged on this instance and warehouse."""
     import dagster as dg
 
-    from seg_pipeline.reuse import plan_rescore as plan
-    from seg_pipeline.warehouse import existing_tables
+    from seg_pipeline.platform.rescore import plan_rescore as plan
+    from seg_pipeline.publish.stores import existing_tables
 
     with dg.DagsterInstance.get() as instance:
         return plan(settings, instance, existing_tables(str(settings.warehouse_path)))
@@ -564,30 +448,6 @@ def fail_abandoned_runs(instance=None) -> list[str]:
     return abandoned
 
 
-# Dagster's errors around ours: a step's exception, and a retry policy's request or its final "Exceeded max_retries"
-_WRAPPERS = ("DagsterExecutionStepExecutionError", "RetryRequestedFromPolicy")
-
-
-def error_text(error) -> str:
-    """The sentence a user needs: the innermost cause, without Dagster's wrapper."""
-    if error is None:
-        return "unknown error"
-    while error.cause is not None and error.cls_name in _WRAPPERS:
-        error = error.cause
-    if error.cls_name == "DagsterExecutionInterruptedError":
-        return INTERRUPTED
-    return _first_line_block(error.message)
-
-
-def _first_line_block(message: str) -> str:
-    from seg_pipeline.errors import without_statement_dump
-
-    # Dagster prefixes a Failure with the exception type; users want the sentence we wrote.
-    text = message.strip()
-    for prefix in ("dagster._core.definitions.events.Failure: ", "Failure: "):
-        if text.startswith(prefix):
-            text = text[len(prefix) :]
-    return without_statement_dump(text)
 
 
 @dataclass

@@ -13,11 +13,11 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from seg_pipeline.config import CONFIG_ENV, Settings, load_settings, unknown_env_vars
-from seg_pipeline.docs_server import DocsServer, datadocs_url, report_url, settings_roots
 from seg_pipeline.errors import (
     DISK_ERROR,
     FULL,
@@ -29,10 +29,12 @@ from seg_pipeline.errors import (
     storage_problem_of,
     without_statement_dump,
 )
+from seg_pipeline.links import datadocs_url, report_url
+from seg_pipeline.platform.docs_server import DocsServer, settings_roots
 from seg_pipeline.redact import redact
 
 if TYPE_CHECKING:
-    from seg_pipeline.runner import RunOutcome, StepOutcome
+    from seg_pipeline.cli.launch import RunOutcome, StepOutcome
     from seg_pipeline.synthetic.generator import MessinessRates
 
 UI_HOST = "127.0.0.1"
@@ -75,7 +77,11 @@ def _settings_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _resolve_settings(args: argparse.Namespace, check_files: bool = False) -> Settings:
-    """Validate the CLI's view of the config, then export it as env vars so the code location sees the same."""
+    """Validate the CLI's view of the config; ``args.settings_source`` keeps where it came from, for the run
+    (as run config) and for `seg-pipeline dev`'s code location (as environment variables of its process)."""
+    from seg_pipeline.cli.launch import SettingsSource
+    from seg_pipeline.platform.settings import check_schedule
+
     overrides = list(args.set)
     if args.home:
         overrides.append(f"home={Path(args.home).resolve()}")
@@ -83,6 +89,7 @@ def _resolve_settings(args: argparse.Namespace, check_files: bool = False) -> Se
         overrides.append(f"as_of={args.as_of}")
     try:
         settings = load_settings(args.config, overrides)
+        check_schedule(settings)
     except SegPipelineError as exc:
         exc.hint = exc.hint or CONFIG_HINT
         raise
@@ -91,12 +98,20 @@ def _resolve_settings(args: argparse.Namespace, check_files: bool = False) -> Se
         print(f"warning: {warning}", file=sys.stderr)
     if check_files:
         settings.check_sources()  # its messages say what to do
-    if args.config:
-        os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
-    for item in overrides:  # already validated by load_settings
-        key, _, value = item.partition("=")
-        os.environ["SEG_" + key.strip().upper().replace(".", "__")] = value
+    pairs = (item.partition("=") for item in overrides)  # already validated by load_settings
+    args.settings_source = SettingsSource(
+        config_file=str(Path(args.config).resolve()) if args.config else None,
+        overrides={key.strip(): value for key, _, value in pairs},
+    )
     return settings
+
+
+def settings_environment(source) -> dict[str, str]:
+    """The environment variables that give a code location started by this command the same settings."""
+    env = {"SEG_" + key.upper().replace(".", "__"): value for key, value in source.overrides.items()}
+    if source.config_file:
+        env[CONFIG_ENV] = source.config_file
+    return env
 
 
 # --- progress ---------------------------------------------------------------------------------------
@@ -440,7 +455,7 @@ def _campaign_plan(settings: Settings, effects: list[str]):
     """The last published retention list, with arms, as the plan the generator works (generate --campaign)."""
     import pandas as pd
 
-    from seg_pipeline.publish.writers import read_warehouse_table
+    from seg_pipeline.publish.stores import read_warehouse_table
     from seg_pipeline.synthetic.campaign import DEFAULT_EFFECTS, CampaignPlan
 
     actions = read_warehouse_table(settings.warehouse_path, "retention_actions")
@@ -533,7 +548,7 @@ def _demo_key_notice(settings: Settings) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from seg_pipeline.runner import home_lock
+    from seg_pipeline.cli.launch import home_lock
     from seg_pipeline.sources.landing import wait_for_stable_extracts, waiting_line
 
     if args.reingest and args.job != "rescore":
@@ -555,7 +570,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_locked(args: argparse.Namespace, settings: Settings) -> int:
-    from seg_pipeline.runner import execute, prepare_dagster_home
+    from seg_pipeline.cli.launch import execute, prepare_dagster_home
 
     _demo_key_notice(settings)
     dagster_home = prepare_dagster_home(settings.dagster_home)
@@ -565,10 +580,14 @@ def _run_locked(args: argparse.Namespace, settings: Settings) -> int:
     if not args.quiet:
         print(f"Running {args.job} on the Dagster instance in {dagster_home} ...", flush=True)
     started = time.monotonic()
-    left_out, tags = _reused_ingestion(args, settings)
+    left_out, tags, as_of = _reused_ingestion(args, settings)
+    source = args.settings_source
+    if as_of is not None:  # the date the reused clean tables were cleaned for, also past midnight
+        source = replace(source, overrides={**source.overrides, "as_of": as_of.isoformat()})
     with _statement_dumps_left_out(args.verbose):
         outcome = execute(
             args.job,
+            source,
             tags=tags,
             log_level="DEBUG" if args.verbose else "CRITICAL",
             listener=None if args.quiet else StepPrinter(),
@@ -625,13 +644,14 @@ def _statement_dumps_left_out(verbose: bool):
         sys.stderr = stream
 
 
-def _reused_ingestion(args: argparse.Namespace, settings: Settings) -> tuple[set[str], dict[str, str]]:
-    """For a rescore: the assets of sources whose last ingestion is reused, and the run's tags."""
-    from seg_pipeline.reuse import AS_OF_TAG, REUSED_TAG
-    from seg_pipeline.runner import plan_rescore
+def _reused_ingestion(args: argparse.Namespace, settings: Settings):
+    """For a rescore: the assets of sources whose last ingestion is reused, the run's tags and the as_of the
+    plan was made for (None when nothing is reused)."""
+    from seg_pipeline.cli.launch import plan_rescore
+    from seg_pipeline.platform.rescore import REUSED_TAG
 
     if args.job != "rescore" or args.reingest:
-        return set(), {}
+        return set(), {}, None
     plan = plan_rescore(settings)
     if not args.quiet:
         for source, run_id in plan.reused.items():
@@ -639,15 +659,14 @@ def _reused_ingestion(args: argparse.Namespace, settings: Settings) -> tuple[set
         for source, why in plan.ingest.items():
             print(f"  ingesting {source}: {why}")
     if not plan.reused:
-        return set(), {}
-    tags = {AS_OF_TAG: plan.as_of.isoformat(), REUSED_TAG: ",".join(plan.reused)}
-    return plan.left_out(), tags
+        return set(), {}, None
+    return plan.left_out(), {REUSED_TAG: ",".join(plan.reused)}, plan.as_of
 
 
 def _close_abandoned_runs(settings: Settings, quiet: bool) -> None:
     """Runs whose process was killed stay "started" on the instance and in MLflow; record how they ended."""
-    from seg_pipeline.runner import fail_abandoned_runs
-    from seg_pipeline.tracking import MlflowTracking, TrackingUnavailable
+    from seg_pipeline.cli.launch import fail_abandoned_runs
+    from seg_pipeline.platform.tracking import MlflowTracking, TrackingUnavailable
 
     abandoned = fail_abandoned_runs()
     if not abandoned:
@@ -672,7 +691,7 @@ def _prepare_tracking_store(settings: Settings) -> None:
     delivered right after. Errors are left to the step that needs the store, which reports them."""
     import signal
 
-    from seg_pipeline.tracking import MlflowTracking
+    from seg_pipeline.platform.tracking import MlflowTracking
 
     if not settings.mlflow_tracking_uri.startswith("sqlite:"):
         return
@@ -701,8 +720,8 @@ def _resolve_pending_publish(settings: Settings, quiet: bool) -> bool:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from seg_pipeline.automation import read_alerts
-    from seg_pipeline.runner import prepare_dagster_home, recent_runs
+    from seg_pipeline.cli.launch import prepare_dagster_home, recent_runs
+    from seg_pipeline.defs.automation import read_alerts
 
     settings = _resolve_settings(args)
     dagster_home = prepare_dagster_home(settings.dagster_home)
@@ -743,7 +762,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from seg_pipeline.cleaning.privacy import erasure_keys, resolve_key
     from seg_pipeline.publish.contract import PUBLISHED_TABLES
     from seg_pipeline.publish.export import EXPORT_SUFFIXES, erased_customer_ids, write_export
-    from seg_pipeline.publish.writers import read_postgres_table, read_warehouse_table
+    from seg_pipeline.publish.stores import read_postgres_table, read_warehouse_table
 
     settings = _resolve_settings(args)
     table = "retention_actions" if args.table == ACTIONS else args.table
@@ -834,7 +853,7 @@ SUPERSEDED_DEV = "ignore:Function `dev_command` is superseded"
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from seg_pipeline.runner import prepare_dagster_home
+    from seg_pipeline.cli.launch import prepare_dagster_home
 
     settings = _resolve_settings(args)
     _demo_key_notice(settings)
@@ -854,7 +873,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     docs.start()
     try:
         command = [dagster, "dev", "-w", str(workspace), "-h", args.host, "-p", str(args.port)]
-        env = os.environ.copy()
+        env = {**os.environ, **settings_environment(args.settings_source)}  # the code location's settings
         if not args.verbose:  # `dagster dev` warns its own CLI is superseded by `dg dev` (dagster-dg-cli)
             env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), SUPERSEDED_DEV]))
         return subprocess.call(command, env=env)

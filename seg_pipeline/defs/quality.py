@@ -6,16 +6,11 @@ import inspect
 import dagster as dg
 import pandas as pd
 
-from seg_pipeline.assets.common import (
-    current_run_id,
-    latest_metadata,
-    previous_good_row_count,
-    run_as_of,
-    run_export_end,
-)
-from seg_pipeline.assets.publish import published_key
+from seg_pipeline.defs.common import current_run_id
+from seg_pipeline.defs.publish import published_key
+from seg_pipeline.platform.settings import PipelineSettings
+from seg_pipeline.platform.warehouse import Warehouse
 from seg_pipeline.publish.contract import PUBLISHED_TABLES
-from seg_pipeline.resources import PipelineSettings
 from seg_pipeline.sources.window import end_of_day
 
 EARLIEST_PLAUSIBLE = dt.datetime(1990, 1, 1)
@@ -92,31 +87,25 @@ def gx_suite_check(
     """
 
     def check(
-        context: dg.AssetCheckExecutionContext, settings: PipelineSettings, **inputs
+        context: dg.AssetCheckExecutionContext, settings: PipelineSettings, warehouse: Warehouse, **inputs
     ) -> dg.AssetCheckResult:
         from seg_pipeline.quality.gx import suite_columns, validate
 
-        cfg = settings.get()
+        cfg = settings.resolved
         frame: pd.DataFrame = inputs[table]
-        produced = latest_metadata(context, source_asset or table)
-        source_path = produced.get("source_path")
-        if source_path is not None and str(source_path.value).startswith("absent"):
+        # the raw table this one comes from: the extract its raw step read (absent, columns, export date)
+        raw_table = source_asset or (table if table.startswith("raw_") else None)
+        extract = warehouse.extract(raw_table.removeprefix("raw_")) if raw_table else None
+        if extract is not None and extract.absent:
             return dg.AssetCheckResult(
                 passed=True, metadata={"skipped": "optional source absent; empty table"}
             )
-        absent = produced.get("columns_absent_in_source")
-        absent_columns = {c.strip() for c in str(absent.value).split(",")} - {"none", ""} if absent else set()
+        absent_columns = set(extract.columns_absent) if extract is not None else set()
         suite_path = cfg.expectations_dir / f"{table}.json"
         if optional_columns:
             absent_columns |= suite_columns(suite_path) - set(frame.columns)
-        previous = previous_good_row_count(context, table)
-        as_of = run_as_of(context, cfg)
-        # the raw asset recorded the export date of the file it read (produced is its metadata)
-        raw_table = source_asset or (table if table.startswith("raw_") else None)
-        export_end = None
-        if raw_table:
-            export_end = run_export_end(produced, cfg, raw_table.removeprefix("raw_"), as_of)
-        parameters = suite_parameters(cfg, as_of, previous, export_end)
+        previous = warehouse.last_published_rows(table)
+        parameters = suite_parameters(cfg, settings.as_of, previous, extract.export_end if extract else None)
         outcome = validate(
             frame,
             suite_path,
@@ -137,6 +126,9 @@ def gx_suite_check(
             ),
             inspect.Parameter(
                 "settings", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=PipelineSettings
+            ),
+            inspect.Parameter(
+                "warehouse", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=dg.ResourceParam[Warehouse]
             ),
             inspect.Parameter(table, inspect.Parameter.POSITIONAL_OR_KEYWORD),
         ]
@@ -191,12 +183,13 @@ def published_table_check(table: str) -> dg.AssetChecksDefinition:
         name=f"{suite}_quality",
         description=f"GX suite expectations/{suite}.json on the published table in the warehouse.",
     )
-    def check(context: dg.AssetCheckExecutionContext, settings: PipelineSettings) -> dg.AssetCheckResult:
-        from seg_pipeline.publish.writers import read_warehouse_table
+    def check(
+        context: dg.AssetCheckExecutionContext, settings: PipelineSettings, warehouse: dg.ResourceParam[Warehouse]
+    ) -> dg.AssetCheckResult:
         from seg_pipeline.quality.gx import validate
 
-        cfg = settings.get()
-        frame = read_warehouse_table(cfg.warehouse_path, table)
+        cfg = settings.resolved
+        frame = warehouse.read_previous(table)
         if frame is None:
             return dg.AssetCheckResult(passed=False, description=f"published.{table} is not in the warehouse")
         parameters = {"run_ids": [current_run_id(context)], "min_row_count": 1}
@@ -218,3 +211,9 @@ stage_quality_checks = [
     gx_suite_check("retention_segment"),
 ]
 published_quality_checks = [published_table_check(t) for t in PUBLISHED_TABLES]
+
+
+def definitions(settings) -> dg.Definitions:
+    """The gates of every stage."""
+    return dg.Definitions(asset_checks=[*raw_quality_checks, *clean_quality_checks, *stage_quality_checks,
+                                        *published_quality_checks])  # fmt: skip

@@ -6,19 +6,14 @@ From here on customers are keyed by customer_key; name, email and phone stop at 
 import dagster as dg
 import pandas as pd
 
-from seg_pipeline.assets.common import (
-    current_run_id,
-    latest_metadata,
-    metadata_value,
-    run_as_of,
-    run_export_end,
-)
 from seg_pipeline.cleaning import events as ev
 from seg_pipeline.cleaning.customers import clean_customers as clean_customer_records
 from seg_pipeline.cleaning.privacy import erasure_keys, resolve_key
 from seg_pipeline.cleaning.quarantine import QUARANTINE_COLUMNS
-from seg_pipeline.resources import PipelineSettings
-from seg_pipeline.reuse import CRM, FINGERPRINT_KEY, PARTS_KEY, ingestion_fingerprint
+from seg_pipeline.defs.common import current_run_id
+from seg_pipeline.platform.rescore import CRM, FINGERPRINT_KEY, PARTS_KEY, ingestion_fingerprint
+from seg_pipeline.platform.settings import PipelineSettings
+from seg_pipeline.platform.warehouse import ExtractRecord, Warehouse
 
 CLEAN = {"group_name": "clean", "kinds": {"pandas", "duckdb"}, "metadata": {"schema": "clean"}}
 
@@ -47,13 +42,24 @@ def outside_window_metadata(counts: dict[str, int]) -> dict:
     return {f"outside_window/{k}": v for k, v in counts.items()}
 
 
-def fingerprint_metadata(context, cfg, source: str, as_of, key: bytes, raw_metadata: dict) -> dict:
-    """What this ingestion of ``source`` depended on (reuse.py), for a later rescore to compare with."""
-    raw_sha = metadata_value(raw_metadata, "file_sha256", "")
+def extract_read(warehouse: Warehouse, source: str) -> ExtractRecord:
+    """What the raw step of ``source`` read, as it recorded it in the warehouse."""
+    record = warehouse.extract(source)
+    if record is None:  # the raw step always records it before its table exists
+        raise dg.Failure(f"raw_{source} recorded no extract in the warehouse: materialize raw_{source} first",
+                         allow_retries=False)  # fmt: skip
+    return record
+
+
+def fingerprint_metadata(context, warehouse: Warehouse, cfg, source: str, as_of, key: bytes,
+                         extract: ExtractRecord) -> dict:  # fmt: skip
+    """What this ingestion of ``source`` depended on (platform/rescore.py), recorded for a later rescore to
+    compare with, and shown in the UI."""
     crm = None
     if source != CRM:  # events are re-keyed through the CRM ingestion of this run (or the one reused)
-        crm = metadata_value(latest_metadata(context, "clean_customers"), FINGERPRINT_KEY)
-    fingerprint, parts = ingestion_fingerprint(cfg, source, as_of, raw_sha, crm, key)
+        crm = warehouse.ingestion_fingerprint(CRM)
+    fingerprint, parts = ingestion_fingerprint(cfg, source, as_of, extract.file_sha256, crm, key)
+    warehouse.record_ingestion(source, current_run_id(context), fingerprint, parts)
     return {FINGERPRINT_KEY: fingerprint, PARTS_KEY: dg.MetadataValue.json(parts)}
 
 
@@ -75,12 +81,15 @@ def fingerprint_metadata(context, cfg, source: str, as_of, key: bytes, raw_metad
     },
 )
 def clean_customers(
-    context: dg.AssetExecutionContext, settings: PipelineSettings, raw_crm_customers: pd.DataFrame
+    context: dg.AssetExecutionContext,
+    settings: PipelineSettings,
+    warehouse: dg.ResourceParam[Warehouse],
+    raw_crm_customers: pd.DataFrame,
 ):
-    cfg = settings.get()
+    cfg = settings.resolved
     key = resolve_key(cfg.privacy.pseudonymization_key_env, cfg.home)
-    as_of = run_as_of(context, cfg)
-    raw_metadata = latest_metadata(context, "raw_crm_customers")
+    as_of = settings.as_of
+    extract = extract_read(warehouse, CRM)
     result = clean_customer_records(
         raw_crm_customers,
         key=key,
@@ -91,7 +100,7 @@ def clean_customers(
         attributes=cfg.crm_kept_columns,
         run_id=current_run_id(context),
         identity=cfg.identity,
-        export_end=run_export_end(raw_metadata, cfg, CRM, as_of),
+        export_end=extract.export_end,
     )
     customers = result.customers
     excluded = int((~customers["profiling_allowed"]).sum())
@@ -106,7 +115,7 @@ def clean_customers(
             "customers_without_profiling_consent": excluded,
             "stale_records": int(customers["is_stale"].sum()),
             "survivorship_rule": "earliest signup survives, then latest update, then smallest id; gaps filled newest first",
-            **fingerprint_metadata(context, cfg, CRM, as_of, key, raw_metadata),
+            **fingerprint_metadata(context, warehouse, cfg, CRM, as_of, key, extract),
         },
     )
     yield dg.Output(
@@ -168,25 +177,26 @@ def _event_stage(source: str, clean_fn) -> dg.AssetsDefinition:
             "erased": dg.AssetIn("erasure_index"),
         },
     )
-    def stage(context: dg.AssetExecutionContext, settings: PipelineSettings, raw, id_map, contacts, erased):
-        cfg = settings.get()
+    def stage(context: dg.AssetExecutionContext, settings: PipelineSettings, warehouse: dg.ResourceParam[Warehouse],
+              raw, id_map, contacts, erased):  # fmt: skip
+        cfg = settings.resolved
         key = resolve_key(cfg.privacy.pseudonymization_key_env, cfg.home)
-        as_of = run_as_of(context, cfg)
+        as_of = settings.as_of
         identity = ev.Identity(id_map, contacts, erased, key)
-        raw_metadata = latest_metadata(context, raw_name)
+        extract = extract_read(warehouse, source)
         result = clean_fn(
             raw,
             identity,
             as_of=as_of,
             retention_days=cfg.privacy.retention_days,
             run_id=current_run_id(context),
-            export_end=run_export_end(raw_metadata, cfg, source, as_of),
+            export_end=extract.export_end,
         )
         metadata = {
             "dagster/row_count": len(result.table),
             **accounting_metadata(result.accounting, result.fixes),
             **outside_window_metadata(result.outside_window),
-            **fingerprint_metadata(context, cfg, source, as_of, key, raw_metadata),
+            **fingerprint_metadata(context, warehouse, cfg, source, as_of, key, extract),
         }
         if source == "orders":
             metadata["outlier_rule"] = ev.OUTLIER_RULE
@@ -232,3 +242,7 @@ def quarantine(**parts: pd.DataFrame) -> dg.Output[pd.DataFrame]:
 
 
 clean_assets = [clean_customers, *event_stages, quarantine]
+
+
+def definitions(settings) -> dg.Definitions:
+    return dg.Definitions(assets=clean_assets)

@@ -3,10 +3,9 @@
 import dagster as dg
 import pandas as pd
 
-from seg_pipeline.assets.common import run_as_of
 from seg_pipeline.features.build import EVENT_COLUMNS, build_features
 from seg_pipeline.features.catalogue import catalogue_markdown
-from seg_pipeline.resources import PipelineSettings
+from seg_pipeline.platform.settings import PipelineSettings
 
 
 def event_inputs() -> dict[str, dg.AssetIn]:
@@ -30,8 +29,8 @@ def customer_features(
     clean_support_tickets: pd.DataFrame,
     clean_email_events: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
-    cfg = settings.get()
-    as_of = run_as_of(context, cfg)
+    cfg = settings.resolved
+    as_of = settings.as_of
     built = build_features(
         clean_customers, clean_orders, clean_web_events, clean_support_tickets, clean_email_events,
         as_of=as_of, attributes=cfg.customer_attributes.names, horizon_days=cfg.churn.horizon_days,
@@ -56,3 +55,7 @@ def customer_features(
             "catalogue": dg.MetadataValue.md(catalogue_markdown()),
         },
     )
+
+
+def definitions(settings) -> dg.Definitions:
+    return dg.Definitions(assets=[customer_features])

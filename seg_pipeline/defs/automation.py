@@ -12,7 +12,7 @@ import json
 import dagster as dg
 
 from seg_pipeline.config import Settings
-from seg_pipeline.jobs import full_refresh_job, rescore_job
+from seg_pipeline.defs.jobs import FULL_REFRESH, RESCORE, full_refresh_job, rescore_job
 from seg_pipeline.redact import redact
 from seg_pipeline.sources.landing import (
     decode_cursor,
@@ -26,11 +26,11 @@ EXTRACT_SET_TAG = "seg_pipeline/extract_set"
 TRIGGER_TAG = "seg_pipeline/trigger"
 
 
-def nightly_schedule(settings: Settings) -> dg.ScheduleDefinition:
+def nightly_schedule(settings: Settings, job=full_refresh_job) -> dg.ScheduleDefinition:
     orchestration = settings.orchestration
     return dg.ScheduleDefinition(
         name="nightly_full_refresh",
-        job=full_refresh_job,
+        job=job,
         cron_schedule=orchestration.schedule_cron,
         execution_timezone=orchestration.schedule_timezone,
         default_status=dg.DefaultScheduleStatus.STOPPED,
@@ -40,12 +40,12 @@ def nightly_schedule(settings: Settings) -> dg.ScheduleDefinition:
     )
 
 
-def landing_sensor(settings: Settings) -> dg.SensorDefinition:
+def landing_sensor(settings: Settings, job=full_refresh_job) -> dg.SensorDefinition:
     orchestration = settings.orchestration
 
     @dg.sensor(
         name="landing_extracts",
-        job=full_refresh_job,
+        job=job,
         minimum_interval_seconds=orchestration.landing_sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.STOPPED,
         description=f"Starts one full_refresh per new or changed set of extracts in {settings.landing_dir} "
@@ -86,10 +86,10 @@ def landing_sensor(settings: Settings) -> dg.SensorDefinition:
     return landing_extracts
 
 
-def failure_alert_sensor(settings: Settings) -> dg.SensorDefinition:
+def failure_alert_sensor(settings: Settings, jobs=(full_refresh_job, rescore_job)) -> dg.SensorDefinition:
     @dg.run_failure_sensor(
         name="run_failure_alerts",
-        monitored_jobs=[full_refresh_job, rescore_job],
+        monitored_jobs=list(jobs),
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Records every failed full_refresh or rescore run in {settings.alerts_path} "
         "(JSON lines: when, run, job, failed steps, the error).",
@@ -118,7 +118,7 @@ def alert_record(context: dg.RunFailureSensorContext) -> dict:
 
 
 def _error_text(event: dg.DagsterEvent) -> str:
-    from seg_pipeline.runner import error_text
+    from seg_pipeline.platform.runs import error_text
 
     return error_text(event.step_failure_data.error) if event.step_failure_data else "unknown error"
 
@@ -134,3 +134,18 @@ def read_alerts(settings: Settings, limit: int = 10) -> list[dict]:
         return []
     lines = settings.alerts_path.read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines[-limit:] if line.strip()]
+
+
+def definitions(settings: Settings, jobs: dict) -> dg.Definitions:
+    """The schedule and sensors over ``jobs`` (job name -> the job the same Definitions holds)."""
+    from seg_pipeline.platform.settings import check_schedule
+
+    check_schedule(settings)  # a cron expression Dagster cannot schedule: the config key named
+    full_refresh = jobs[FULL_REFRESH]
+    return dg.Definitions(
+        schedules=[nightly_schedule(settings, full_refresh)],
+        sensors=[
+            landing_sensor(settings, full_refresh),
+            failure_alert_sensor(settings, [full_refresh, jobs[RESCORE]]),
+        ],
+    )

@@ -1,5 +1,5 @@
-"""MLflow as a Dagster resource (a sqlite tracking store and artifact folder under home by default), and
-what the segmentation and churn runs log into it: parameters, metrics, tables, figures, the registered
+"""MLflow for both models (a sqlite tracking store and artifact folder under home by default): the
+``mlflow_tracking`` resource, the champion that scores, and what the segmentation and churn runs log into it: parameters, metrics, tables, figures, the registered
 model version and the descriptions the MLflow UI shows for runs and versions.
 
 dagster-mlflow targets older MLflow, so this is the small piece of glue instead. MLflow is imported
@@ -49,7 +49,17 @@ class TrackingUnavailable(SegPipelineError):
     """The MLflow tracking store cannot be reached: nothing was trained, registered or published."""
 
 
-class MlflowTracking(dg.ConfigurableResource):
+@dataclass(frozen=True)
+class Champion:
+    """The registered churn model in effect (alias champion) as scoring loads it."""
+
+    version: int
+    model: object  # the calibrated scikit-learn pipeline
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class MlflowTracking:
     """Where training runs and registered models live, and how to link to them from the Dagster UI."""
 
     tracking_uri: str
@@ -131,6 +141,46 @@ class MlflowTracking(dg.ConfigurableResource):
 
     def run_url(self, experiment_id: str, run_id: str) -> str:
         return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def champion(self, model_uri: str) -> Champion | None:
+        """The champion churn model loaded from ``model_uri`` with its version's tags; None without one."""
+        from seg_pipeline.churn.registry import CHAMPION, MODEL_NAME
+        from seg_pipeline.platform.registry import alias_version
+
+        mlflow = self.client()
+        client = mlflow.MlflowClient()
+        version = alias_version(client, CHAMPION)
+        if version is None:
+            return None
+        model = mlflow.sklearn.load_model(model_uri)
+        return Champion(version, model, dict(client.get_model_version(MODEL_NAME, str(version)).tags))
+
+    def log_realized_outcomes(self, results) -> int:
+        """Each judged publish's headline metrics on the MLflow run of the model version that scored it
+        (``log_realized_outcome``); returns how many were logged."""
+        from seg_pipeline.churn.registry import MODEL_NAME
+        from seg_pipeline.outcomes.realized import headline
+
+        mlflow = self.client()
+        logged = 0
+        for result in results:
+            first = result.metrics.iloc[0]
+            if pd.isna(first["model_version"]):
+                continue
+            logged += log_realized_outcome(
+                mlflow, model_name=MODEL_NAME, version=int(first["model_version"]),
+                scored_as_of=pd.Timestamp(first["scored_as_of"]).date(),
+                evaluated_as_of=pd.Timestamp(first["evaluated_as_of"]).date(), values=headline(result.metrics),
+            )  # fmt: skip
+        return logged
+
+
+@dg.resource(
+    required_resource_keys={"settings"},
+    description="MLflow tracking store and model registry of the run's settings (mlflow.*).",
+)
+def mlflow_tracking_resource(context: dg.InitResourceContext) -> MlflowTracking:
+    return MlflowTracking.of(context.resources.settings.resolved)
 
 
 def model_requirements() -> list[str]:
@@ -257,7 +307,8 @@ def log_churn_model(mlflow, run_url: str, *, trained: TrainedModel, table: pd.Da
                     dagster_run_id: str) -> ChurnRegistration:  # fmt: skip
     """Into the active run: what was trained and how it compares, the model registered as a version with its
     tags, the champion gate, then the descriptions of the version and the run."""
-    from seg_pipeline.churn.registry import HOLDOUT_MODEL_TAG, MODEL_NAME, apply_gate
+    from seg_pipeline.churn.registry import HOLDOUT_MODEL_TAG, MODEL_NAME
+    from seg_pipeline.platform.registry import apply_gate
 
     _log_churn_evidence(mlflow, trained, table, importances, config, as_of)
     with _registry_output() as chatter:

@@ -9,11 +9,12 @@ label window.
 import dagster as dg
 import pandas as pd
 
-from seg_pipeline.assets.common import current_run_id, run_as_of
-from seg_pipeline.assets.features import event_inputs
-from seg_pipeline.publish.writers import MONITORING_SCHEMA
-from seg_pipeline.resources import PipelineSettings
-from seg_pipeline.tracking import MlflowTracking
+from seg_pipeline.defs.common import current_run_id
+from seg_pipeline.defs.features import event_inputs
+from seg_pipeline.platform.settings import PipelineSettings
+from seg_pipeline.platform.tracking import MlflowTracking
+from seg_pipeline.platform.warehouse import Warehouse
+from seg_pipeline.publish.stores import MONITORING_SCHEMA
 
 GROUP = "outcomes"
 SCHEMA = "outcomes"  # this run's evaluation; the monitoring schema keeps every run's (appended at publish)
@@ -43,7 +44,8 @@ SCHEMA = "outcomes"  # this run's evaluation; the monitoring schema keeps every 
 def realized_outcomes(
     context: dg.AssetExecutionContext,
     settings: PipelineSettings,
-    mlflow_tracking: MlflowTracking,
+    mlflow_tracking: dg.ResourceParam[MlflowTracking],
+    warehouse: dg.ResourceParam[Warehouse],
     clean_customers: pd.DataFrame,
     clean_orders: pd.DataFrame,
     clean_web_events: pd.DataFrame,
@@ -62,20 +64,15 @@ def realized_outcomes(
         evaluate_run,
         headline,
     )
-    from seg_pipeline.warehouse import read_previous, read_previous_rows
-
-    cfg = settings.get()
-    as_of, run_id = run_as_of(context, cfg), current_run_id(context)
-    warehouse = str(cfg.warehouse_path)
-    scored = read_previous(warehouse, MONITORING_SCHEMA, "scored_runs")
-    judged = read_previous(warehouse, MONITORING_SCHEMA, "score_outcomes")
+    cfg = settings.resolved
+    as_of, run_id = settings.as_of, current_run_id(context)
+    scored = warehouse.read_previous("scored_runs", MONITORING_SCHEMA)
+    judged = warehouse.read_previous("score_outcomes", MONITORING_SCHEMA)
     evaluated = set() if judged is None else set(judged["scored_run_id"])
     due = due_runs(scored, evaluated, as_of)
     events = {"orders": clean_orders, "web": clean_web_events, "email": clean_email_events,
               "tickets": clean_support_tickets}  # fmt: skip
-    history = read_previous_rows(
-        warehouse, MONITORING_SCHEMA, "score_history", "run_id", due["run_id"].tolist()
-    )
+    history = warehouse.read_previous_rows(MONITORING_SCHEMA, "score_history", "run_id", due["run_id"].tolist())
     erased = set()
     if history is not None and len(history):
         key = resolve_key(cfg.privacy.pseudonymization_key_env, cfg.home)
@@ -106,7 +103,7 @@ def realized_outcomes(
         if results
         else pd.DataFrame(columns=UPLIFT_RUN_COLUMNS)
     )
-    logged = _log_to_registry(mlflow_tracking, results) if results else 0
+    logged = mlflow_tracking.log_realized_outcomes(results) if results else 0
     meta = {"dagster/row_count": len(metrics), "runs_judged": len(results),
             "runs_waiting": 0 if scored is None else int(len(scored) - len(evaluated) - len(results)),
             "logged_to_model_versions": logged}  # fmt: skip
@@ -140,26 +137,6 @@ def _uplift_metadata(uplift: pd.DataFrame, intention_to_treat_only: bool) -> dic
     return meta
 
 
-def _log_to_registry(mlflow_tracking: MlflowTracking, results) -> int:
-    """Each judged run's headline metrics on the MLflow run of the model version that scored it."""
-    from seg_pipeline.churn.registry import MODEL_NAME
-    from seg_pipeline.outcomes.realized import headline
-    from seg_pipeline.tracking import log_realized_outcome
-
-    mlflow = mlflow_tracking.client()
-    logged = 0
-    for result in results:
-        first = result.metrics.iloc[0]
-        if pd.isna(first["model_version"]):
-            continue
-        logged += log_realized_outcome(
-            mlflow, model_name=MODEL_NAME, version=int(first["model_version"]),
-            scored_as_of=pd.Timestamp(first["scored_as_of"]).date(),
-            evaluated_as_of=pd.Timestamp(first["evaluated_as_of"]).date(), values=headline(result.metrics),
-        )  # fmt: skip
-    return logged
-
-
 @dg.asset_check(
     asset="realized_outcomes", blocking=False,
     description="Warns when the scores of an earlier publish ranked realized churn worse than "
@@ -168,7 +145,7 @@ def _log_to_registry(mlflow_tracking: MlflowTracking, results) -> int:
 def realized_outcomes_within_bounds(settings: PipelineSettings, realized_outcomes: pd.DataFrame):
     from seg_pipeline.outcomes.realized import headline
 
-    monitoring = settings.get().monitoring
+    monitoring = settings.resolved.monitoring
     bounds = {"min_realized_roc_auc": monitoring.min_realized_roc_auc,
               "max_calibration_error": monitoring.max_calibration_error}  # fmt: skip
     if realized_outcomes.empty:
@@ -193,3 +170,7 @@ def realized_outcomes_within_bounds(settings: PipelineSettings, realized_outcome
 
 outcome_assets = [realized_outcomes]
 outcome_checks = [realized_outcomes_within_bounds]
+
+
+def definitions(settings) -> dg.Definitions:
+    return dg.Definitions(assets=outcome_assets, asset_checks=outcome_checks)
