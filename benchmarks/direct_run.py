@@ -25,11 +25,13 @@ import pandas as pd
 
 from seg_pipeline.config import load_settings
 from seg_pipeline.definitions import build_definitions
-from seg_pipeline.platform.warehouse import as_loaded
+from seg_pipeline.platform.settings import PipelineSettings
+from seg_pipeline.platform.tracking import MlflowTracking
+from seg_pipeline.platform.warehouse import as_loaded, warehouse_of
 
 
-def _takes_context(definition) -> bool:
-    return "context" in inspect.signature(definition.op.compute_fn.decorated_fn).parameters
+def _parameters(definition) -> dict:
+    return dict(inspect.signature(definition.op.compute_fn.decorated_fn).parameters)
 
 
 def _outputs(definition, result) -> dict[dg.AssetKey, object]:
@@ -50,7 +52,11 @@ def run(config: str) -> dict:
     settings = load_settings(config)
     definitions = build_definitions(settings)
     graph = definitions.resolve_asset_graph()
-    resources = {k: v for k, v in definitions.resources.items() if k != "io_manager"}
+    # the objects the run's resources give the assets (the warehouse without the IO manager's handoff)
+    source = PipelineSettings.of(settings)
+    source.setup_for_execution(dg.build_init_resource_context())
+    warehouse = warehouse_of(settings)
+    resources = {"settings": source, "warehouse": warehouse, "mlflow_tracking": MlflowTracking.of(settings)}
     checks_of = {}
     for check in definitions.asset_checks or []:
         for key in check.check_keys:
@@ -71,8 +77,10 @@ def run(config: str) -> dict:
                 for name, k in definition.keys_by_input_name.items()
                 if not definition.op.ins[name].dagster_type.is_nothing
             }  # order-only deps carry no value
-            context = dg.build_asset_context(instance=instance)  # resources are bound to the definitions
-            args = (context,) if _takes_context(definition) else ()
+            params = _parameters(definition)
+            context = dg.build_asset_context(instance=instance)
+            args = (context,) if "context" in params else ()
+            inputs |= {name: resources[name] for name in params if name in resources}
             step_started = time.perf_counter()
             outputs = _outputs(definition, definition(*args, **inputs))
             steps[definition.op.name] = round(time.perf_counter() - step_started, 2)

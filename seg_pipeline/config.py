@@ -9,11 +9,9 @@ Relative paths in the YAML file are relative to the file; others to the working 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -818,12 +816,6 @@ class Settings(_Model):
                 "Set sources.crm_customers.path, or generate demo data with `seg-pipeline generate`."
             )
 
-    def to_json(self) -> str:
-        """Resolved settings for a Dagster resource; secrets are left out (they come from env vars)."""
-        data = self.model_dump(mode="json")
-        data["publish"]["postgres_dsn"] = None
-        return json.dumps(data, sort_keys=True)
-
 
 class _KeyError(ValueError):
     """Raised inside validators that know the exact dotted key at fault."""
@@ -1009,11 +1001,6 @@ def load_settings(
     if check_files:
         settings.check_sources()
     return settings
-
-
-@lru_cache(maxsize=8)
-def settings_from_json(text: str) -> Settings:
-    return Settings.model_validate_json(text)
 
 
 def _explain(exc: ValidationError, origins: Mapping[str, str]) -> str:

@@ -8,17 +8,20 @@ from seg_pipeline.config import Settings
 DIRECT = "direct"  # an asset invoked outside a run (the benchmark's Dagster-overhead comparison)
 
 
+def _run_attribute(context, name: str) -> str:
+    try:
+        return getattr(context.run, name)
+    except dg.DagsterError:  # invoked directly: no run
+        return DIRECT
+
+
 def current_run_id(context) -> str:
     """The Dagster run's id; "direct" when the asset is invoked outside a run."""
-    run_id = context.run_id
-    return DIRECT if run_id in (None, "EPHEMERAL") else run_id
+    return _run_attribute(context, "run_id")
 
 
 def current_job_name(context) -> str:
-    try:
-        return context.job_name
-    except dg.DagsterError:  # direct invocation: no job
-        return DIRECT
+    return _run_attribute(context, "job_name")
 
 
 def io_retry_policy(settings: Settings) -> dg.RetryPolicy:

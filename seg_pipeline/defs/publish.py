@@ -236,9 +236,8 @@ def published_tables_asset(settings) -> dg.AssetsDefinition:
 
 
 def _score_history(cfg, warehouse: Warehouse, inputs: dict, customers: pd.DataFrame, as_of, run_id: str) -> dict:
-    """The rows this publish appends to the monitoring schema: its scores (score_history, scored_runs), the
-    outcomes of earlier publishes judged by this run (score_outcomes, score_calibration) and the row counts of
-    the tables it stored (table_rows: the next runs' gates compare with them)."""
+    """The rows this publish appends to the monitoring schema: its scores (score_history, scored_runs) and
+    the outcomes of earlier publishes judged by this run (score_outcomes, score_calibration)."""
     from seg_pipeline.outcomes.history import (
         HISTORY_TYPES,
         SCORED_RUN_TYPES,
@@ -246,7 +245,6 @@ def _score_history(cfg, warehouse: Warehouse, inputs: dict, customers: pd.DataFr
         scored_run_row,
     )
     from seg_pipeline.outcomes.realized import CALIBRATION_TYPES, OUTCOME_TYPES
-    from seg_pipeline.platform.warehouse import TABLE_ROW_TYPES
     from seg_pipeline.publish.stores import Appended
 
     history = score_history_rows(customers, inputs["customer_features"], as_of, run_id)
@@ -262,11 +260,8 @@ def _score_history(cfg, warehouse: Warehouse, inputs: dict, customers: pd.DataFr
         holdout_roc_auc=float(model["holdout_roc_auc"]) if pd.notna(model.get("holdout_roc_auc")) else None,
         control_share=cfg.actions.control.share, control_campaign=cfg.actions.control.campaign,
     )  # fmt: skip
-    rows = pd.DataFrame([{"run_id": run_id, "publish_sequence": sequence, "table_name": name, "rows": count}
-                         for name, count in sorted(warehouse.rows_written().items())], columns=list(TABLE_ROW_TYPES))  # fmt: skip
     appended = {"score_history": Appended(history, "run_id", HISTORY_TYPES),
-                "scored_runs": Appended(run, "run_id", SCORED_RUN_TYPES),
-                "table_rows": Appended(rows, "run_id", TABLE_ROW_TYPES)}  # fmt: skip
+                "scored_runs": Appended(run, "run_id", SCORED_RUN_TYPES)}  # fmt: skip
     if len(inputs["realized_outcomes"]):
         appended["score_outcomes"] = Appended(inputs["realized_outcomes"], "scored_run_id", OUTCOME_TYPES)
         appended["score_calibration"] = Appended(

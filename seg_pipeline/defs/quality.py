@@ -104,7 +104,7 @@ def gx_suite_check(
         suite_path = cfg.expectations_dir / f"{table}.json"
         if optional_columns:
             absent_columns |= suite_columns(suite_path) - set(frame.columns)
-        previous = warehouse.last_published_rows(table)
+        previous = warehouse.last_good_rows(table, current_run_id(context))
         parameters = suite_parameters(cfg, settings.as_of, previous, extract.export_end if extract else None)
         outcome = validate(
             frame,
@@ -116,6 +116,8 @@ def gx_suite_check(
             absent_columns=absent_columns,
             docs_base_url=cfg.orchestration.docs_url,
         )
+        if outcome.success:  # the reference of the next runs' row-count rule
+            warehouse.record_gate_rows(table, current_run_id(context), len(frame))
         return check_result(outcome, parameters, previous)
 
     # Dagster loads the checked asset into the parameter named after it; the name differs per table.

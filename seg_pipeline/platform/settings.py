@@ -114,7 +114,9 @@ def as_overrides(settings: Settings) -> dict[str, str]:
     for key, value in current.items():
         if key not in default or default[key] != value:
             overrides[key] = _value_text(value)
-    dropped = [key for key in default if key not in current and not any(k.startswith(f"{key}.") for k in current)]
+    dropped = [
+        key for key in default if key not in current and not any(k.startswith(f"{key}.") for k in current)
+    ]
     back = load_settings(overrides=[f"{k}={v}" for k, v in overrides.items()], environ={})
     if dropped or back != settings:
         raise SegPipelineError(  # a setting overrides cannot express (a default key removed): a bug here

@@ -55,8 +55,13 @@ EXTRACT_COLUMNS = {"source": "varchar", "run_id": "varchar", "path": "varchar", 
                    "exported_on": "date", "export_end": "timestamp", "columns_absent": "varchar"}  # fmt: skip
 INGESTIONS = ("clean", "ingestions")  # one row per source: the fingerprint of its last clean step
 INGESTION_COLUMNS = {"source": "varchar", "run_id": "varchar", "fingerprint": "varchar", "parts": "varchar"}
-TABLE_ROWS = (MONITORING_SCHEMA, "table_rows")  # rows of every table a publishing run wrote
-TABLE_ROW_TYPES = {"run_id": "VARCHAR", "publish_sequence": "BIGINT", "table_name": "VARCHAR", "rows": "BIGINT"}
+GATE_ROWS = (MONITORING_SCHEMA, "gate_rows")  # rows of each gated table whenever its gate passed
+GATE_ROW_COLUMNS = {
+    "table_name": "varchar",
+    "run_id": "varchar",
+    "rows": "bigint",
+    "recorded_at": "timestamp",
+}
 
 
 # --- frames as the warehouse gives them back ------------------------------------------------------------
@@ -219,7 +224,9 @@ def store_table(
         connection.execute(f"create schema if not exists {quoted(schema)}")
         connection.register("seg_output_frame", frame)
         try:
-            connection.execute(f"create or replace table {quoted(schema, table)} as select * from seg_output_frame")
+            connection.execute(
+                f"create or replace table {quoted(schema, table)} as select * from seg_output_frame"
+            )
         finally:
             connection.unregister("seg_output_frame")
     finally:
@@ -376,7 +383,6 @@ class Warehouse:
     _writes: _WriteBehind = field(default_factory=_WriteBehind, init=False, repr=False)
     _handoff: Handoff = field(init=False, repr=False)
     _readers: dict[OutputId, int] | None = field(default=None, init=False, repr=False)
-    _rows: dict[str, int] = field(default_factory=dict, init=False, repr=False)  # table -> rows stored
 
     def __post_init__(self) -> None:
         self._handoff = Handoff(self.handoff_memory_mb * 1024 * 1024)
@@ -419,7 +425,6 @@ class Warehouse:
         )
         if not behind:
             self.wait_for_writes()  # no later step of the run waits for this table: stored before the step ends
-        self._rows[table] = len(frame)
         if behind and self._handoff.admits(nbytes):
             self._handoff.keep(_output_id(context), _as_loaded(frame, converted), nbytes, readers)
 
@@ -471,16 +476,24 @@ class Warehouse:
             json.dumps(list(record.columns_absent))])  # fmt: skip
 
     def _replace_row(self, table: tuple[str, str], columns: Mapping[str, str], values: list) -> None:
-        """Replace the row whose first column equals ``values[0]`` (created with ``columns``' types)."""
+        """Replace the row whose first column equals ``values[0]``."""
+        self._insert_row(table, columns, values, key_columns=1)
+
+    def _insert_row(
+        self, table: tuple[str, str], columns: Mapping[str, str], values: list, key_columns: int
+    ) -> None:
+        """Insert ``values`` in place of the rows that match their first ``key_columns`` values (the table is
+        created with ``columns``' types)."""
         self.wait_for_writes()
-        name, key = quoted(*table), next(iter(columns))
+        name, keys = quoted(*table), list(columns)[:key_columns]
         connection = _connect(self.database)
         try:
             connection.execute(f"create schema if not exists {quoted(table[0])}")
             ddl = ", ".join(f"{quoted(column)} {kind}" for column, kind in columns.items())
             connection.execute(f"create table if not exists {name} ({ddl})")
             connection.execute("begin transaction")
-            connection.execute(f"delete from {name} where {quoted(key)} = ?", [values[0]])
+            matching = " and ".join(f"{quoted(key)} = ?" for key in keys)
+            connection.execute(f"delete from {name} where {matching}", values[:key_columns])
             connection.execute(f"insert into {name} values ({', '.join('?' * len(values))})", values)
             connection.execute("commit")
         finally:
@@ -503,26 +516,29 @@ class Warehouse:
     def record_ingestion(self, source: str, run_id: str, fingerprint: str, parts: Mapping[str, str]) -> None:
         """Keep the digest of everything ``source``'s clean tables depend on (platform/rescore.py); the event
         sources' digests include the CRM's."""
-        self._replace_row(INGESTIONS, INGESTION_COLUMNS, [source, run_id, fingerprint, json.dumps(dict(parts))])
+        self._replace_row(
+            INGESTIONS, INGESTION_COLUMNS, [source, run_id, fingerprint, json.dumps(dict(parts))]
+        )
 
     def ingestion_fingerprint(self, source: str) -> str | None:
         """The digest the last clean step of ``source`` recorded (this run's, or the reused run's)."""
         found = self.read_previous_rows(*INGESTIONS, "source", [source])
         return None if found is None or found.empty else str(found.iloc[0]["fingerprint"])
 
-    # row counts of earlier good runs, for the gates' row-count-drop rule
+    # the row counts the gates compare with
 
-    def rows_written(self) -> dict[str, int]:
-        """Table (asset) name -> rows, of every table this run stored so far: the publish appends them to
-        monitoring.table_rows, the reference of the gates' row-count-drop rule."""
-        return dict(self._rows)
+    def record_gate_rows(self, table: str, run_id: str, rows: int) -> None:
+        """``table`` passed its gate in ``run_id`` with ``rows`` rows (a retried check replaces its row)."""
+        self._insert_row(GATE_ROWS, GATE_ROW_COLUMNS, [table, run_id, rows, dt.datetime.now(dt.UTC).replace(tzinfo=None)],
+                         key_columns=2)  # fmt: skip
 
-    def last_published_rows(self, table: str) -> int | None:
-        """Rows of ``table`` in the newest run that published it (every gate of that run passed), or None."""
-        history = self.read_previous_rows(*TABLE_ROWS, "table_name", [table])
-        if history is None or history.empty:
+    def last_good_rows(self, table: str, run_id: str) -> int | None:
+        """Rows of ``table`` in the newest other run in which it passed its gate, or None (first run)."""
+        history = self.read_previous_rows(*GATE_ROWS, "table_name", [table])
+        if history is None:
             return None
-        return int(history.sort_values("publish_sequence").iloc[-1]["rows"])
+        earlier = history[history["run_id"] != run_id]
+        return None if earlier.empty else int(earlier.sort_values("recorded_at").iloc[-1]["rows"])
 
     # the publish
 
@@ -573,7 +589,9 @@ class WarehouseIOManager(dg.IOManager):
         if obj is None:  # an asset without a table (e.g. a MaterializeResult)
             return
         if not isinstance(obj, pd.DataFrame):
-            raise TypeError(f"{context.asset_key.to_user_string()}: the warehouse stores DataFrames, got {type(obj)}")
+            raise TypeError(
+                f"{context.asset_key.to_user_string()}: the warehouse stores DataFrames, got {type(obj)}"
+            )
         schema, table = self._table(context, context.definition_metadata)
         self.warehouse.store_output(context, schema, table, obj)
         own_schema = COLUMN_SCHEMA in context.output_metadata or COLUMN_SCHEMA in context.definition_metadata

@@ -138,12 +138,16 @@ def query_table(database: str | Path, schema: str, table: str, query: Callable[[
         return fetch_frame(connection.execute(query(quoted(schema, table))))
 
 
-def read_warehouse_table(database: str | Path, table: str, schema: str = WAREHOUSE_SCHEMA) -> pd.DataFrame | None:
+def read_warehouse_table(
+    database: str | Path, table: str, schema: str = WAREHOUSE_SCHEMA
+) -> pd.DataFrame | None:
     """A whole table (by default a published one), or None when it does not exist."""
     return query_table(database, schema, table, lambda name: f"select * from {name}")
 
 
-def read_rows(database: str | Path, schema: str, table: str, column: str, values: list) -> pd.DataFrame | None:
+def read_rows(
+    database: str | Path, schema: str, table: str, column: str, values: list
+) -> pd.DataFrame | None:
     """The rows of ``table`` whose ``column`` is one of ``values``, filtered in DuckDB."""
     wanted = pd.DataFrame({"value": pd.Series(list(values), dtype="object")})
     return query_table(database, schema, table,
@@ -352,5 +356,3 @@ def postgres_target(dsn: str) -> str:
     return (
         " ".join(f"{k}={parts[k]}" for k in ("host", "port", "dbname", "user") if parts.get(k)) or "(default)"
     )
-
-

@@ -1,11 +1,12 @@
-"""The warehouse IO manager replaces whole tables: empty frames and changed schemas land as they are."""
+"""The Warehouse resource and its IO manager: whole tables replaced (empty frames and changed schemas land as
+they are), the in-memory handoff, background writes and their failures."""
 
 from __future__ import annotations
 
 import dagster as dg
 import pandas as pd
 
-from seg_pipeline.platform.warehouse import WarehouseIOManager, _ReplacingClient, wait_for_writes
+from seg_pipeline.platform.warehouse import Warehouse, WarehouseIOManager, warehouse_at
 from tests.integration.support import column_types
 
 
@@ -24,7 +25,7 @@ def run_once(database: str, frame: pd.DataFrame) -> pd.DataFrame:
     with dg.instance_for_test() as instance:
         result = dg.materialize(
             [upstream, downstream],
-            resources={"io_manager": WarehouseIOManager(database=database)},
+            resources=warehouse_at(database),
             instance=instance,
         )
         assert result.success
@@ -92,9 +93,9 @@ def run_readers(database: str, frame: pd.DataFrame, handoff_mb: int, drop_table_
         return frame
 
     @dg.asset(deps=[upstream])
-    def table_dropped() -> None:
+    def table_dropped(warehouse: dg.ResourceParam[Warehouse]) -> None:
         if drop_table_between:
-            wait_for_writes()  # as every user of the warehouse file does
+            warehouse.wait_for_writes()  # as every user of the warehouse file does
             with duckdb.connect(database) as connection:
                 connection.execute("drop table demo.upstream")
 
@@ -118,7 +119,7 @@ def run_readers(database: str, frame: pd.DataFrame, handoff_mb: int, drop_table_
     with dg.instance_for_test() as instance:
         result = dg.materialize(
             [upstream, table_dropped, whole, two_columns],
-            resources={"io_manager": WarehouseIOManager(database=database, handoff_memory_mb=handoff_mb)},
+            resources=warehouse_at(database, handoff_memory_mb=handoff_mb),
             instance=instance,
             raise_on_error=False,
         )
@@ -184,40 +185,33 @@ def test_every_input_of_a_full_refresh_is_handed_over_as_the_warehouse_gives_it(
     the warehouse read of the same table (dtypes, values, missing values), so no step computes on
     anything a read from the warehouse would not give it."""
     from seg_pipeline.definitions import build_definitions
-    from seg_pipeline.platform.warehouse import Handoff, _HandingOffIOManager
+    from seg_pipeline.platform.warehouse import COLUMNS_KEY
     from tests.integration.support import settings_for
 
     served, compared = [], []
 
-    class CountingHandoff(Handoff):
-        def take(self, context, columns):
-            frame = super().take(context, columns)
-            served.append(frame is not None)
-            return frame
-
-    class ComparingIOManager(_HandingOffIOManager):
+    class ComparingIOManager(WarehouseIOManager):
         def load_input(self, context):
-            frame = super().load_input(context)
-            wait_for_writes()  # as every user of the warehouse file does
-            stored = super(_HandingOffIOManager, self).load_input(context)  # the warehouse read
+            columns = (context.definition_metadata or {}).get(COLUMNS_KEY)
+            handed = self.warehouse.handed_over(context, columns)
+            served.append(handed is not None)
+            frame = handed if handed is not None else super().load_input(context)
+            schema, table = self._table(context, context.upstream_output.definition_metadata)
+            stored = self.warehouse.load_table(schema, table, columns)  # the warehouse read
             pd.testing.assert_frame_equal(frame, stored, check_dtype=True, check_exact=True)
             assert missing_value_types(frame) == missing_value_types(stored), context.asset_key
             compared.append(context.asset_key)
             return frame
 
-    class ComparingWarehouse(WarehouseIOManager):
-        def create_io_manager(self, context):
-            return ComparingIOManager(
-                CountingHandoff(self.handoff_memory_mb * 1024 * 1024),
-                db_client=_ReplacingClient(), database=self.database, schema=self.schema_,
-                type_handlers=self.type_handlers(), default_load_type=self.default_load_type(),
-            )  # fmt: skip
+    @dg.io_manager(required_resource_keys={"warehouse"})
+    def comparing_io_manager(context):
+        return ComparingIOManager(context.resources.warehouse)
 
     settings = settings_for(tmp_path, landing)
     base = build_definitions(settings)
     definitions = dg.Definitions(
         assets=base.assets, asset_checks=base.asset_checks, executor=base.executor,
-        resources={**base.resources, "io_manager": ComparingWarehouse(database=str(settings.warehouse_path))},
+        resources={**base.resources, "io_manager": comparing_io_manager},
     )  # fmt: skip
     with dg.instance_for_test() as instance:
         result = definitions.resolve_implicit_global_asset_job_def().execute_in_process(
@@ -261,7 +255,7 @@ def test_an_output_no_later_step_reads_is_stored_before_its_step_ends(tmp_path):
     database = database_refusing_upstream(tmp_path / "w.duckdb")
     with dg.instance_for_test() as instance:
         result = dg.materialize(
-            [upstream], resources={"io_manager": WarehouseIOManager(database=database)},
+            [upstream], resources=warehouse_at(database),
             instance=instance, raise_on_error=False,
         )  # fmt: skip
     failed = [e for e in result.all_events if e.is_step_failure]

@@ -17,7 +17,9 @@ import duckdb
 import pytest
 import sqlalchemy
 
-from seg_pipeline.cli.app import (
+from seg_pipeline.cli.app import main
+from seg_pipeline.cli.launch import OutcomeBuilder, RunOutcome, StepOutcome, check_step_name
+from seg_pipeline.cli.output import (
     EXIT_INTERRUPTED,
     EXIT_UNEXPECTED,
     EXIT_USAGE,
@@ -25,13 +27,11 @@ from seg_pipeline.cli.app import (
     StepPrinter,
     explain_error,
     failure_summary,
-    main,
     render_bar,
     step_line,
     storage_failure,
     success_summary,
 )
-from seg_pipeline.cli.launch import OutcomeBuilder, RunOutcome, StepOutcome, check_step_name
 from seg_pipeline.config import load_settings
 from seg_pipeline.defs.jobs import stoppable_in_process_executor
 from seg_pipeline.platform.runs import INTERRUPTED, stop_on_signals, stop_requested

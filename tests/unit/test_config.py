@@ -16,6 +16,8 @@ from seg_pipeline.errors import SegPipelineError
 from seg_pipeline.sources.contracts import RESERVED_COLUMNS
 from tests.unit.sources.unprivileged import child_env, shared_dir, unprivileged_prefix
 
+REPOSITORY = Path(__file__).resolve().parents[2]
+
 
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "seg.yaml"
@@ -147,11 +149,23 @@ def test_ranges_and_cross_field_rules(tmp_path):
     assert "churn.label" in error_of(tmp_path, "churn: {label: sometimes}\n")
 
 
-def test_settings_json_leaves_secrets_out(tmp_path):
-    # passwords are refused in the config (tests/unit/test_secure_defaults.py); the DSN is left out anyway
-    settings = load_settings(overrides={"publish.postgres_dsn": "postgresql://u@secret-host/db"}, environ={})
-    assert settings.publish.postgres_dsn.get_secret_value().endswith("/db")
-    assert "secret" not in settings.to_json()
+def test_settings_round_trip_through_the_settings_resource(tmp_path):
+    """A run's settings travel as overrides (run config of the settings resource): every value comes back,
+    and only what differs from the defaults is listed."""
+    from seg_pipeline.platform.settings import PipelineSettings, as_overrides
+
+    given = {"publish.postgres_dsn": "postgresql://u@db-host/db", "as_of": "2024-06-30", "landing": str(tmp_path),
+             "segmentation.algorithms": ["kmeans"], "churn.horizon_days": 60, "report.locale": "de_DE",
+             "sources.orders.columns": {"amount": "Betrag"}, "actions.control.campaign": "yes",
+             "customer_attributes.categorical": ["plan"], "home": str(tmp_path / "home")}  # fmt: skip
+    settings = load_settings(overrides=given, environ={})
+    overrides = as_overrides(settings)
+    assert load_settings(overrides=[f"{k}={v}" for k, v in overrides.items()], environ={}) == settings
+    assert overrides["actions.control.campaign"] == '"yes"'  # a string YAML would read as true stays a string
+    assert overrides["as_of"] == "2024-06-30" and "churn.snapshots" not in overrides
+    assert PipelineSettings.of(settings).resolved == settings
+    demo = load_settings(REPOSITORY / "demo.yaml", environ={})
+    assert load_settings(overrides=[f"{k}={v}" for k, v in as_overrides(demo).items()], environ={}) == demo
 
 
 @pytest.mark.parametrize("name", sorted(RESERVED_COLUMNS))

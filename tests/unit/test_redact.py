@@ -7,7 +7,7 @@ import io
 import psycopg
 import pytest
 
-from seg_pipeline.cli.app import report_error
+from seg_pipeline.cli.output import report_error
 from seg_pipeline.errors import SegPipelineError
 from seg_pipeline.publish.stores import PublishUnavailable, open_postgres
 from seg_pipeline.redact import dsn_passwords, has_password, known_secrets, redact, redact_dsn, redact_secrets

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from seg_pipeline.cli.app import UI_HOST, build_parser, main
+from seg_pipeline.cli.app import build_parser, main
+from seg_pipeline.cli.output import UI_HOST
 from seg_pipeline.config import load_settings
-from seg_pipeline.defs.resources import PublishTarget
 from seg_pipeline.errors import SegPipelineError
+from seg_pipeline.platform.settings import PipelineSettings, as_overrides
+from seg_pipeline.platform.warehouse import warehouse_of
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "Zq8-s3cr3t-Pw"
@@ -97,10 +99,10 @@ def test_dsns_without_passwords_and_the_env_var_are_accepted(monkeypatch):
     monkeypatch.setenv("SEG_PUBLISH_DSN", f"postgresql://seg:{SECRET}@db/analytics")
     settings = load_settings(environ={})
     assert settings.publish_dsn.endswith("@db/analytics")
-    # the resource (shown in the UI, stored with every run) names the variable, not its value
-    config = PublishTarget.of(settings)._convert_to_config_dictionary()
-    assert config["postgres_dsn"] == {"env": "SEG_PUBLISH_DSN"} and SECRET not in repr(config)
-    assert SECRET not in settings.to_json()
+    # the settings resource's config (shown in the UI, stored with every run) never holds the variable's value:
+    # the warehouse reads it from the environment when a run starts
+    assert SECRET not in repr(PipelineSettings.of(settings).overrides) and SECRET not in repr(as_overrides(settings))
+    assert warehouse_of(settings).postgres_dsn.endswith(f":{SECRET}@db/analytics")
 
 
 def test_the_instance_examples_take_their_database_url_from_the_environment():
