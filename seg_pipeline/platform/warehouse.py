@@ -40,8 +40,8 @@ from seg_pipeline.publish.stores import (
     MONITORING_SCHEMA,
     WAREHOUSE_SCHEMA,
     distinct_values,
-    existing_tables,
     fetch_frame,
+    query_table,
     quoted,
     read_rows,
     read_warehouse_table,
@@ -440,7 +440,7 @@ class Warehouse:
         """A table this run (or the run whose tables a rescore reuses) stored."""
         self.wait_for_writes()
         selected = ", ".join(quoted(c) for c in columns) if columns else "*"
-        frame = read_table_query(self.database, schema, table, selected)
+        frame = query_table(self.database, schema, table, lambda name: f"select {selected} from {name}")
         if frame is None:
             raise WarehouseWriteError(f"table {schema}.{table} is not in the warehouse {self.database}")
         return frame
@@ -462,10 +462,6 @@ class Warehouse:
     def distinct_values(self, schema: str, table: str, column: str) -> pd.Series:
         self.wait_for_writes()
         return distinct_values(self.database, schema, table, column)
-
-    def existing_tables(self) -> set[str]:
-        self.wait_for_writes()
-        return existing_tables(self.database)
 
     # what raw steps read, for their gates and clean stages
 
@@ -556,12 +552,6 @@ class Warehouse:
 
         self.wait_for_writes()
         return live_run_ids(self.path, self.postgres)
-
-
-def read_table_query(database: str, schema: str, table: str, selected: str = "*") -> pd.DataFrame | None:
-    from seg_pipeline.publish.stores import query_table
-
-    return query_table(database, schema, table, lambda name: f"select {selected} from {name}")
 
 
 # --- the IO manager -------------------------------------------------------------------------------------
