@@ -9,6 +9,7 @@ import pandas as pd
 from seg_pipeline.defs.common import current_run_id
 from seg_pipeline.defs.publish import published_key
 from seg_pipeline.platform.settings import PipelineSettings
+from seg_pipeline.platform.validations import Validations
 from seg_pipeline.platform.warehouse import Warehouse
 from seg_pipeline.publish.contract import PUBLISHED_TABLES
 from seg_pipeline.sources.window import end_of_day
@@ -87,10 +88,12 @@ def gx_suite_check(
     """
 
     def check(
-        context: dg.AssetCheckExecutionContext, settings: PipelineSettings, warehouse: Warehouse, **inputs
+        context: dg.AssetCheckExecutionContext,
+        settings: PipelineSettings,
+        warehouse: Warehouse,
+        validations: Validations,
+        **inputs,
     ) -> dg.AssetCheckResult:
-        from seg_pipeline.quality.gx import suite_columns, validate
-
         cfg = settings.resolved
         frame: pd.DataFrame = inputs[table]
         # the raw table this one comes from: the extract its raw step read (absent, columns, export date)
@@ -101,21 +104,12 @@ def gx_suite_check(
                 passed=True, metadata={"skipped": "optional source absent; empty table"}
             )
         absent_columns = set(extract.columns_absent) if extract is not None else set()
-        suite_path = cfg.expectations_dir / f"{table}.json"
         if optional_columns:
-            absent_columns |= suite_columns(suite_path) - set(frame.columns)
+            absent_columns |= validations.suite_columns(table) - set(frame.columns)
         previous = warehouse.last_good_rows(table, current_run_id(context))
         parameters = suite_parameters(cfg, settings.as_of, previous, extract.export_end if extract else None)
-        outcome = validate(
-            frame,
-            suite_path,
-            gx_root=cfg.gx_root,
-            docs_dir=cfg.datadocs_dir,
-            run_name=current_run_id(context),
-            parameters=parameters,
-            absent_columns=absent_columns,
-            docs_base_url=cfg.orchestration.docs_url,
-        )
+        outcome = validations.validate(frame, table, run_name=current_run_id(context), parameters=parameters,
+                                       absent_columns=absent_columns)  # fmt: skip
         if outcome.success:  # the reference of the next runs' row-count rule
             warehouse.record_gate_rows(table, current_run_id(context), len(frame))
         return check_result(outcome, parameters, previous)
@@ -131,6 +125,11 @@ def gx_suite_check(
             ),
             inspect.Parameter(
                 "warehouse", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=dg.ResourceParam[Warehouse]
+            ),
+            inspect.Parameter(
+                "validations",
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                annotation=dg.ResourceParam[Validations],
             ),
             inspect.Parameter(table, inspect.Parameter.POSITIONAL_OR_KEYWORD),
         ]
@@ -186,18 +185,15 @@ def published_table_check(table: str) -> dg.AssetChecksDefinition:
         description=f"GX suite expectations/{suite}.json on the published table in the warehouse.",
     )
     def check(
-        context: dg.AssetCheckExecutionContext, settings: PipelineSettings, warehouse: dg.ResourceParam[Warehouse]
+        context: dg.AssetCheckExecutionContext,
+        warehouse: dg.ResourceParam[Warehouse],
+        validations: dg.ResourceParam[Validations],
     ) -> dg.AssetCheckResult:
-        from seg_pipeline.quality.gx import validate
-
-        cfg = settings.resolved
         frame = warehouse.read_previous(table)
         if frame is None:
             return dg.AssetCheckResult(passed=False, description=f"published.{table} is not in the warehouse")
         parameters = {"run_ids": [current_run_id(context)], "min_row_count": 1}
-        outcome = validate(frame, cfg.expectations_dir / f"{suite}.json", gx_root=cfg.gx_root,
-                           docs_dir=cfg.datadocs_dir, run_name=current_run_id(context), parameters=parameters,
-                           docs_base_url=cfg.orchestration.docs_url)  # fmt: skip
+        outcome = validations.validate(frame, suite, run_name=current_run_id(context), parameters=parameters)
         return check_result(outcome, parameters, None)
 
     return check

@@ -6,6 +6,7 @@ from __future__ import annotations
 from seg_pipeline.config import Settings
 from seg_pipeline.platform.settings import PipelineSettings
 from seg_pipeline.platform.tracking import mlflow_tracking_resource
+from seg_pipeline.platform.validations import validations_resource
 from seg_pipeline.platform.warehouse import warehouse_io_manager, warehouse_resource
 
 
@@ -17,4 +18,5 @@ def resources(settings: Settings, source: PipelineSettings | None = None) -> dic
         "warehouse": warehouse_resource,
         "io_manager": warehouse_io_manager,
         "mlflow_tracking": mlflow_tracking_resource,
+        "validations": validations_resource,
     }

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
@@ -147,6 +148,7 @@ class SuiteOutcome:
     docs_index: str | None = None  # the site's index, likewise
     docs_path: Path | None = None  # the page's file
     docs_index_path: Path | None = None
+    result_id: Any = None  # GX's ValidationResultIdentifier of the stored result (build_docs_index)
 
 
 def _short(value: Any) -> str:
@@ -319,26 +321,67 @@ def _link(page: Path, docs_dir: Path, docs_base_url: str | None) -> str:
     return served_url(docs_base_url, DATADOCS_ROUTE, docs_dir, page) if docs_base_url else page.as_uri()
 
 
+# One configured context per GX project and site in this process: building one reads great_expectations.yml and
+# sets up every store, a fifth of a validation's time when each gate built its own. The lock keeps two threads
+# of one process from validating through the same context at once (GX's contexts are not thread-safe).
+_CONTEXTS: dict[tuple[Path, Path], Any] = {}
+_CONTEXTS_LOCK = threading.Lock()
+_VALIDATING: dict[tuple[Path, Path], threading.Lock] = {}
+VIEWS_MODULE = "seg_pipeline.quality.gx_site"
+
+
+def _site_config(docs_dir: Path) -> dict:
+    # Page views that share compiled templates (gx_site.py); no profiling section (the pipeline never
+    # profiles, and GX would walk every stored result for it).
+    page_view = {"module_name": VIEWS_MODULE, "class_name": "CompiledPageView"}
+    return {
+        "class_name": "SiteBuilder",
+        "show_how_to_buttons": False,
+        "store_backend": {
+            "class_name": "OfflineSiteStoreBackend",
+            "module_name": VIEWS_MODULE,
+            "base_directory": str(docs_dir.resolve()),
+        },
+        "site_index_builder": {
+            "class_name": "DefaultSiteIndexBuilder",
+            "view": {"module_name": VIEWS_MODULE, "class_name": "CompiledIndexPageView"},
+        },
+        "site_section_builders": {
+            "expectations": {"view": page_view},
+            "validations": {"view": page_view},
+            "profiling": "None",
+        },
+    }
+
+
 def _context(gx_root: Path, docs_dir: Path):
+    """The project's context, configured once per process (and again when its project was removed)."""
+    key = (gx_root.resolve(), docs_dir.resolve())
+    with _CONTEXTS_LOCK:
+        context = _CONTEXTS.get(key)
+        if context is None or not (Path(context.root_directory) / "great_expectations.yml").is_file():
+            context = _CONTEXTS[key] = _configured_context(gx_root, docs_dir)
+            _VALIDATING.setdefault(key, threading.Lock())
+        return context, _VALIDATING[key]
+
+
+def _configured_context(gx_root: Path, docs_dir: Path):
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     gx_root.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=str(gx_root))
+    if context.variables.config_variables_file_path:
+        # GX reads that YAML file again on every access to a context variable (~95 times a validation);
+        # the pipeline keeps no secrets or variables there
+        context.variables.config_variables_file_path = None
+        context.variables.save()
+        context = gx.get_context(mode="file", project_root_dir=str(gx_root))
     bars = context.variables.progress_bars
     if (bars.get("globally") if isinstance(bars, dict) else getattr(bars, "globally", None)) is not False:
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         context.variables.save()
-    site = {
-        "class_name": "SiteBuilder",
-        "show_how_to_buttons": False,
-        "store_backend": {
-            "class_name": "OfflineSiteStoreBackend",
-            "module_name": "seg_pipeline.quality.gx_site",
-            "base_directory": str(docs_dir.resolve()),
-        },
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-    }
+    site = _site_config(docs_dir)
     stores = context.variables.stores or {}
     if (stores.get("validation_results_store") or {}).get("class_name") != RESULTS_STORE["class_name"]:
         context.add_store("validation_results_store", RESULTS_STORE)  # persisted in great_expectations.yml
@@ -348,6 +391,21 @@ def _context(gx_root: Path, docs_dir: Path):
         else:
             context.add_data_docs_site(DOCS_SITE, site)
     return context
+
+
+def build_docs_index(gx_root: Path, docs_dir: Path, newest: Any) -> Path | None:
+    """Build the site's index page (every stored validation, newest first) and return its file; ``newest``
+    is the ``SuiteOutcome.result_id`` of a validation whose page is built again with it (GX builds the index
+    only along with at least one page: an empty list of pages means all of them).
+
+    Reading every stored result, the index costs more with each run kept; a pipeline run builds it once at its
+    end (platform/validations.py) rather than with each gate's page."""
+    context, validating = _context(gx_root, docs_dir)
+    with validating:
+        install_vendor_files(docs_dir)
+        context.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=[newest], build_index=True)
+        index = context.get_docs_sites_urls(site_names=[DOCS_SITE])
+    return _file_of(index[0]["site_url"]) if index else None
 
 
 def _release_batches(context) -> None:
@@ -369,11 +427,13 @@ def validate(
     parameters: dict[str, Any] | None = None,
     absent_columns: set[str] | None = None,
     docs_base_url: str | None = None,
+    build_index: bool = True,
 ) -> SuiteOutcome:
-    """Validate ``frame`` against the suite and file the result (and Data Docs) under ``run_name``.
+    """Validate ``frame`` against the suite and file the result and its Data Docs page under ``run_name``.
 
     ``docs_base_url`` is where `seg-pipeline dev` serves the site (``orchestration.docs_url``); the
-    outcome's links are http URLs under it, or file:// URLs without it."""
+    outcome's links are http URLs under it, or file:// URLs without it. ``build_index=False`` leaves the
+    site's index page to a later ``build_docs_index`` (a pipeline run builds it once, at its end)."""
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.execution_engine import pandas_execution_engine
@@ -385,44 +445,48 @@ def validate(
     raw_suite = load_suite(suite_path)
     name = raw_suite.get("name") or suite_path.stem
     suite_spec, skipped = without_columns(raw_suite, absent_columns or set())
-    context = _context(gx_root, docs_dir)
-    install_vendor_files(docs_dir)
-    datasource = context.data_sources.add_or_update_pandas(DATASOURCE)
-    try:
-        asset = datasource.get_asset(name)
-    except LookupError:
-        asset = datasource.add_dataframe_asset(name)
-    try:
-        batch = asset.get_batch_definition("whole_table")
-    except KeyError:
-        batch = asset.add_batch_definition_whole_dataframe("whole_table")
     try:
         suite = gx.ExpectationSuite(
             name=name, expectations=suite_spec["expectations"], meta=suite_spec.get("meta") or {}
         )
     except Exception as exc:  # GX raises several types for an unknown expectation or bad kwargs
         raise SegPipelineError(f"GX suite {suite_path}: {type(exc).__name__}: {exc}") from None
-    suite = context.suites.add_or_update(suite)
-    definition = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=name, data=batch, suite=suite)
-    )
-    checkpoint = context.checkpoints.add_or_update(
-        gx.Checkpoint(
-            name=name,
-            validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=[DOCS_SITE])],
-            result_format={"result_format": "SUMMARY"},
+    context, validating = _context(gx_root, docs_dir)
+    with validating:
+        install_vendor_files(docs_dir)
+        datasource = context.data_sources.add_or_update_pandas(DATASOURCE)
+        try:
+            asset = datasource.get_asset(name)
+        except LookupError:
+            asset = datasource.add_dataframe_asset(name)
+        try:
+            batch = asset.get_batch_definition("whole_table")
+        except KeyError:
+            batch = asset.add_batch_definition_whole_dataframe("whole_table")
+        suite = context.suites.add_or_update(suite)
+        definition = context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=name, data=batch, suite=suite)
         )
-    )
-    try:
-        result = checkpoint.run(
-            batch_parameters={"dataframe": frame},
-            expectation_parameters=parameters or {},
-            run_id=RunIdentifier(run_name=run_name, run_time=dt.datetime.now(dt.UTC)),
+        # the checkpoint stores the result; its page is built below, without the index (see build_index)
+        checkpoint = context.checkpoints.add_or_update(
+            gx.Checkpoint(name=name, validation_definitions=[definition], actions=[],
+                          result_format={"result_format": "SUMMARY"})
+        )  # fmt: skip
+        try:
+            result = checkpoint.run(
+                batch_parameters={"dataframe": frame},
+                expectation_parameters=parameters or {},
+                run_id=RunIdentifier(run_name=run_name, run_time=dt.datetime.now(dt.UTC)),
+            )
+        finally:
+            _release_batches(context)
+        (identifier, validation), *_ = result.run_results.items()
+        context.build_data_docs(
+            site_names=[DOCS_SITE], resource_identifiers=[identifier], build_index=build_index
         )
-    finally:
-        _release_batches(context)
-    (identifier, validation), *_ = result.run_results.items()
+        urls = context.get_docs_sites_urls(resource_identifier=identifier, site_names=[DOCS_SITE])
+        # the index's place, built or not yet (build_index)
+        index = context.get_docs_sites_urls(site_names=[DOCS_SITE], only_if_exists=False)
     failed = []
     for r in validation.results:
         if r.success:
@@ -442,8 +506,6 @@ def validate(
                 rule=(r.expectation_config.meta or {}).get("rule"),
             )
         )
-    urls = context.get_docs_sites_urls(resource_identifier=identifier, site_names=[DOCS_SITE])
-    index = context.get_docs_sites_urls(site_names=[DOCS_SITE])
     page = _file_of(urls[0]["site_url"]) if urls else None
     index_page = _file_of(index[0]["site_url"]) if index else None
     stats = validation.statistics
@@ -458,4 +520,5 @@ def validate(
         docs_index=_link(index_page, docs_dir, docs_base_url) if index_page else None,
         docs_path=page,
         docs_index_path=index_page,
+        result_id=identifier,
     )
