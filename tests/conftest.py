@@ -61,3 +61,34 @@ def pg_url(pg_admin_url) -> str:
     finally:
         with psycopg.connect(pg_admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# The modules that take longest, slowest first (from `make test --durations`). They are handed out first so
+# that none starts last on a worker while the other worker idles; a stale list costs wall time, never a test.
+SLOWEST_FIRST = (
+    "tests/e2e/test_reliability.py",
+    "tests/e2e/test_cli.py",
+    "tests/integration/test_churn.py",
+    "tests/e2e/test_interrupt.py",
+    "tests/integration/test_publish.py",
+    "tests/integration/test_quality_gates.py",
+    "tests/integration/test_privacy_audit.py",
+    "tests/integration/test_segmentation.py",
+    "tests/e2e/test_exports.py",
+    "tests/e2e/test_ui.py",
+    "tests/integration/test_clean_stage.py",
+)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slowest modules first, then the other end-to-end and integration tests, then the unit tests (xdist keeps
+    this order with --no-loadscope-reorder; tests of one xdist_group still run on one worker, in order)."""
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        path = item.nodeid.split("::", 1)[0]
+        if path in SLOWEST_FIRST:
+            return (0, SLOWEST_FIRST.index(path))
+        return (1 if path.startswith(("tests/e2e/", "tests/integration/")) else 2, 0)
+
+    items.sort(key=rank)  # stable: a module's tests keep their order

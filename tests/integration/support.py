@@ -38,15 +38,19 @@ def settings_for(tmp_path, landing, quick: bool = True, **overrides) -> Settings
 
 
 def run_all(settings: Settings, instance: dg.DagsterInstance, selection: list[str] | None = None,
-            groups: tuple[str, ...] | None = None):  # fmt: skip
-    """Materialize every asset (or ``selection``, or the assets of ``groups``) with its checks, in process,
-    without raising."""
+            groups: tuple[str, ...] | None = None, upstream_of: tuple[str, ...] | None = None):  # fmt: skip
+    """Materialize every asset (or ``selection``, or the assets of ``groups``, or ``upstream_of`` and all they
+    depend on) with their checks, in process, without raising."""
     definitions = build_definitions(settings)
     job = definitions.resolve_implicit_global_asset_job_def()
     keys = [dg.AssetKey(k) for k in selection] if selection else None
+    graph = definitions.resolve_asset_graph()
     if groups:
-        graph = definitions.resolve_asset_graph()
         keys = sorted(dg.AssetSelection.groups(*groups).resolve(graph))
+    if upstream_of:
+        keys = sorted(
+            dg.AssetSelection.assets(*upstream_of).upstream().required_multi_asset_neighbors().resolve(graph)
+        )
     return job.execute_in_process(instance=instance, asset_selection=keys, raise_on_error=False)
 
 

@@ -25,6 +25,9 @@ from tests.integration.tracking_checks import (
     step_window,
 )
 
+# module fixtures: one worker runs all of these tests, in order (make test distributes with --dist loadgroup)
+pytestmark = pytest.mark.xdist_group(__name__)
+
 ATTRIBUTES = {
     "customer_attributes.numeric": ["monthly_charges"],
     "customer_attributes.categorical": ["plan", "contract"],
@@ -307,7 +310,7 @@ def test_rescore_scores_with_the_champion_without_training(full):
 
 
 def shaped_run(tmp_path, company, shape: str, **overrides):
-    """One full refresh on a reshaped copy of the company: crm_only (CRM with attributes and its churn
+    """One churn stage on a reshaped copy of the company: crm_only (CRM with attributes and its churn
     column, no events at all) or orders_only (a CRM of ids only, plus orders)."""
     landing = copy_extracts(company, tmp_path / "landing")
     if shape == "crm_only":
@@ -319,8 +322,8 @@ def shaped_run(tmp_path, company, shape: str, **overrides):
         crm = pd.read_csv(landing / "crm_customers.csv", dtype=str, keep_default_na=False)
         crm[["customer_id"]].to_csv(landing / "crm_customers.csv", index=False)
     settings = settings_for(tmp_path, landing, quick=False, **overrides)
-    with dg.instance_for_test() as instance:
-        result = run_all(settings, instance)
+    with dg.instance_for_test() as instance:  # the churn stage and what it reads; no segments, no publish
+        result = run_all(settings, instance, upstream_of=("churn_scores", "churn_model"))
     return settings, result
 
 

@@ -66,7 +66,7 @@ def test_mostly_null_emails_fail_the_gate(tmp_path, landing):
     empty = (crm["email"].str.strip() == "").mean()  # 40 % plus the duplicates the generator left without one
     settings = settings_for(tmp_path, landing)
     with dg.instance_for_test() as instance:
-        result = run_all(settings, instance)
+        result = run_all(settings, instance, groups=UP_TO_CLEAN)  # the gates this is about
     check = evaluations(result)["raw_crm_customers_quality"]
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     assert (
@@ -100,7 +100,7 @@ def test_absent_optional_source_and_columns_are_skipped(tmp_path, landing):
     crm.drop(columns=["email", "updated_at"]).to_csv(landing / "crm_customers.csv", index=False)
     settings = settings_for(tmp_path, landing)
     with dg.instance_for_test() as instance:
-        result = run_all(settings, instance)
+        result = run_all(settings, instance, groups=UP_TO_CLEAN)
     checks = evaluations(result)
     assert (
         checks["raw_web_events_quality"].passed
@@ -116,7 +116,7 @@ def test_a_broken_suite_file_is_reported_with_its_path(tmp_path, landing):
     (suites / "raw_orders.json").write_text('{"name": "raw_orders", "expectations": [', encoding="utf-8")
     settings = settings_for(tmp_path, landing, **{"quality.expectations_dir": str(suites)})
     with dg.instance_for_test() as instance:
-        result = run_all(settings, instance)
+        result = run_all(settings, instance, groups=UP_TO_CLEAN)
     failure = next(e for e in result.all_events if e.is_step_failure and "raw_orders" in e.step_key)
     message = failure.step_failure_data.error.cause.message if failure.step_failure_data.error.cause else ""
     assert "raw_orders.json is not valid JSON" in message + failure.step_failure_data.error.message

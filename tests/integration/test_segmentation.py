@@ -23,6 +23,9 @@ from tests.conftest import TEST_KEY
 from tests.integration.support import copy_extracts, run_all, settings_for
 from tests.integration.tracking_checks import assert_names_no_customer, assert_run_spans_the_work, step_window
 
+# module fixtures: one worker runs all of these tests, in order (make test distributes with --dist loadgroup)
+pytestmark = pytest.mark.xdist_group(__name__)
+
 ATTRIBUTES = {
     "customer_attributes.numeric": ["monthly_charges"],
     "customer_attributes.categorical": ["plan", "contract"],
@@ -49,7 +52,8 @@ def two_runs(small_company, tmp_path_factory):
             settings = settings_for(
                 tmp_path, landing, quick=False, **ATTRIBUTES, **{"segmentation.seed": seed}
             )
-            result = run_all(settings, instance)
+            # the segmentation stage and what it reads (no churn training, no publish)
+            result = run_all(settings, instance, upstream_of=(*SEGMENT_OUTPUTS, "lifecycle_stage"))
             assert result.success, [e.step_key for e in result.all_events if e.is_step_failure]
             metadata = {
                 key: dict(
