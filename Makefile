@@ -43,7 +43,7 @@ demo: $(BIN)/seg-pipeline
 # The whole suite: unit, integration (Dagster + DuckDB) and e2e (CLI, PostgreSQL on 127.0.0.1:5432).
 test: $(BIN)/seg-pipeline
 	$(BIN)/ruff check seg_pipeline tests benchmarks
-	SEG_CONFIG= $(BIN)/python -m pytest -n auto --dist loadgroup --no-loadscope-reorder --durations=15
+	SEG_CONFIG= $(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder --durations=15
 
 # The Dagster UI on http://127.0.0.1:3000 for the instance under .seg/dagster.
 dev: $(BIN)/seg-pipeline

@@ -80,10 +80,11 @@ SLOWEST_FIRST = (
 )
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slowest modules first, then the other end-to-end and integration tests, then the unit tests (xdist keeps
-    this order with --no-loadscope-reorder; tests of one xdist_group still run on one worker, in order)."""
+    """Slowest modules first, then the other end-to-end and integration tests, then the unit tests: make test
+    hands out whole files (--dist loadfile; tests of a module share its fixtures and run in order) in this
+    order (--no-loadscope-reorder). Not --dist loadgroup: with pytest 9.2, xdist 3.8 no longer applies its
+    xdist_group marks (it renames items through an attribute pytest stopped reading)."""
 
     def rank(item: pytest.Item) -> tuple[int, int]:
         path = item.nodeid.split("::", 1)[0]

@@ -23,9 +23,6 @@ from seg_pipeline.cleaning.privacy import pseudonymize
 from seg_pipeline.publish.contract import column_names
 from tests.integration.support import QUICK_ENV
 
-# module fixtures: one worker runs all of these tests, in order (make test distributes with --dist loadgroup)
-pytestmark = pytest.mark.xdist_group(__name__)
-
 CLI = str(Path(sys.executable).parent / "seg-pipeline")
 
 

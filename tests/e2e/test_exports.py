@@ -25,9 +25,6 @@ from seg_pipeline.publish.export import starts_a_formula
 from seg_pipeline.synthetic.generator import GeneratorConfig, MessinessRates, generate
 from tests.integration.support import QUICK_ENV
 
-# module fixtures: one worker runs all of these tests, in order (make test distributes with --dist loadgroup)
-pytestmark = pytest.mark.xdist_group(__name__)
-
 CLI = str(Path(sys.executable).parent / "seg-pipeline")
 AS_OF = "2024-06-30"
 SCHEMA = "b2_exports"

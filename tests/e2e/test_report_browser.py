@@ -17,10 +17,7 @@ from seg_pipeline.publish.report import write_report
 from tests.e2e import ui
 from tests.unit.publish.test_report import make_inputs
 
-pytestmark = [
-    pytest.mark.skipif(ui.chromium_missing() is not None, reason=str(ui.chromium_missing())),
-    pytest.mark.xdist_group(__name__),  # module fixtures: one worker runs these tests (make test: loadgroup)
-]
+pytestmark = pytest.mark.skipif(ui.chromium_missing() is not None, reason=str(ui.chromium_missing()))
 
 LONG_NAMES = {
     1: "High-value loyal customers who order through the mobile app every week",

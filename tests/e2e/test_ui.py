@@ -25,9 +25,6 @@ from tests.e2e import ui
 from tests.e2e.test_cli import cli
 from tests.integration.support import QUICK_ENV
 
-# module fixtures: one worker runs all of these tests, in order (make test distributes with --dist loadgroup)
-pytestmark = pytest.mark.xdist_group(__name__)
-
 AS_OF = "2024-06-30"
 # Read at import: the autouse fixture in tests/conftest.py clears SEG_* from the environment.
 SCREENSHOTS_FROM = os.environ.get("SCREENSHOTS_FROM")  # a project folder where `make demo` has run

@@ -19,9 +19,6 @@ from seg_pipeline.synthetic.generator import GeneratorConfig, generate
 from tests.conftest import AS_OF, TEST_KEY
 from tests.integration.support import run_all, settings_for
 
-# module fixtures: one worker runs all of these tests, in order (make test distributes with --dist loadgroup)
-pytestmark = pytest.mark.xdist_group(__name__)
-
 EXPORTED = AS_OF  # the generator dates its extracts' modification time to its as_of
 BACKFILL_AS_OF = AS_OF - dt.timedelta(days=120)
 EVENT_TIME = {

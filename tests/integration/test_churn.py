@@ -25,9 +25,6 @@ from tests.integration.tracking_checks import (
     step_window,
 )
 
-# module fixtures: one worker runs all of these tests, in order (make test distributes with --dist loadgroup)
-pytestmark = pytest.mark.xdist_group(__name__)
-
 ATTRIBUTES = {
     "customer_attributes.numeric": ["monthly_charges"],
     "customer_attributes.categorical": ["plan", "contract"],

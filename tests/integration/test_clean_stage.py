@@ -11,9 +11,6 @@ from seg_pipeline.cleaning.privacy import pseudonymize, record_erasure
 from tests.conftest import AS_OF, TEST_KEY
 from tests.integration.support import UP_TO_CLEAN, copy_extracts, run_all, settings_for
 
-# module fixtures: one worker runs all of these tests, in order (make test distributes with --dist loadgroup)
-pytestmark = pytest.mark.xdist_group(__name__)
-
 CLEAN_TABLES = (
     "clean_customers",
     "clean_orders",

@@ -30,9 +30,6 @@ from tests.conftest import AS_OF, TEST_KEY
 from tests.corpus.builders import BUILDERS
 from tests.integration.support import copy_extracts, run_all, settings_for
 
-# module fixtures: one worker runs all of these tests, in order (make test distributes with --dist loadgroup)
-pytestmark = pytest.mark.xdist_group(__name__)
-
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 CASES = yaml.safe_load((CORPUS / "cases.yaml").read_text(encoding="utf-8"))
 # outcomes Dagster decides: a failed step, a failed gate, the clean stage

@@ -25,9 +25,6 @@ from seg_pipeline.synthetic.generator import GeneratorConfig, MessinessRates, ge
 from tests.conftest import AS_OF, TEST_KEY
 from tests.integration.support import run_all, settings_for
 
-# module fixtures: one worker runs all of these tests, in order (make test distributes with --dist loadgroup)
-pytestmark = pytest.mark.xdist_group(__name__)
-
 T0 = AS_OF - dt.timedelta(days=120)
 HORIZON = 90
 

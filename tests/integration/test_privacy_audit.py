@@ -55,9 +55,6 @@ from seg_pipeline.sources.contracts import CONTRACTS
 from tests.conftest import AS_OF
 from tests.integration.support import QUICK_ENV, copy_extracts
 
-# module fixtures: one worker runs all of these tests, in order (make test distributes with --dist loadgroup)
-pytestmark = pytest.mark.xdist_group(__name__)
-
 CLI = str(Path(sys.executable).parent / "seg-pipeline")
 # columns of each extract that hold personal data (sources/contracts.py marks them "(PII)")
 PII_SOURCE_COLUMNS = {

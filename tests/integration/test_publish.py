@@ -21,8 +21,6 @@ from seg_pipeline.publish.writers import live_run_ids
 from tests.conftest import TEST_KEY
 from tests.integration.support import copy_extracts, run_all, settings_for
 
-# module fixtures: one worker runs all of these tests, in order (make test distributes with --dist loadgroup)
-pytestmark = pytest.mark.xdist_group(__name__)
 
 def run_job(settings, instance, job: str):
     return (

@@ -23,9 +23,6 @@ from tests.conftest import TEST_KEY
 from tests.integration.support import copy_extracts, run_all, settings_for
 from tests.integration.tracking_checks import assert_names_no_customer, assert_run_spans_the_work, step_window
 
-# module fixtures: one worker runs all of these tests, in order (make test distributes with --dist loadgroup)
-pytestmark = pytest.mark.xdist_group(__name__)
-
 ATTRIBUTES = {
     "customer_attributes.numeric": ["monthly_charges"],
     "customer_attributes.categorical": ["plan", "contract"],

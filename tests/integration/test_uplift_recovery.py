@@ -16,9 +16,6 @@ import pytest
 
 from seg_pipeline.synthetic.study import StudyCase, run_seed, summarize
 
-# module fixtures: one worker runs all of these tests, in order (make test distributes with --dist loadgroup)
-pytestmark = pytest.mark.xdist_group(__name__)
-
 SEEDS = range(20)
 
 

@@ -15,9 +15,6 @@ from seg_pipeline.config import ChurnConfig
 from seg_pipeline.features.labels import KEY_COLUMNS, activity_training_set
 from seg_pipeline.synthetic.cohort import CohortConfig, generate_cohort
 
-# module fixtures: one worker runs all of these tests, in order (make test distributes with --dist loadgroup)
-pytestmark = pytest.mark.xdist_group(__name__)
-
 AS_OF = dt.date(2024, 6, 30)
 
 

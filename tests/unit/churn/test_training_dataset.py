@@ -11,8 +11,6 @@ import pytest
 
 from seg_pipeline.platform.tracking import training_dataset
 
-# module fixtures: one worker runs all of these tests, in order (make test distributes with --dist loadgroup)
-pytestmark = pytest.mark.xdist_group(__name__)
 
 @pytest.fixture(scope="module")
 def mlflow():

@@ -14,9 +14,6 @@ from seg_pipeline.cleaning.customers import clean_customers
 from seg_pipeline.config import IdentityConfig
 from seg_pipeline.sources.contracts import CRM_CUSTOMERS, PANDAS_DTYPES, SOURCE_ROW
 
-# module fixtures: one worker runs all of these tests, in order (make test distributes with --dist loadgroup)
-pytestmark = pytest.mark.xdist_group(__name__)
-
 CORPUS = Path(__file__).parents[2] / "corpus" / "identity" / "pairs.yaml"
 # Share of `same` pairs that must end in one customer. Every `different` pair must stay apart: a false merge
 # mixes two customers' orders, consent and scores, a missed one only splits a history.

@@ -18,9 +18,6 @@ import pytest
 from seg_pipeline.publish import report
 from seg_pipeline.publish.report import SECTIONS, ReportInputs, render_report, summary_markdown, write_report
 
-# module fixtures: one worker runs all of these tests, in order (make test distributes with --dist loadgroup)
-pytestmark = pytest.mark.xdist_group(__name__)
-
 AS_OF = dt.date(2024, 6, 30)
 RUN_ID = "3f2b9c1e-8d4a-4e7b-9a61-0c5d2e7f1a88"
 NAMES = {1: "Big <spenders> & VIPs", 2: "Occasional buyers", 3: "Dormant low-value"}

@@ -22,9 +22,6 @@ from seg_pipeline.synthetic.campaign import (
 from seg_pipeline.synthetic.generator import DUPLICATE_BASE, SOURCES, GeneratorConfig, customer_id, generate
 from tests.conftest import AS_OF
 
-# module fixtures: one worker runs all of these tests, in order (make test distributes with --dist loadgroup)
-pytestmark = pytest.mark.xdist_group(__name__)
-
 TIERS = ("personal_outreach", "semi_automated", "automated")
 D = AS_OF - dt.timedelta(days=120)
 D_END = pd.Timestamp(D) + pd.Timedelta(days=1)  # events after D are dated from here on

@@ -24,9 +24,6 @@ from seg_pipeline.synthetic.generator import CHUNK_SIZE, MessinessRates
 from tests.conftest import AS_OF
 from tests.unit.synthetic.test_generator import digest
 
-# module fixtures: one worker runs all of these tests, in order (make test distributes with --dist loadgroup)
-pytestmark = pytest.mark.xdist_group(__name__)
-
 REPO = Path(__file__).resolve().parents[3]
 AS_OF_END = pd.Timestamp(AS_OF) + pd.Timedelta(days=1)  # exclusive
 CUSTOMERS = 6000

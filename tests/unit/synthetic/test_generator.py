@@ -15,9 +15,6 @@ from seg_pipeline.synthetic.generator import CHUNK_SIZE, GeneratorConfig, Messin
 from seg_pipeline.synthetic.lexicon import LEGAL_FORMS
 from tests.conftest import AS_OF
 
-# module fixtures: one worker runs all of these tests, in order (make test distributes with --dist loadgroup)
-pytestmark = pytest.mark.xdist_group(__name__)
-
 AS_OF_END = pd.Timestamp(AS_OF) + pd.Timedelta(days=1)
 
 
