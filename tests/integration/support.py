@@ -22,6 +22,8 @@ QUICK_MODELS = {
     "churn.driver_features": 5,
     "churn.snapshots": 2,
 }
+# the churn tests train the default candidates on the default snapshots, with a quick segmentation beside them
+QUICK_SEGMENTATION = {k: v for k, v in QUICK_MODELS.items() if k.startswith("segmentation.")}
 QUICK_ENV = {
     "SEG_SEGMENTATION__ALGORITHMS": "[kmeans]",
     "SEG_SEGMENTATION__K_MAX": "6",

@@ -17,7 +17,7 @@ from seg_pipeline.definitions import build_definitions
 from seg_pipeline.explain import explain
 from seg_pipeline.platform.registry import alias_version
 from tests.conftest import TEST_KEY
-from tests.integration.support import copy_extracts, run_all, settings_for
+from tests.integration.support import QUICK_SEGMENTATION, copy_extracts, run_all, settings_for
 from tests.integration.tracking_checks import (
     assert_names_no_customer,
     assert_run_spans_the_work,
@@ -63,7 +63,11 @@ def full(small_company, tmp_path_factory, env):
     """Five sources, activity labels, one full refresh on an instance the later tests keep using."""
     tmp_path = tmp_path_factory.mktemp("churn_full")
     settings = settings_for(
-        tmp_path, copy_extracts(small_company, tmp_path / "landing"), quick=False, **ATTRIBUTES
+        tmp_path,
+        copy_extracts(small_company, tmp_path / "landing"),
+        quick=False,
+        **ATTRIBUTES,
+        **QUICK_SEGMENTATION,
     )
     with dg.instance_for_test() as instance:
         result = run_all(settings, instance)
@@ -267,7 +271,7 @@ def test_a_better_champion_is_kept_when_a_worse_challenger_is_trained(full):
     client.set_registered_model_alias(MODEL_NAME, CHAMPION, str(oracle_version))
     client.set_model_version_tag(MODEL_NAME, str(oracle_version), "threshold", "0.5")
 
-    result = run_all(settings, full["instance"])
+    result = run_all(settings, full["instance"], upstream_of=("churn_scores", "churn_model"))
     assert result.success, failures(result)
     model = read(settings, "churn_model", "churn").iloc[0]
     assert not model["promoted"] and model["champion_version"] == oracle_version
@@ -390,7 +394,11 @@ def test_cohort_scenario_end_to_end_with_baselines_visible(tmp_path, env):
     generate_cohort(CohortConfig(customers=3000, seed=5, as_of=AS_OF), landing)
     shutil.rmtree(landing / "truth")  # the pipeline never sees the truth
     settings = settings_for(
-        tmp_path, landing, quick=False, **{"customer_attributes.categorical": ["acquisition_channel"]}
+        tmp_path,
+        landing,
+        quick=False,
+        **QUICK_SEGMENTATION,
+        **{"customer_attributes.categorical": ["acquisition_channel"]},
     )
     with dg.instance_for_test() as instance:
         result = run_all(settings, instance)
