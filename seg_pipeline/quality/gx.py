@@ -327,24 +327,24 @@ def _link(page: Path, docs_dir: Path, docs_base_url: str | None) -> str:
 _CONTEXTS: dict[tuple[Path, Path], Any] = {}
 _CONTEXTS_LOCK = threading.Lock()
 _VALIDATING: dict[tuple[Path, Path], threading.Lock] = {}
-VIEWS_MODULE = "seg_pipeline.quality.gx_site"
+SITE_MODULE = "seg_pipeline.quality.gx_site"
 
 
 def _site_config(docs_dir: Path) -> dict:
     # Page views that share compiled templates (gx_site.py); no profiling section (the pipeline never
     # profiles, and GX would walk every stored result for it).
-    page_view = {"module_name": VIEWS_MODULE, "class_name": "CompiledPageView"}
+    page_view = {"module_name": SITE_MODULE, "class_name": "CompiledPageView"}
     return {
         "class_name": "SiteBuilder",
         "show_how_to_buttons": False,
         "store_backend": {
             "class_name": "OfflineSiteStoreBackend",
-            "module_name": VIEWS_MODULE,
+            "module_name": SITE_MODULE,
             "base_directory": str(docs_dir.resolve()),
         },
         "site_index_builder": {
             "class_name": "DefaultSiteIndexBuilder",
-            "view": {"module_name": VIEWS_MODULE, "class_name": "CompiledIndexPageView"},
+            "view": {"module_name": SITE_MODULE, "class_name": "CompiledIndexPageView"},
         },
         "site_section_builders": {
             "expectations": {"view": page_view},

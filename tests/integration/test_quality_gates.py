@@ -75,6 +75,9 @@ def test_mostly_null_emails_fail_the_gate(tmp_path, landing):
     )
     assert "email" in check.metadata["failed_expectations"].value
     assert not result.success
+    # the Data Docs index is built as the run ends, a failed run too, and lists this run's failed validation
+    index = Path(check.metadata["data_docs_index_path"].value)
+    assert index.is_file() and result.run_id in index.read_text(encoding="utf-8")
 
 
 def test_row_count_collapse_against_the_last_good_run(tmp_path, landing):
