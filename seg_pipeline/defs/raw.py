@@ -36,8 +36,7 @@ def table_schema(frame: pd.DataFrame, contract: SourceContract) -> dg.TableSchem
             dg.TableColumn(
                 name=name,
                 type=str(dtype),
-                description=descriptions.get(name)
-                or ("1-based row in the source file" if name == SOURCE_ROW else ""),
+                description=descriptions.get(name) or COLUMN_NOTES.get(name, ""),
                 constraints=dg.TableColumnConstraints(nullable=name not in required and name != SOURCE_ROW),
             )
             for name, dtype in frame.dtypes.items()
