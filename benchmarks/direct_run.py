@@ -27,6 +27,7 @@ from seg_pipeline.config import load_settings
 from seg_pipeline.definitions import build_definitions
 from seg_pipeline.platform.settings import PipelineSettings
 from seg_pipeline.platform.tracking import MlflowTracking
+from seg_pipeline.platform.validations import Validations
 from seg_pipeline.platform.warehouse import as_loaded, warehouse_of
 
 
@@ -41,11 +42,27 @@ def _outputs(definition, result) -> dict[dg.AssetKey, object]:
     for item in produced:
         if isinstance(item, dg.Output):
             values[definition.keys_by_output_name[item.output_name]] = item.value
-        elif isinstance(item, dg.MaterializeResult):
-            values[item.asset_key or definition.key] = None
+        elif isinstance(item, dg.MaterializeResult):  # a table the step wrote itself (no value handed on)
+            values |= dict.fromkeys([item.asset_key] if item.asset_key else definition.keys)
+        elif isinstance(item, dg.AssetCheckResult):  # a check the asset runs itself (stores_agree)
+            continue
         else:
             values[definition.key] = item
     return values
+
+
+def _in_dependency_order(graph) -> list:
+    """Each asset definition once, after every definition that produces one of its inputs. (The asset keys'
+    order is not enough: a definition of several assets can hold one that comes early and read one that
+    comes late.)"""
+    definitions = {id(graph.get(k).assets_def): graph.get(k).assets_def for k in graph.toposorted_asset_keys}
+    pending, ordered, produced = list(definitions.values()), [], set()
+    while pending:
+        ready = next(d for d in pending if set(d.keys_by_input_name.values()) <= produced)
+        pending.remove(ready)
+        ordered.append(ready)
+        produced |= set(ready.keys)
+    return ordered
 
 
 def run(config: str) -> dict:
@@ -56,22 +73,18 @@ def run(config: str) -> dict:
     source = PipelineSettings.of(settings)
     source.setup_for_execution(dg.build_init_resource_context())
     warehouse = warehouse_of(settings)
-    resources = {"settings": source, "warehouse": warehouse, "mlflow_tracking": MlflowTracking.of(settings)}
+    resources = {"settings": source, "warehouse": warehouse, "mlflow_tracking": MlflowTracking.of(settings),
+                 "validations": Validations.of(settings)}  # fmt: skip
     checks_of = {}
     for check in definitions.asset_checks or []:
         for key in check.check_keys:
             checks_of.setdefault(key.asset_key, []).append(check)
     values: dict[dg.AssetKey, object] = {}
-    done = set()
     steps: dict[str, float] = {}
     conversion = 0.0
     started = time.perf_counter()
     with dg.instance_for_test() as instance:
-        for key in graph.toposorted_asset_keys:
-            definition = graph.get(key).assets_def
-            if id(definition) in done:
-                continue
-            done.add(id(definition))
+        for definition in _in_dependency_order(graph):
             inputs = {
                 name: values[k]
                 for name, k in definition.keys_by_input_name.items()
@@ -90,7 +103,8 @@ def run(config: str) -> dict:
             for produced in definition.keys:
                 for check in checks_of.get(produced, []):
                     params = inspect.signature(check.op.compute_fn.decorated_fn).parameters
-                    kwargs = {produced.path[-1]: values[produced]}
+                    kwargs = {name: values[k] for name, k in check.keys_by_input_name.items()
+                              if not check.op.ins[name].dagster_type.is_nothing}  # fmt: skip
                     kwargs |= {name: resources[name] for name in params if name in resources}
                     if "context" in params:
                         kwargs["context"] = dg.build_asset_check_context(instance=instance)
@@ -101,6 +115,7 @@ def run(config: str) -> dict:
                         raise SystemExit(
                             f"check {result.check_name or check.name} failed: {result.description}"
                         )
+    resources["validations"].build_index()  # as the resource does when a run ends
     seconds = time.perf_counter() - started - conversion
     return {"seconds": round(seconds, 2), "conversion_seconds": round(conversion, 2), "assets": len(values),
             "steps": steps}  # fmt: skip
