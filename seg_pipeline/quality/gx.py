@@ -324,9 +324,8 @@ def _link(page: Path, docs_dir: Path, docs_base_url: str | None) -> str:
 # One configured context per GX project and site in this process: building one reads great_expectations.yml and
 # sets up every store, a fifth of a validation's time when each gate built its own. The lock keeps two threads
 # of one process from validating through the same context at once (GX's contexts are not thread-safe).
-_CONTEXTS: dict[tuple[Path, Path], Any] = {}
+_CONTEXTS: dict[tuple[Path, Path], tuple[Any, threading.Lock]] = {}  # (project, site) -> (context, its lock)
 _CONTEXTS_LOCK = threading.Lock()
-_VALIDATING: dict[tuple[Path, Path], threading.Lock] = {}
 SITE_MODULE = "seg_pipeline.quality.gx_site"
 
 
@@ -358,11 +357,10 @@ def _context(gx_root: Path, docs_dir: Path):
     """The project's context, configured once per process (and again when its project was removed)."""
     key = (gx_root.resolve(), docs_dir.resolve())
     with _CONTEXTS_LOCK:
-        context = _CONTEXTS.get(key)
+        context, lock = _CONTEXTS.get(key, (None, threading.Lock()))
         if context is None or not (Path(context.root_directory) / "great_expectations.yml").is_file():
-            context = _CONTEXTS[key] = _configured_context(gx_root, docs_dir)
-            _VALIDATING.setdefault(key, threading.Lock())
-        return context, _VALIDATING[key]
+            _CONTEXTS[key] = (context := _configured_context(gx_root, docs_dir)), lock
+        return context, lock
 
 
 def _configured_context(gx_root: Path, docs_dir: Path):

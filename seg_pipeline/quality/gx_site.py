@@ -48,13 +48,17 @@ class _CompiledTemplates(BytecodeCache):
 COMPILED_TEMPLATES = _CompiledTemplates()
 
 
-class CompiledPageView(DefaultJinjaPageView):
+class _CompiledTemplatesView:
+    """Mixed into GX's page views: their Jinja environment keeps compiled templates in COMPILED_TEMPLATES."""
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.env.bytecode_cache = COMPILED_TEMPLATES
 
 
-class CompiledIndexPageView(DefaultJinjaIndexPageView):
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.env.bytecode_cache = COMPILED_TEMPLATES
+class CompiledPageView(_CompiledTemplatesView, DefaultJinjaPageView):
+    pass
+
+
+class CompiledIndexPageView(_CompiledTemplatesView, DefaultJinjaIndexPageView):
+    pass

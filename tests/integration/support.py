@@ -46,13 +46,11 @@ def run_all(settings: Settings, instance: dg.DagsterInstance, selection: list[st
     definitions = build_definitions(settings)
     job = definitions.resolve_implicit_global_asset_job_def()
     keys = [dg.AssetKey(k) for k in selection] if selection else None
-    graph = definitions.resolve_asset_graph()
     if groups:
-        keys = sorted(dg.AssetSelection.groups(*groups).resolve(graph))
+        keys = sorted(dg.AssetSelection.groups(*groups).resolve(definitions.resolve_asset_graph()))
     if upstream_of:
-        keys = sorted(
-            dg.AssetSelection.assets(*upstream_of).upstream().required_multi_asset_neighbors().resolve(graph)
-        )
+        upstream = dg.AssetSelection.assets(*upstream_of).upstream().required_multi_asset_neighbors()
+        keys = sorted(upstream.resolve(definitions.resolve_asset_graph()))
     return job.execute_in_process(instance=instance, asset_selection=keys, raise_on_error=False)
 
 
