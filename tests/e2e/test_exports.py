@@ -106,7 +106,10 @@ def company(tmp_path_factory, pg_url) -> Company:
     config.write_text(f"home: {cwd / '.seg'}\nlanding: {landing}\nas_of: {AS_OF}\n"
                       f"publish: {{postgres_schema: {SCHEMA}}}\n", encoding="utf-8")  # fmt: skip
     base = {k: v for k, v in os.environ.items() if not k.startswith("SEG_") and k != "DAGSTER_HOME"}
-    env = {**base, **QUICK_ENV, "SEG_CONFIG": str(config), "SEG_PUBLISH_DSN": pg_url}
+    # a fixed key: the control arm is drawn by the key's hash, and with a random key a small retention list
+    # could draw no control at all, which test_export_actions... needs to see left out
+    env = {**base, **QUICK_ENV, "SEG_CONFIG": str(config), "SEG_PUBLISH_DSN": pg_url,
+           "SEG_PSEUDO_KEY": "exports-test-key-with-controls"}  # fmt: skip
     made = Company(cwd, env, pg_url, plain_id)
     ran = made.cli("run", "--quiet")
     assert ran.returncode == 0, ran.stdout + ran.stderr
